@@ -1,0 +1,145 @@
+"""EfficientNet-Lite0..4 (TF Model Garden's mobile variant of EfficientNet).
+
+Lite differs from EfficientNet-B*: no squeeze-excite, ReLU6, a fixed 32-channel stem and
+1280-channel head, the first and last stages not depth-scaled, BatchNorm epsilon 1e-3 and TensorFlow
+"SAME" padding (asymmetric on stride 2). Those details decide whether ImageNet weights classify
+correctly.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from nsnet_jax.models.layers import DepthwiseConv, make_divisible, relu6
+
+# (expansion, kernel, first stride, output channels, repeats), EfficientNet-B0's stages.
+BLOCK_SETTING = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+# variant -> (width multiplier, depth multiplier, native resolution)
+LITE_VARIANTS = {
+    0: (1.0, 1.0, 224),
+    1: (1.0, 1.1, 240),
+    2: (1.1, 1.2, 260),
+    3: (1.2, 1.4, 280),
+    4: (1.4, 1.8, 300),
+}
+_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class MBConv(nn.Module):
+    out_features: int
+    kernel_size: int
+    strides: int
+    expansion: int
+    depthwise_impl: str
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        conv = partial(
+            nn.Conv, use_bias=False, padding="SAME", dtype=self.dtype, kernel_init=_conv_init
+        )
+        norm = partial(
+            nn.BatchNorm,
+            use_running_average=not train,
+            momentum=0.99,
+            epsilon=1e-3,
+            dtype=self.dtype,
+        )
+        in_features = x.shape[-1]
+        y = x
+        if self.expansion != 1:
+            y = conv(in_features * self.expansion, (1, 1), name="expand_conv")(y)
+            y = relu6(norm(name="expand_bn")(y))
+        y = DepthwiseConv(
+            self.kernel_size,
+            self.strides,
+            padding="SAME",
+            impl=self.depthwise_impl,
+            dtype=self.dtype,
+            name="dw_conv",
+        )(y)
+        y = relu6(norm(name="dw_bn")(y))
+        y = norm(name="project_bn")(conv(self.out_features, (1, 1), name="project_conv")(y))
+        if self.strides == 1 and in_features == self.out_features:
+            y = y + x
+        return y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite; `num_classes=None` returns the pooled 1280-d features."""
+
+    variant: int = 0
+    num_classes: int | None = 1000
+    dropout_rate: float = 0.0
+    depthwise_impl: str = "auto"
+    dtype: Any = jnp.float32
+
+    @property
+    def feature_dim(self) -> int:
+        return 1280
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        width, depth, _ = LITE_VARIANTS[self.variant]
+        norm = partial(
+            nn.BatchNorm,
+            use_running_average=not train,
+            momentum=0.99,
+            epsilon=1e-3,
+            dtype=self.dtype,
+        )
+        x = x.astype(self.dtype)
+        x = nn.Conv(
+            32,
+            (3, 3),
+            (2, 2),
+            padding="SAME",
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=_conv_init,
+            name="stem_conv",
+        )(x)
+        x = relu6(norm(name="stem_bn")(x))
+        block = 0
+        last_stage = len(BLOCK_SETTING) - 1
+        for stage, (t, k, s, c, n) in enumerate(BLOCK_SETTING):
+            repeats = n if stage in (0, last_stage) else int(math.ceil(depth * n))
+            for i in range(repeats):
+                x = MBConv(
+                    make_divisible(c * width),
+                    k,
+                    s if i == 0 else 1,
+                    t,
+                    self.depthwise_impl,
+                    self.dtype,
+                    name=f"block{block}",
+                )(x, train)
+                block += 1
+        x = nn.Conv(
+            self.feature_dim,
+            (1, 1),
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=_conv_init,
+            name="head_conv",
+        )(x)
+        x = relu6(norm(name="head_bn")(x))
+        x = jnp.mean(x, axis=(1, 2))
+        if self.num_classes is None:
+            return x
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)

@@ -1,0 +1,51 @@
+"""A small CNN with a stride-4 patchify stem, for CPU-sized experiments (salient_fashion, tests).
+
+On a 2-core CPU the patchify stem doubled training frames/s against a 3x3 stride-2 stem at equal
+accuracy on the benchmark, which is what makes the 20-minute demo possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+
+class PatchCNN(nn.Module):
+    """Patchify stem, then per stage: (stride-2 if not first) 3x3 conv blocks with residuals."""
+
+    widths: Sequence[int] = (32, 64, 128)
+    blocks_per_stage: int = 1
+    num_classes: int | None = 1000
+    width: float = 1.0
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @property
+    def feature_dim(self) -> int:
+        return max(8, int(self.widths[-1] * self.width))
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype)
+        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
+        widths = [max(8, int(w * self.width)) for w in self.widths]
+        x = x.astype(self.dtype)
+        x = nn.relu(norm(name="stem_bn")(conv(widths[0], (4, 4), (4, 4), "VALID", name="stem")(x)))
+        for stage, features in enumerate(widths):
+            if stage > 0:
+                x = conv(features, (3, 3), (2, 2), padding=1, name=f"down{stage}")(x)
+                x = nn.relu(norm(name=f"down{stage}_bn")(x))
+            for b in range(self.blocks_per_stage):
+                y = conv(features, (3, 3), padding=1, name=f"s{stage}b{b}_conv")(x)
+                y = norm(name=f"s{stage}b{b}_bn", scale_init=nn.initializers.zeros)(y)
+                x = nn.relu(x + y)
+        x = jnp.mean(x, axis=(1, 2))
+        if self.num_classes is None:
+            return x
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
