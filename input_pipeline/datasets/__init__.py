@@ -1,0 +1,3 @@
+"""TFDS builders of this project; importing this module registers them with TFDS."""
+
+from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder  # noqa: F401

@@ -1,0 +1,108 @@
+"""JPEG frame decoding and video-consistent crops; the decode is where input time goes.
+
+The low-resolution view uses PIL's `draft()`, which makes libjpeg decode at 1/2, 1/4 or 1/8 scale
+in the DCT domain: far cheaper than a full decode plus resize. Crops are boxes in full-resolution
+pixels, computed once per video, so every frame (and both views) gets the same crop and flip.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in full-resolution pixels
+
+
+class CorruptFrameError(ValueError):
+    """A stored frame is not a decodable JPEG; the message names the example."""
+
+
+def image_size(encoded: bytes) -> tuple[int, int]:
+    """(width, height) from the JPEG header, without decoding pixels."""
+    with Image.open(io.BytesIO(encoded)) as img:
+        return img.size
+
+
+def center_box(width: int, height: int) -> Box:
+    """The central square of the short side: evaluation's crop."""
+    s = min(width, height)
+    x0, y0 = (width - s) / 2, (height - s) / 2
+    return (x0, y0, x0 + s, y0 + s)
+
+
+def random_resized_box(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    scale: tuple[float, float] = (0.25, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Box:
+    """Inception-style random resized crop box; falls back to the center square."""
+    area = width * height
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        r = math.exp(rng.uniform(*log_r))
+        w, h = math.sqrt(target * r), math.sqrt(target / r)
+        if w <= width and h <= height:
+            x0 = rng.uniform(0, width - w)
+            y0 = rng.uniform(0, height - h)
+            return (x0, y0, x0 + w, y0 + h)
+    return center_box(width, height)
+
+
+def decode_frame(
+    encoded: bytes,
+    size: int,
+    box: Box | None = None,
+    *,
+    flip: bool = False,
+    draft: bool = True,
+) -> np.ndarray:
+    """One JPEG -> uint8 [size, size, 3]: crop `box` (default center square), resize, flip."""
+    img = Image.open(io.BytesIO(encoded))
+    full_w, full_h = img.size
+    if box is None:
+        box = center_box(full_w, full_h)
+    x0, y0, x1, y1 = box
+    if draft and img.format == "JPEG":
+        # Smallest DCT scale that still leaves >= size pixels across the crop.
+        need = (math.ceil(full_w * size / (x1 - x0)), math.ceil(full_h * size / (y1 - y0)))
+        img.draft("RGB", need)
+    w, h = img.size
+    sx, sy = w / full_w, h / full_h
+    img = img.convert("RGB")
+    out = img.resize((size, size), Image.BILINEAR, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
+    if flip:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(out)
+
+
+def decode_frames(
+    encoded_jpegs: Sequence[bytes],
+    size: int,
+    box: Box | None = None,
+    *,
+    flip: bool = False,
+    draft: bool = True,
+    example_id: str = "?",
+) -> np.ndarray:
+    """Decode (a selection of) a video's frames -> uint8 [n, size, size, 3], same crop for all.
+
+    Pass only the frames you need (e.g. the K the sampler chose): nothing else gets decoded.
+    A corrupt frame raises CorruptFrameError naming `example_id` and the frame position.
+    """
+    out = np.empty((len(encoded_jpegs), size, size, 3), np.uint8)
+    for t, enc in enumerate(encoded_jpegs):
+        try:
+            out[t] = decode_frame(enc, size, box, flip=flip, draft=draft)
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
+            raise CorruptFrameError(
+                f"Example {example_id!r}: frame {t} is not a decodable JPEG "
+                f"({type(e).__name__}: {e}). Rebuild the dataset or drop this video."
+            ) from e
+    return out

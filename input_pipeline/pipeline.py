@@ -1,0 +1,372 @@
+"""Per-process, random-access video input: deterministic, resumable, sharded, padded for eval.
+
+Design: the dataset is stored as array_record and read with `tfds.data_source` (random access).
+The global example order is a pure function of (seed, position): epoch e uses permutation
+`rng(seed, e)` of the split and global batch s holds positions [s*G, (s+1)*G). Process p reads
+only its slice of each global batch, so processes are disjoint, the shuffle is global, and
+resuming at `start_step` is exact and costs nothing (no skipped data is read or decoded).
+JPEGs are decoded in a thread pool (PIL releases the GIL) a few batches ahead (prefetch).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import functools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from input_pipeline import decode
+
+HOST_ONLY_KEYS = ("video_id", "index")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMeta:
+    """What the model and the step counts need to know about a split."""
+
+    num_classes: int
+    class_names: tuple[str, ...]
+    num_frames: int
+    num_examples: int  # in this split, all processes together
+    has_evidence: bool
+    multi_label: bool
+    steps_per_epoch: int  # train: full global batches per epoch; eval: batches of the one pass
+
+
+class _PassThrough(tfds.decode.Decoder):
+    """Keeps the video as its list of JPEG strings, so only the frames we want get decoded."""
+
+    def decode_example(self, serialized_example):
+        return serialized_example
+
+    def decode_example_np(self, serialized_example):
+        return serialized_example
+
+    def decode_batch_example_np(self, serialized_example):
+        return serialized_example
+
+
+def _cfg(data_config: Any, key: str, default: Any) -> Any:
+    try:
+        value = data_config[key] if isinstance(data_config, Mapping) else getattr(data_config, key)
+    except (KeyError, AttributeError):
+        return default
+    return default if value is None else value
+
+
+def load_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """The prepared builder, or an error that says how to build it."""
+    import input_pipeline  # noqa: F401 - registers this project's builders
+
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    if not builder.is_prepared():
+        folder = name.split("/")[0]
+        config = f" --config={name.split('/')[1]}" if "/" in name else ""
+        raise FileNotFoundError(
+            f"Dataset {name!r} is not built in {builder.data_dir}. Build it with: "
+            f"tfds build input_pipeline/datasets/{folder}{config} "
+            f"--data_dir={data_dir or '~/tensorflow_datasets'}"
+        )
+    formats = {str(f.value) for f in builder.info.available_file_formats()}
+    formats.add(str(builder.info.file_format.value))
+    if "array_record" not in formats:
+        raise ValueError(
+            f"Dataset {name!r} in {builder.data_dir} is stored as {sorted(formats)}; this "
+            "pipeline reads array_record (random access). Rebuild with --file_format=array_record."
+        )
+    return builder
+
+
+def dataset_meta_fields(builder: tfds.core.DatasetBuilder) -> dict[str, Any]:
+    """num_classes, class_names, num_frames, has_evidence and multi_label from a built dataset."""
+    features = builder.info.features
+    label = features["label"]
+    meta = dict(builder.info.metadata or {})
+    return dict(
+        num_classes=int(label.num_classes),
+        class_names=tuple(label.names),
+        num_frames=int(features["video"].shape[0]),
+        has_evidence=bool(meta.get("has_evidence", "evidence" in features)),
+        multi_label=bool(meta.get("multi_label", False)),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, 0, epoch]).permutation(n)
+
+
+def _train_positions(step: int, global_batch: int, local_batch: int, process_index: int):
+    start = step * global_batch + process_index * local_batch
+    return range(start, start + local_batch)
+
+
+class _ExampleLoader:
+    """Reads one record and decodes it into the two views; thread-safe, stateless per call."""
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        num_classes: int,
+        num_frames: int,
+        sampler_size: int,
+        recognizer_size: int,
+        train: bool,
+        augment: bool,
+        crop_scale_min: float,
+        seed: int,
+        views: Sequence[str],
+    ):
+        self.source = source
+        self.num_classes = num_classes
+        self.num_frames = num_frames
+        self.sampler_size = sampler_size
+        self.recognizer_size = recognizer_size
+        self.augment = train and augment
+        self.crop_scale_min = crop_scale_min
+        self.seed = seed
+        self.views = tuple(views)
+
+    def __call__(self, index: int, position: int) -> dict[str, Any]:
+        record = self.source[int(index)]
+        video_id = record["video_id"]
+        vid = video_id.decode() if isinstance(video_id, bytes) else str(video_id)
+        frames = list(record["video"])
+        if len(frames) != self.num_frames:
+            raise ValueError(
+                f"Example {vid!r} has {len(frames)} frames, expected {self.num_frames}"
+            )
+        try:
+            width, height = decode.image_size(frames[0])
+        except Exception as e:  # noqa: BLE001
+            raise decode.CorruptFrameError(
+                f"Example {vid!r}: frame 0 is not a decodable JPEG ({type(e).__name__}: {e})"
+            ) from e
+        flip = False
+        if self.augment:
+            rng = np.random.default_rng([self.seed, 1, position])
+            box = decode.random_resized_box(rng, width, height, (self.crop_scale_min, 1.0))
+            flip = bool(rng.random() < 0.5)
+        else:
+            box = decode.center_box(width, height)
+        out: dict[str, Any] = {}
+        if "sampler" in self.views:
+            out["sampler_frames"] = decode.decode_frames(
+                frames, self.sampler_size, box, flip=flip, example_id=vid
+            )
+        if "recognizer" in self.views:
+            out["frames"] = decode.decode_frames(
+                frames, self.recognizer_size, box, flip=flip, example_id=vid
+            )
+        labels = np.zeros(self.num_classes, np.float32)
+        labels[np.asarray(record.get("labels", [record["label"]]), np.int64)] = 1.0
+        labels[int(record["label"])] = 1.0
+        evidence = record.get("evidence")
+        out.update(
+            label=np.int32(record["label"]),
+            labels=labels,
+            evidence=(
+                np.asarray(evidence, bool)
+                if evidence is not None
+                else np.zeros(self.num_frames, bool)
+            ),
+            mask=np.float32(1.0),
+            video_id=video_id if isinstance(video_id, bytes) else str(video_id).encode(),
+            index=np.int64(index),
+        )
+        return out
+
+    def padding(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "sampler" in self.views:
+            s = self.sampler_size
+            out["sampler_frames"] = np.zeros((self.num_frames, s, s, 3), np.uint8)
+        if "recognizer" in self.views:
+            s = self.recognizer_size
+            out["frames"] = np.zeros((self.num_frames, s, s, 3), np.uint8)
+        out.update(
+            label=np.int32(0),
+            labels=np.zeros(self.num_classes, np.float32),
+            evidence=np.zeros(self.num_frames, bool),
+            mask=np.float32(0.0),
+            video_id=b"",
+            index=np.int64(-1),
+        )
+        return out
+
+
+def _stack(examples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "video_id"}
+    batch["video_id"] = np.array([e["video_id"] for e in examples], dtype=object)
+    return batch
+
+
+def _batches(
+    loader: _ExampleLoader,
+    plan: Iterator[list[tuple[int, int] | None]],
+    num_threads: int,
+    prefetch: int,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Runs the plan (per batch: (index, position) or None for padding) `prefetch` batches ahead."""
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, num_threads), "nsnet_input")
+    pending: collections.deque = collections.deque()
+
+    def submit(items):
+        return [pool.submit(loader, *item) if item is not None else None for item in items]
+
+    try:
+        for items in plan:
+            pending.append(submit(items))
+            if len(pending) > max(0, prefetch):
+                yield _stack([f.result() if f else loader.padding() for f in pending.popleft()])
+        while pending:
+            yield _stack([f.result() if f else loader.padding() for f in pending.popleft()])
+    finally:
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)
+        except Exception:  # noqa: BLE001 - at interpreter exit the modules may be gone already
+            pass
+
+
+def create_dataset(
+    data_config: Any,
+    split: str,
+    *,
+    train: bool,
+    global_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_epochs: int | None = None,
+    views: Sequence[str] = ("sampler", "recognizer"),
+) -> tuple[Iterator[dict[str, np.ndarray]], DatasetMeta]:
+    """Process-local numpy batches of `split` and the split's metadata.
+
+    Train: globally shuffled, infinite (or `num_epochs`), remainder dropped; batch `s` depends only
+    on (seed, s), so `start_step` resumes exactly. Eval: one pass, every example once across all
+    processes, the last batch padded with mask=0 rows. `views` picks which frame views to decode.
+    """
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not divisible by "
+            f"process_count={process_count}"
+        )
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} not in [0, {process_count})")
+    unknown = set(views) - {"sampler", "recognizer"}
+    if unknown or not views:
+        raise ValueError(f"views must be a non-empty subset of (sampler, recognizer): {views}")
+    local_batch = global_batch_size // process_count
+    name = _cfg(data_config, "name", "salient_fashion")
+    builder = load_builder(name, _cfg(data_config, "data_dir", "") or None)
+    fields = dataset_meta_fields(builder)
+    for key in ("num_classes", "num_frames"):
+        want = _cfg(data_config, key, None)
+        if want is not None and int(want) != fields[key]:
+            raise ValueError(
+                f"config.data.{key}={want} but dataset {name!r} in {builder.data_dir} has "
+                f"{key}={fields[key]}. Fix: set config.data.{key}={fields[key]}, or rebuild "
+                f"the dataset with a builder config that has {key}={want}."
+            )
+    if split not in builder.info.splits:
+        raise ValueError(f"Split {split!r} not in {name!r}: {sorted(builder.info.splits)}")
+    source = tfds.data_source(
+        name,
+        split=split,
+        data_dir=_cfg(data_config, "data_dir", "") or None,
+        decoders={"video": _PassThrough()},
+    )
+    n = len(source)
+    fields["multi_label"] = fields["multi_label"] or bool(_cfg(data_config, "multi_label", False))
+    if train:
+        if n < global_batch_size:
+            raise ValueError(f"Split {split!r} has {n} examples < global batch {global_batch_size}")
+        steps_per_epoch = n // global_batch_size
+    else:
+        steps_per_epoch = math.ceil(n / global_batch_size)
+    meta = DatasetMeta(num_examples=n, steps_per_epoch=steps_per_epoch, **fields)
+    loader = _ExampleLoader(
+        source,
+        num_classes=meta.num_classes,
+        num_frames=meta.num_frames,
+        sampler_size=int(_cfg(data_config, "sampler_size", 128)),
+        recognizer_size=int(_cfg(data_config, "recognizer_size", 224)),
+        train=train,
+        augment=bool(_cfg(data_config, "augment", True)),
+        crop_scale_min=float(_cfg(data_config, "crop_scale_min", 0.25)),
+        seed=seed,
+        views=views,
+    )
+    if train:
+        plan = _train_plan(
+            n, seed, global_batch_size, local_batch, process_index, start_step, num_epochs
+        )
+    else:
+        plan = _eval_plan(n, global_batch_size, local_batch, process_index, start_step)
+    iterator = _batches(
+        loader,
+        plan,
+        num_threads=int(_cfg(data_config, "num_threads", 2)),
+        prefetch=int(_cfg(data_config, "prefetch", 2)),
+    )
+    return iterator, meta
+
+
+def _train_plan(
+    n: int,
+    seed: int,
+    global_batch: int,
+    local_batch: int,
+    process_index: int,
+    start_step: int,
+    num_epochs: int | None,
+) -> Iterator[list[tuple[int, int]]]:
+    total_steps = None if num_epochs is None else (num_epochs * n) // global_batch
+    step = start_step
+    while total_steps is None or step < total_steps:
+        items = []
+        for pos in _train_positions(step, global_batch, local_batch, process_index):
+            epoch, offset = divmod(pos, n)
+            items.append((int(_epoch_permutation(seed, epoch, n)[offset]), pos))
+        yield items
+        step += 1
+
+
+def _eval_plan(
+    n: int, global_batch: int, local_batch: int, process_index: int, start_step: int
+) -> Iterator[list[tuple[int, int] | None]]:
+    for step in range(start_step, math.ceil(n / global_batch)):
+        yield [
+            (pos, pos) if pos < n else None
+            for pos in _train_positions(step, global_batch, local_batch, process_index)
+        ]
+
+
+def to_global(batch: Mapping[str, np.ndarray], sharding: Any) -> dict[str, Any]:
+    """Numeric keys -> global jax.Arrays sharded on the batch axis; host-only keys are dropped.
+
+    `sharding` is one Sharding for every key (e.g. NamedSharding(mesh, P('data'))) or a dict of
+    them per key. Each process passes its local batch; the global batch is their concatenation.
+    """
+    import jax
+
+    out = {}
+    for key, value in batch.items():
+        if key in HOST_ONLY_KEYS:
+            continue
+        s = sharding[key] if isinstance(sharding, Mapping) else sharding
+        out[key] = jax.make_array_from_process_local_data(s, np.asarray(value))
+    return out
