@@ -1,0 +1,94 @@
+"""Two JAX processes on 127.0.0.1 read disjoint parts of a split that together cover it once."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest_plugins = ("input_fixtures",)
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    sys.path.insert(0, sys.argv[4])
+    from input_fixtures import data_config
+    from input_pipeline import pipeline
+
+    cfg = data_config(sys.argv[3])
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    sharding = NamedSharding(mesh, P("data"))
+    out = {"process": jax.process_index(), "devices": jax.device_count(), "train": [], "eval": []}
+    it, meta = pipeline.create_dataset(cfg, "train", train=True, global_batch_size=8, seed=0)
+    for _ in range(3):
+        batch = next(it)
+        out["train"].append(batch["index"].tolist())
+        arrays = pipeline.to_global(batch, sharding)
+        out["global_shape"] = list(arrays["frames"].shape)
+        out["local_rows"] = sum(s.data.shape[0] for s in arrays["frames"].addressable_shards)
+    it, meta = pipeline.create_dataset(cfg, "test", train=False, global_batch_size=4, seed=0)
+    mask_total = 0.0
+    for batch in it:
+        out["eval"] += batch["index"][batch["mask"] == 1].tolist()
+        arrays = pipeline.to_global(batch, sharding)
+        mask_total += float(jax.jit(jnp.sum)(arrays["mask"]))
+    out["global_mask_total"] = mask_total
+    print("RESULT " + json.dumps(out), flush=True)
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_read_disjoint_covering_parts(tiny_fashion_dir):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tests_dir = os.path.join(repo, "tests")
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu", PYTHONPATH=repo)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    address = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, address, str(i), tiny_fashion_dir, tests_dir],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    results = []
+    try:
+        for p in procs:
+            stdout, _ = p.communicate(timeout=240)
+            assert p.returncode == 0, stdout[-3000:]
+            line = [x for x in stdout.splitlines() if x.startswith("RESULT ")][-1]
+            results.append(json.loads(line[len("RESULT ") :]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    r0, r1 = sorted(results, key=lambda r: r["process"])
+    assert r0["devices"] == 4 and r0["global_shape"] == [8, 6, 32, 32, 3]
+    assert r0["local_rows"] == 4 and r1["local_rows"] == 4
+    for a, b in zip(r0["train"], r1["train"], strict=True):
+        assert len(a) == len(b) == 4 and not set(a) & set(b)
+    # The first 3 global steps of 8 are one epoch of the 24 train videos: covered exactly once.
+    assert sorted(sum(r0["train"] + r1["train"], [])) == list(range(24))
+    assert not set(r0["eval"]) & set(r1["eval"])
+    assert sorted(r0["eval"] + r1["eval"]) == list(range(13))
+    assert r0["global_mask_total"] == r1["global_mask_total"] == 13.0
