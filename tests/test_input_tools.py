@@ -1,0 +1,46 @@
+"""The inspect command and the input benchmark run on a built dataset and print what they say."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from input_pipeline import bench
+from input_pipeline import inspect as inspect_cli
+
+pytest_plugins = ("input_fixtures",)
+
+
+def test_inspect_prints_schema_and_writes_contact_sheet(tiny_fashion_dir, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    args = ["--dataset=salient_fashion/tiny_test", "--split=test", f"--data_dir={tiny_fashion_dir}"]
+    assert inspect_cli.main([*args, f"--out={out}", "--index=2"]) == 0
+    text = capsys.readouterr().out
+    assert "FeaturesDict" in text and "frames_shape: [6, 32, 32, 3]" in text
+    assert "label_name:" in text and "evidence: [" in text
+    sheet = Image.open(out)
+    assert sheet.size[0] > 6 * 32 and sheet.mode == "RGB"
+    # Evidence frames carry a red border.
+    assert (220, 0, 0) in {px for _, px in sheet.getcolors(1 << 16)}
+
+
+def test_bench_prints_one_json_line_per_measurement(tiny_fashion_dir, capsys):
+    argv = [
+        "--dataset=salient_fashion/tiny_test",
+        "--split=train",
+        f"--data_dir={tiny_fashion_dir}",
+        "--num_videos=8",
+        "--batch_size=4",
+        "--sampler_size=16",
+        "--recognizer_size=32",
+        "--num_select=2",
+    ]
+    assert bench.main(argv) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    measures = {x["measure"]: x for x in lines}
+    assert {"sampler_view", "recognizer_view_k", "create_dataset_sampler+recognizer"} <= set(
+        measures
+    )
+    assert all(x["videos_per_s"] > 0 for x in lines)
+    assert measures["recognizer_view_k"]["frames_per_video"] == 2
