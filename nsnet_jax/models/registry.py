@@ -57,7 +57,7 @@ def check_backbone_name(name: str, field: str = "backbone") -> None:
 
 
 def create_backbone(
-    name: str,
+    backbone: str,
     *,
     num_classes: int | None,
     width: float = 1.0,
@@ -66,13 +66,16 @@ def create_backbone(
     dropout_rate: float = 0.0,
     **overrides: Any,
 ) -> nn.Module:
-    """Builds backbone `name`; `width` scales channels (EfficientNet-Lite is sized by its name)."""
-    check_backbone_name(name)
-    spec = BACKBONES[name]
+    """Builds `backbone`; `width` scales channels (EfficientNet-Lite is sized by its name).
+
+    `overrides` go to the module itself (e.g. `name=` for a submodule).
+    """
+    check_backbone_name(backbone)
+    spec = BACKBONES[backbone]
     kwargs: dict[str, Any] = dict(num_classes=num_classes, dtype=dtype, dropout_rate=dropout_rate)
     if spec.has_depthwise:
         kwargs["depthwise_impl"] = depthwise_impl
-    if not name.startswith("efficientnet_lite"):
+    if not backbone.startswith("efficientnet_lite"):
         kwargs["width"] = width
     kwargs.update(overrides)
     return spec.build(**kwargs)

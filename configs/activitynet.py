@@ -1,0 +1,20 @@
+"""ActivityNet-v1.3: T=16 candidates, K=6 frames, MobileNetV2 @128 sampler, ResNet-50 @224.
+
+Paper: 76.8 mAP at 26.0 GFLOPs (multiply-adds). This config counts 26.2 GMACs per video:
+    python -m nsnet_jax.flops --config=configs/activitynet.py
+Train (frames prepared as in README "Data preparation"):
+    python -m nsnet_jax.main --config=configs/activitynet.py --workdir=/tmp/anet
+"""
+
+from configs import default
+
+
+def get_config():
+    c = default.get_config()
+    c.data.name = "video_folder/activitynet"
+    c.data.num_classes = 200
+    c.data.multi_label = True  # validation videos can carry several labels
+    c.data.eval_split = "validation"
+    c.model.num_select = 6
+    c.lock()
+    return c

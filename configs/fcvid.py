@@ -1,0 +1,18 @@
+"""FCVID: T=16 candidates, K=6 frames, MobileNetV2 @128 sampler, ResNet-50 @224 (mAP).
+
+Paper: 83.9 mAP at 26.0 GFLOPs (multiply-adds). This config counts 26.2 GMACs per video:
+    python -m nsnet_jax.flops --config=configs/fcvid.py
+"""
+
+from configs import default
+
+
+def get_config():
+    c = default.get_config()
+    c.data.name = "video_folder/fcvid"
+    c.data.num_classes = 239
+    c.data.multi_label = True
+    c.data.eval_split = "test"
+    c.model.num_select = 6
+    c.lock()
+    return c

@@ -1,0 +1,115 @@
+"""The NSNet sampler: one batched pass over all T low-resolution frames, two heads, one score.
+
+frames [B, T, h, w, 3] -> backbone features h_t [B, T, D] -> optional temporal context ->
+  frame head:     f_t  (frame-level saliency logit, s_f = sigmoid(f))
+  attention head: g_t  (temporal attention logit, a = sigmoid(g))
+  video head:     W z+ and W z- on the attention-pooled salient / non-salient representations
+score s_t = fuse(s_f, a)   (`sum`: s_f + beta a, `product`: s_f a, `rank`: rank(s_f) + beta rank(a))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from nsnet_jax.models.registry import create_backbone, normalize_images
+
+TEMPORAL_MODES = ("none", "conv1d", "transformer")
+FUSIONS = ("sum", "product", "rank")
+
+
+class TemporalContext(nn.Module):
+    """Mixes information across the T frames before the heads; residual, so `none` is the limit."""
+
+    mode: str
+    num_heads: int = 4
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        if self.mode == "none":
+            return h
+        dim = h.shape[-1]
+        if self.mode == "conv1d":
+            y = nn.Conv(dim, (3,), padding="SAME", dtype=self.dtype, name="conv")(h)
+            return h + nn.relu(y)
+        if self.mode == "transformer":
+            pos = self.param("pos_embedding", nn.initializers.normal(0.02), (h.shape[1], dim))
+            x = h + pos.astype(h.dtype)
+            y = nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x)
+            y = nn.MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype, name="attn")(y, y)
+            x = x + y
+            y = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x)
+            y = nn.Dense(dim, dtype=self.dtype, name="mlp_in")(y)
+            y = nn.Dense(dim, dtype=self.dtype, name="mlp_out")(nn.gelu(y))
+            return x + y
+        raise ValueError(
+            f"model.sampler.temporal={self.mode!r} is not one of {list(TEMPORAL_MODES)}"
+        )
+
+
+def _normalized_rank(x: jax.Array) -> jax.Array:
+    """Rank of each frame within its video, scaled to [0, 1] (1 = best)."""
+    ranks = jnp.argsort(jnp.argsort(x, axis=-1, stable=True), axis=-1, stable=True)
+    return ranks.astype(jnp.float32) / max(x.shape[-1] - 1, 1)
+
+
+def fuse_scores(frame_logits: jax.Array, attn_logits: jax.Array, fusion: str, beta: float):
+    """The inference score of every frame from its saliency and attention logits."""
+    s_f = jax.nn.sigmoid(frame_logits.astype(jnp.float32))
+    a = jax.nn.sigmoid(attn_logits.astype(jnp.float32))
+    if fusion == "sum":
+        return s_f + beta * a
+    if fusion == "product":
+        return s_f * a
+    if fusion == "rank":
+        return _normalized_rank(s_f) + beta * _normalized_rank(a)
+    raise ValueError(f"model.sampler.fusion={fusion!r} is not one of {list(FUSIONS)}")
+
+
+class NSNetSampler(nn.Module):
+    """Scores T candidate frames; `video_classes` includes the background class when used."""
+
+    backbone: str = "mobilenet_v2"
+    width: float = 1.0
+    video_classes: int = 201
+    temporal: str = "none"
+    transformer_heads: int = 4
+    fusion: str = "sum"
+    fusion_beta: float = 1.0
+    depthwise_impl: str = "auto"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, frames: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        b, t = frames.shape[:2]
+        x = normalize_images(frames.reshape((b * t,) + frames.shape[2:]), self.backbone, self.dtype)
+        net = create_backbone(
+            self.backbone,
+            num_classes=None,
+            width=self.width,
+            dtype=self.dtype,
+            depthwise_impl=self.depthwise_impl,
+            name="backbone",
+        )
+        h = net(x, train=train).reshape(b, t, -1)
+        h = TemporalContext(self.temporal, self.transformer_heads, self.dtype, name="temporal")(h)
+        frame_logits = nn.Dense(1, dtype=self.dtype, name="frame_head")(h)[..., 0]
+        attn_logits = nn.Dense(1, dtype=self.dtype, name="attention_head")(h)[..., 0]
+
+        h32 = h.astype(jnp.float32)
+        attn = jax.nn.sigmoid(attn_logits.astype(jnp.float32))[..., None]
+        z_salient = (attn * h32).sum(1) / (attn.sum(1) + 1e-6)
+        z_nonsalient = ((1 - attn) * h32).sum(1) / ((1 - attn).sum(1) + 1e-6)
+        video_head = nn.Dense(self.video_classes, dtype=self.dtype, name="video_head")
+        return {
+            "features": h,
+            "frame_logits": frame_logits.astype(jnp.float32),
+            "attn_logits": attn_logits.astype(jnp.float32),
+            "scores": fuse_scores(frame_logits, attn_logits, self.fusion, self.fusion_beta),
+            "salient_logits": video_head(z_salient.astype(self.dtype)).astype(jnp.float32),
+            "nonsalient_logits": video_head(z_nonsalient.astype(self.dtype)).astype(jnp.float32),
+        }

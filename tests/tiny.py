@@ -1,0 +1,25 @@
+"""Tiny model configurations so that model and training tests run in seconds on 2 CPU cores."""
+
+from configs import default
+
+
+def tiny_config(**overrides):
+    """The default config at toy sizes: T=6 frames of 32 px, K=2, small widths."""
+    c = default.get_config()
+    c.data.num_classes = 5
+    c.data.num_frames = 6
+    c.data.sampler_size = 32
+    c.data.recognizer_size = 32
+    c.model.num_select = 2
+    c.model.sampler.backbone = "mobilenet_v2"
+    c.model.sampler.width = 0.25
+    c.model.recognizer.backbone = "resnet18"
+    c.model.recognizer.width = 0.125
+    c.model.recognizer.mlp_dim = 16
+    for dotted, value in overrides.items():
+        node = c
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
