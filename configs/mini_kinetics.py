@@ -1,4 +1,4 @@
-"""Mini-Kinetics (200 classes): T=16 candidates, K=4 frames, MobileNetV2 @128, ResNet-50 @224 (top-1).
+"""Mini-Kinetics (200 classes, top-1): T=16, K=4, MobileNetV2 @128 sampler, ResNet-50 @224.
 
 Paper: 73.6 top-1 at 18.1 GFLOPs (multiply-adds). This config counts 18.1 GMACs per video:
     python -m nsnet_jax.flops --config=configs/mini_kinetics.py

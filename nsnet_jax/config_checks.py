@@ -1,6 +1,6 @@
 """Checks that turn a bad config value or a bad input into an error naming the field and the fix.
 
-They run in Python before anything is traced, so a researcher never has to decode an XLA shape error.
+They run in Python before anything is traced, so nobody has to decode an XLA shape error.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Jitted inference for NSNet and for the baselines that share its recognizer.
 
 NSNet: sampler on T low-res frames -> top-K -> recognizer on K frames, one `jax.jit`.
-Baselines choose the K frames differently: uniform-K, random-K, oracle-K (from ground-truth evidence),
-and all-T (the recognizer on every candidate). All of them keep the batch sharding of their inputs.
+Baselines choose the K frames differently: uniform-K, random-K, oracle-K (from ground-truth
+evidence), and all-T (the recognizer on every candidate). All keep their inputs' batch sharding.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Frame selection: a hard jit top-k for inference, and differentiable relaxations for ablations.
 
 The paper trains the sampler without gradients through selection (the losses act on the scores).
-`perturbed` (Berthet et al. 2020, as used for patch selection by Cordonnier et al. 2021) and `gumbel`
-(Gumbel top-k, straight-through) let the recognizer's loss on the selected frames reach the sampler.
+`perturbed` (Berthet et al. 2020, as used for patch selection by Cordonnier et al. 2021) and
+`gumbel` (Gumbel top-k, straight-through) let the recognizer's loss on the selected frames reach
+the sampler.
 All three return frames in temporal order, so the recognizer sees a time-ordered clip.
 """
 
@@ -55,8 +56,8 @@ def apply_selection_matrix(matrix: jax.Array, frames: jax.Array) -> jax.Array:
 def perturbed_topk(scores: jax.Array, k: int, num_samples: int, sigma: float, key: jax.Array):
     """E_Z[selection matrix of top-k(scores + sigma Z)], Z ~ N(0, I): [B, K, T], smooth in scores.
 
-    Its Jacobian is E[P(scores + sigma Z) Z^T] / sigma (Berthet et al. 2020, Prop. 3.1), which is what
-    the backward pass computes from the same samples.
+    Its Jacobian is E[P(scores + sigma Z) Z^T] / sigma (Berthet et al. 2020, Prop. 3.1), which is
+    what the backward pass computes from the same samples.
     """
     out, _ = _perturbed_forward(scores, k, num_samples, sigma, key)
     return out

@@ -1,4 +1,4 @@
-"""NSNet end to end: sampler on all T low-res frames -> top-K -> recognizer on the K full-res frames.
+"""NSNet end to end: sampler on all T low-res frames -> top-K -> recognizer on K full-res frames.
 
 One module holds both networks, so one variables tree (`params/sampler`, `params/recognizer`) goes
 through training, checkpoints and inference. The stages of training call the sub-networks through
@@ -84,7 +84,7 @@ def input_shapes(config: Any, batch_size: int = 1) -> tuple[tuple[int, ...], tup
 
 
 def init_variables(model: NSNet, config: Any, rng: jax.Array, batch_size: int = 1) -> Any:
-    """Initialises both networks (BatchNorm statistics included) on zero inputs of the right shape."""
+    """Initialises both networks (BatchNorm statistics included) on zero inputs."""
     lo, hi = input_shapes(config, batch_size)
     k = config.model.num_select
     hi_k = (hi[0], k) + hi[2:]

@@ -1,4 +1,4 @@
-"""The recognizer: a per-frame backbone whose K frame outputs are aggregated into a video prediction.
+"""The recognizer: a per-frame backbone whose K outputs are aggregated into a video prediction.
 
 Aggregations: `mean_logits` (TSN average consensus, the default), `mean_softmax` (returns the log of
 the mean probability, so cross-entropy still applies), `maxpool_mlp` (FrameExit style: per-frame
