@@ -1,4 +1,4 @@
-"""Pretrained backbones: PyTorch checkpoints (read without torch) -> Flax variables, and back to Orbax.
+"""Pretrained backbones: PyTorch checkpoints (read without torch) -> Flax variables -> Orbax.
 
 `load_pretrained(variables, path, format, backbone, skip)` is the one call a trainer needs;
 `python -m nsnet_jax.pretrained.convert` converts once into an Orbax checkpoint for pod runs.

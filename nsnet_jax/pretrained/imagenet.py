@@ -40,7 +40,7 @@ def imagenet_label(index: int) -> str:
 
 
 def eval_crop(image: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
-    """uint8 HWC -> float32 size x size: bicubic resize of the short side to size/0.875, centre crop.
+    """uint8 HWC -> float32 (size, size, 3): bicubic resize of the short side to size/0.875, crop.
 
     This is the evaluation transform the ImageNet weights were scored with; values stay 0..255
     (apply `normalize_images` for the backbone afterwards).

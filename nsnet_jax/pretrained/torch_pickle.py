@@ -57,7 +57,7 @@ class _StorageType:
 
 
 class _Storage:
-    """A storage named by a persistent id; its bytes arrive now (zip) or after the pickle (legacy)."""
+    """A storage named by a persistent id; its bytes come from a zip record or after the pickle."""
 
     __slots__ = ("key", "dtype", "numel", "data")
 
