@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             views=views,
         )
         next(it)  # warm-up: fills the prefetch queue
-        steps = max(1, n // args.batch_size)
+        steps = max(8, n // args.batch_size)
         start = time.perf_counter()
         for _ in range(steps):
             next(it)
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             measure="create_dataset_" + "+".join(views),
             size=[s, r] if len(views) == 2 else s,
             threads=args.num_threads,
+            augment="random resized crop + flip",
             videos_per_s=round(steps * args.batch_size / seconds, 2),
             **common,
         )

@@ -55,6 +55,42 @@ def random_resized_box(
     return center_box(width, height)
 
 
+def decode_frame_sizes(
+    encoded: bytes,
+    sizes: Sequence[int],
+    box: Box | None = None,
+    *,
+    flip: bool = False,
+    draft: bool = True,
+) -> list[np.ndarray]:
+    """One JPEG decoded once -> uint8 [s, s, 3] per s in `sizes`, same crop `box` and flip.
+
+    The DCT scale is chosen for the largest size, so both views of a frame cost one decode.
+    """
+    img = Image.open(io.BytesIO(encoded))
+    full_w, full_h = img.size
+    if box is None:
+        box = center_box(full_w, full_h)
+    x0, y0, x1, y1 = box
+    size = max(sizes)
+    if draft and img.format == "JPEG":
+        # Smallest DCT scale that still leaves >= size pixels across the crop.
+        need = (math.ceil(full_w * size / (x1 - x0)), math.ceil(full_h * size / (y1 - y0)))
+        if 2 * need[0] <= full_w and 2 * need[1] <= full_h:  # else no scale applies
+            img.draft("RGB", need)
+    w, h = img.size
+    sx, sy = w / full_w, h / full_h
+    img = img.convert("RGB")
+    scaled = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+    out = []
+    for s in sizes:
+        view = img.resize((s, s), Image.BILINEAR, box=scaled)
+        if flip:
+            view = view.transpose(Image.FLIP_LEFT_RIGHT)
+        out.append(np.asarray(view))
+    return out
+
+
 def decode_frame(
     encoded: bytes,
     size: int,
@@ -64,22 +100,7 @@ def decode_frame(
     draft: bool = True,
 ) -> np.ndarray:
     """One JPEG -> uint8 [size, size, 3]: crop `box` (default center square), resize, flip."""
-    img = Image.open(io.BytesIO(encoded))
-    full_w, full_h = img.size
-    if box is None:
-        box = center_box(full_w, full_h)
-    x0, y0, x1, y1 = box
-    if draft and img.format == "JPEG":
-        # Smallest DCT scale that still leaves >= size pixels across the crop.
-        need = (math.ceil(full_w * size / (x1 - x0)), math.ceil(full_h * size / (y1 - y0)))
-        img.draft("RGB", need)
-    w, h = img.size
-    sx, sy = w / full_w, h / full_h
-    img = img.convert("RGB")
-    out = img.resize((size, size), Image.BILINEAR, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
-    if flip:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
-    return np.asarray(out)
+    return decode_frame_sizes(encoded, (size,), box, flip=flip, draft=draft)[0]
 
 
 def decode_frames(
@@ -106,3 +127,27 @@ def decode_frames(
                 f"({type(e).__name__}: {e}). Rebuild the dataset or drop this video."
             ) from e
     return out
+
+
+def decode_video_views(
+    encoded_jpegs: Sequence[bytes],
+    sizes: Sequence[int],
+    box: Box | None = None,
+    *,
+    flip: bool = False,
+    draft: bool = True,
+    example_id: str = "?",
+) -> list[np.ndarray]:
+    """All frames at several sizes with one decode per frame -> [uint8 [n, s, s, 3] per size]."""
+    outs = [np.empty((len(encoded_jpegs), s, s, 3), np.uint8) for s in sizes]
+    for t, enc in enumerate(encoded_jpegs):
+        try:
+            views = decode_frame_sizes(enc, sizes, box, flip=flip, draft=draft)
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
+            raise CorruptFrameError(
+                f"Example {example_id!r}: frame {t} is not a decodable JPEG "
+                f"({type(e).__name__}: {e}). Rebuild the dataset or drop this video."
+            ) from e
+        for out, view in zip(outs, views, strict=True):
+            out[t] = view
+    return outs
