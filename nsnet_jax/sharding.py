@@ -1,0 +1,41 @@
+"""The data-parallel mesh: one `data` axis over every device of every process.
+
+The mesh uses Auto axes so XLA's partitioner propagates the batch sharding through the models and
+`with_sharding_constraint` can pin outputs; the same code runs on one CPU device and on a pod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def data_mesh(devices: list | None = None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    return jax.make_mesh(
+        (len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
+    )
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over `data`, the rest whole."""
+    return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def check_global_batch(global_batch: int, mesh: Mesh) -> None:
+    n = mesh.devices.size
+    if global_batch % n:
+        raise ValueError(
+            f"the global batch size {global_batch} is not divisible by the mesh's {n} devices; "
+            f"choose a multiple of {n}"
+        )
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    return jax.device_put(tree, replicated(mesh))

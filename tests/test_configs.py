@@ -1,0 +1,70 @@
+"""Config files load and validate; overrides work; unknown keys and bad switch values are named."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from nsnet_jax.config_checks import CHOICES, validate_config
+from nsnet_jax.models.nsnet import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted(p.name for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
+
+
+def _parse(config_file, *overrides):
+    argv = [sys.argv[0], f"--config={ROOT / 'configs' / config_file}", *overrides]
+    fv = flags.FlagValues()
+    # config_flags discovers `--config.*` override flags from the argv it is given
+    config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=argv)
+    fv(argv)
+    return fv.config
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+def test_every_config_file_loads_and_validates(config_file):
+    config = _parse(config_file)
+    validate_config(config)
+    build_model(config)
+
+
+def test_overrides_reach_the_config():
+    config = _parse(
+        "activitynet.py",
+        "--config.model.num_select=5",
+        "--config.model.sampler.temporal=transformer",
+        "--config.loss.nonsalient_weight=0.5",
+    )
+    assert config.model.num_select == 5
+    assert config.model.sampler.temporal == "transformer"
+    assert config.loss.nonsalient_weight == 0.5
+
+
+def test_unknown_override_key_is_rejected_with_its_name():
+    with pytest.raises(Exception, match="num_selct"):
+        _parse("activitynet.py", "--config.model.num_selct=5")
+
+
+def test_unknown_key_on_the_command_line_fails_the_program():
+    result = subprocess.run(
+        [sys.executable, "-m", "nsnet_jax.flops", "--config=configs/fcvid.py",
+         "--config.loss.nonsalent=uniform"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "nonsalent" in result.stderr
+
+
+@pytest.mark.parametrize("field", sorted(CHOICES))
+def test_bad_switch_value_names_field_value_and_choices(field):
+    config = _parse("activitynet.py")
+    *parents, leaf = field.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    node[leaf] = "no_such_value"
+    with pytest.raises(ValueError, match=rf"config\.{field}='no_such_value' is not allowed"):
+        validate_config(config)

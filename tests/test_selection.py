@@ -1,0 +1,120 @@
+"""Selection: temporal order, ties, gathering, and the gradients of the differentiable relaxations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.stats import norm
+
+from nsnet_jax import selection
+
+
+def test_topk_returns_best_frames_in_temporal_order():
+    scores = jnp.array([[0.1, 0.9, 0.3, 0.8, 0.2], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    np.testing.assert_array_equal(selection.topk_indices(scores, 3), [[1, 2, 3], [0, 1, 2]])
+
+
+def test_ties_break_towards_earlier_frames_deterministically():
+    scores = jnp.array([[0.5, 0.7, 0.5, 0.7, 0.5]])
+    jitted = jax.jit(selection.topk_indices, static_argnums=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(jitted(scores, 3), [[0, 1, 3]])
+
+
+def test_topk_rejects_k_larger_than_t():
+    with pytest.raises(ValueError, match=r"num_select K=6 must be in \[1, T=5\]"):
+        selection.topk_indices(jnp.zeros((2, 5)), 6)
+
+
+def test_gather_and_selection_matrix_agree():
+    frames = jax.random.normal(jax.random.key(0), (2, 5, 4, 4, 3))
+    idx = jnp.array([[0, 3], [2, 4]])
+    gathered = selection.gather_frames(frames, idx)
+    np.testing.assert_array_equal(gathered[1, 0], frames[1, 2])
+    matrix = selection.indices_to_matrix(idx, 5)
+    np.testing.assert_allclose(selection.apply_selection_matrix(matrix, frames), gathered)
+
+
+def test_perturbed_topk_value_and_gradient_match_the_closed_form():
+    """T=2, K=1: P(frame 0 chosen) = Phi((s0 - s1) / (sigma sqrt 2)); compare the Monte-Carlo
+    value and the estimator's gradient with the closed form and its central finite difference."""
+    sigma, samples = 0.5, 200_000
+    scores = jnp.array([[0.3, 0.1]])
+
+    def estimate(s):
+        return selection.perturbed_topk(s, 1, samples, sigma, jax.random.key(0))[0, 0, 0]
+
+    def exact(s):
+        return norm.cdf((s[0, 0] - s[0, 1]) / (sigma * np.sqrt(2.0)))
+
+    assert abs(float(estimate(scores)) - float(exact(scores))) < 3e-3
+    eps = 1e-3
+    fd = [
+        (exact(scores.at[0, i].add(eps)) - exact(scores.at[0, i].add(-eps))) / (2 * eps)
+        for i in range(2)
+    ]
+    grad = jax.grad(estimate)(scores)[0]
+    np.testing.assert_allclose(grad, fd, atol=0.02)
+    np.testing.assert_allclose(grad, [0.542, -0.542], atol=0.02)
+
+
+def test_perturbed_selection_is_hard_forward_and_differentiable_backward():
+    scores = jnp.array([[0.2, 0.9, 0.1, 0.5]])
+    weights = jnp.arange(8.0).reshape(1, 2, 4)
+
+    def f(s):
+        m = selection.perturbed_selection(s, 2, jax.random.key(1), num_samples=500, sigma=0.3)
+        return (m * weights).sum(), m
+
+    (_, m), grad = jax.value_and_grad(f, has_aux=True)(scores)
+    np.testing.assert_allclose(m, selection.indices_to_matrix(jnp.array([[1, 3]]), 4), atol=1e-6)
+    assert np.abs(np.asarray(grad)).sum() > 0
+
+
+def test_gumbel_straight_through_gradient_equals_relaxation_finite_differences():
+    scores = jnp.array([[0.3, -0.2, 0.5, 0.1, 0.0]])
+    key, k, tau = jax.random.key(3), 2, 0.7
+    w = jnp.array([1.0, -2.0, 0.5, 3.0, -1.0])
+    gumbel = jax.random.gumbel(key, scores.shape)
+
+    def straight_through(s):
+        return (selection.gumbel_selection(s, k, key, temperature=tau).sum(1) * w).sum()
+
+    def relaxed(s):
+        return (selection.relaxed_topk_mask(s + gumbel, k, tau) * w).sum()
+
+    matrix = selection.gumbel_selection(scores, k, key, temperature=tau)
+    hard = selection.topk_indices(scores + gumbel, k)
+    np.testing.assert_allclose(matrix, selection.indices_to_matrix(hard, 5), atol=1e-6)
+    grad = jax.grad(straight_through)(scores)[0]
+    eps = 1e-3
+    fd = [
+        (relaxed(scores.at[0, i].add(eps)) - relaxed(scores.at[0, i].add(-eps))) / (2 * eps)
+        for i in range(5)
+    ]
+    # the ST gradient flows only through the selected frames' rows of the relaxed mask
+    sel = np.zeros(5)
+    sel[np.asarray(hard[0])] = w[np.asarray(hard[0])]
+    fd_selected = [
+        (
+            (selection.relaxed_topk_mask(scores.at[0, i].add(eps) + gumbel, k, tau) * sel).sum()
+            - (selection.relaxed_topk_mask(scores.at[0, i].add(-eps) + gumbel, k, tau) * sel).sum()
+        )
+        / (2 * eps)
+        for i in range(5)
+    ]
+    np.testing.assert_allclose(grad, fd_selected, atol=2e-3)
+    assert not np.allclose(fd, 0)
+
+
+def test_relaxed_mask_sums_to_k():
+    mask = selection.relaxed_topk_mask(jax.random.normal(jax.random.key(0), (3, 7)), 3, 0.5)
+    np.testing.assert_allclose(mask.sum(-1), 3.0, rtol=1e-5)
+
+
+def test_training_selection_none_blocks_gradients_and_bad_mode_is_named():
+    scores = jnp.array([[0.1, 0.5, 0.2]])
+    grad = jax.grad(lambda s: selection.training_selection(s, 1, "none", None).sum())(scores)
+    np.testing.assert_array_equal(grad, 0.0)
+    with pytest.raises(ValueError, match="train_mode='soft'"):
+        selection.training_selection(scores, 1, "soft", jax.random.key(0))
