@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 
 from input_pipeline import decode
 
-HOST_ONLY_KEYS = ("video_id", "index")
+HOST_ONLY_KEYS = ("video_id", "index", "encoded_frames", "crop_box", "flip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,14 +158,17 @@ class _ExampleLoader:
             box = decode.center_box(width, height)
         # Sampler view alone: a low-res DCT decode. Both views: one decode per frame, sized for
         # the recognizer, resized twice (cheaper than two decodes).
-        keys = [
-            k
-            for k, v in (("sampler_frames", "sampler"), ("frames", "recognizer"))
-            if v in self.views
-        ]
+        pairs = (("sampler_frames", "sampler"), ("frames", "recognizer"))
+        keys = [k for k, v in pairs if v in self.views]
         sizes = [self.sampler_size if k == "sampler_frames" else self.recognizer_size for k in keys]
-        views = decode.decode_video_views(frames, sizes, box, flip=flip, example_id=vid)
+        views = (
+            decode.decode_video_views(frames, sizes, box, flip=flip, example_id=vid) if keys else []
+        )
         out: dict[str, Any] = dict(zip(keys, views, strict=True))
+        if "encoded" in self.views:  # decode-aware path: the caller decodes only chosen frames
+            out["encoded_frames"] = _object_array(frames)
+            out["crop_box"] = np.asarray(box, np.float32)
+            out["flip"] = np.bool_(flip)
         labels = np.zeros(self.num_classes, np.float32)
         labels[np.asarray(record.get("labels", [record["label"]]), np.int64)] = 1.0
         labels[int(record["label"])] = 1.0
@@ -192,6 +195,10 @@ class _ExampleLoader:
         if "recognizer" in self.views:
             s = self.recognizer_size
             out["frames"] = np.zeros((self.num_frames, s, s, 3), np.uint8)
+        if "encoded" in self.views:
+            out["encoded_frames"] = _object_array([b""] * self.num_frames)
+            out["crop_box"] = np.zeros(4, np.float32)
+            out["flip"] = np.bool_(False)
         out.update(
             label=np.int32(0),
             labels=np.zeros(self.num_classes, np.float32),
@@ -203,9 +210,21 @@ class _ExampleLoader:
         return out
 
 
+def _object_array(items: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = list(items)
+    return out
+
+
 def _stack(examples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "video_id"}
-    batch["video_id"] = np.array([e["video_id"] for e in examples], dtype=object)
+    batch = {
+        k: np.stack([e[k] for e in examples])
+        for k in examples[0]
+        if k not in ("video_id", "encoded_frames")
+    }
+    batch["video_id"] = _object_array([e["video_id"] for e in examples])
+    if "encoded_frames" in examples[0]:
+        batch["encoded_frames"] = np.stack([e["encoded_frames"] for e in examples])
     return batch
 
 
@@ -253,7 +272,10 @@ def create_dataset(
 
     Train: globally shuffled, infinite (or `num_epochs`), remainder dropped; batch `s` depends only
     on (seed, s), so `start_step` resumes exactly. Eval: one pass, every example once across all
-    processes, the last batch padded with mask=0 rows. `views` picks which frame views to decode.
+    processes, the last batch padded with mask=0 rows. `views` picks what to produce: "sampler"
+    (sampler_frames), "recognizer" (frames), "encoded" (host-only encoded_frames [b,T] JPEG
+    bytes, crop_box [b,4], flip [b] for `decode.decode_frames` of only the frames a sampler
+    chose: the decode-aware path).
     """
     if process_index is None or process_count is None:
         import jax
@@ -267,9 +289,11 @@ def create_dataset(
         )
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} not in [0, {process_count})")
-    unknown = set(views) - {"sampler", "recognizer"}
+    unknown = set(views) - {"sampler", "recognizer", "encoded"}
     if unknown or not views:
-        raise ValueError(f"views must be a non-empty subset of (sampler, recognizer): {views}")
+        raise ValueError(
+            f"views must be a non-empty subset of (sampler, recognizer, encoded): {views}"
+        )
     local_batch = global_batch_size // process_count
     name = _cfg(data_config, "name", "salient_fashion")
     builder = load_builder(name, _cfg(data_config, "data_dir", "") or None)

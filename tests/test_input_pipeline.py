@@ -274,3 +274,25 @@ def test_real_background_variant_builds(tmp_path):
         # Real frames: a textured background, not the black canvas of the default variant.
         corners = video[:, :4, :4].reshape(4, -1)
         assert corners.std() > 1.0 or corners.mean() > 10.0
+
+
+def test_encoded_view_decodes_only_chosen_frames_like_the_full_view(tiny_fashion_dir):
+    cfg = data_config(tiny_fashion_dir)
+    kw = dict(train=True, global_batch_size=4, seed=2, process_index=0, process_count=1)
+    full = next(pipeline.create_dataset(cfg, "train", **kw)[0])
+    lazy = next(pipeline.create_dataset(cfg, "train", views=("sampler", "encoded"), **kw)[0])
+    assert "frames" not in lazy and lazy["encoded_frames"].shape == (4, 6)
+    np.testing.assert_array_equal(lazy["sampler_frames"], full["sampler_frames"])
+    chosen = [1, 4]
+    for i in range(4):
+        frames = decode.decode_frames(
+            [lazy["encoded_frames"][i][t] for t in chosen],
+            32,
+            tuple(lazy["crop_box"][i]),
+            flip=bool(lazy["flip"][i]),
+        )
+        np.testing.assert_array_equal(frames, full["frames"][i, chosen])
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+    assert "encoded_frames" not in pipeline.to_global(lazy, NamedSharding(mesh, P("data")))
+    only, _ = pipeline.create_dataset(cfg, "train", views=("encoded",), **kw)
+    np.testing.assert_array_equal(next(only)["crop_box"], lazy["crop_box"])
