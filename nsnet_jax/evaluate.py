@@ -1,0 +1,220 @@
+"""Evaluation of NSNet at each K beside the baselines that share its recognizer.
+
+Methods: nsnet (the sampler's top-K), uniform (segment centres), random (K distinct frames, seeded),
+oracle (ground-truth evidence frames first; only where the dataset has evidence) and all (the
+recognizer on all T frames). Every example of the split counts exactly once across processes: the
+input pads the last batch and marks padding with mask=0, which is dropped here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import PartitionSpec
+
+from input_pipeline import pipeline
+from nsnet_jax import metrics
+from nsnet_jax.flops import count_gmacs
+from nsnet_jax.inference import (
+    make_all_frames_fn,
+    make_recognize_fn,
+    oracle_indices,
+    random_indices,
+    uniform_indices,
+)
+from nsnet_jax.models.nsnet import NSNet
+from nsnet_jax.selection import topk_indices
+from nsnet_jax.sharding import batch_sharding
+
+log = logging.getLogger("nsnet_jax")
+
+
+def eval_ks(config: Any) -> list[int]:
+    spec = str(config.eval.num_select).strip()
+    ks = [int(x) for x in spec.split(",") if x.strip()] if spec else [config.model.num_select]
+    for k in ks:
+        if not 1 <= k <= config.data.num_frames:
+            raise ValueError(
+                f"config.eval.num_select has K={k}, outside [1, T={config.data.num_frames}]"
+            )
+    return ks
+
+
+def _local(x: jax.Array, mesh) -> np.ndarray:
+    local = multihost_utils.global_array_to_host_local_array(x, mesh, PartitionSpec("data"))
+    return np.asarray(local)
+
+
+def _gather(x: np.ndarray) -> np.ndarray:
+    """Concatenate every process's rows (a no-op on one process)."""
+    if jax.process_count() == 1:
+        return x
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
+    ks = eval_ks(config)
+    batches, meta = pipeline.create_dataset(
+        config.data, config.data.eval_split, train=False,
+        global_batch_size=config.eval_batch_size, seed=config.seed,
+    )  # fmt: skip
+    baselines = config.eval.baselines
+    methods = ["nsnet"] + (["uniform", "random"] if baselines else [])
+    if baselines and meta.has_evidence:
+        methods.append("oracle")
+    sharding = batch_sharding(mesh)
+    scores_fn = jax.jit(
+        lambda v, x: model.apply(v, x, method=NSNet.sample)["scores"], out_shardings=sharding
+    )
+    topk_fn = jax.jit(topk_indices, static_argnums=1, out_shardings=sharding)
+    recognize = make_recognize_fn(model, mesh)
+    all_frames = make_all_frames_fn(model, mesh)
+    rng = np.random.default_rng(config.seed + jax.process_index())
+
+    logits = {(m, k): [] for m in methods for k in ks}
+    chosen = {(m, k): [] for m in methods for k in ks}
+    all_logits, labels, evidence = [], [], []
+    timing_batch = None
+    for step, host in enumerate(batches):
+        keep = host["mask"] > 0
+        batch = pipeline.to_global(host, sharding)
+        if timing_batch is None:
+            timing_batch = batch
+        scores = scores_fn(variables, batch["sampler_frames"])
+        b, t = host["evidence"].shape
+        for k in ks:
+            local_idx = {
+                "uniform": uniform_indices(b, t, k),
+                "random": random_indices(rng, b, t, k),
+                "oracle": oracle_indices(host["evidence"], k, rng),
+            }
+            for m in methods:
+                if m == "nsnet":
+                    idx = topk_fn(scores, k)
+                else:
+                    idx = jax.make_array_from_process_local_data(sharding, local_idx[m])
+                out = recognize(variables, batch["frames"], idx)
+                logits[(m, k)].append(_local(out, mesh)[keep])
+                chosen[(m, k)].append(_local(idx, mesh)[keep])
+        if baselines:
+            all_logits.append(_local(all_frames(variables, batch["frames"]), mesh)[keep])
+        labels.append(host["labels"][keep])
+        evidence.append(host["evidence"][keep])
+        if step % 10 == 0:
+            log.info("eval: batch %d/%d", step + 1, meta.steps_per_epoch)
+
+    labels_all = _gather(np.concatenate(labels))
+    evidence_all = _gather(np.concatenate(evidence))
+    rows = []
+    for k in ks:
+        gmacs = count_gmacs(_with_k(config, k))
+        for m in methods:
+            scores_mk = _gather(np.concatenate(logits[(m, k)]))
+            idx_mk = _gather(np.concatenate(chosen[(m, k)]))
+            row = _score_row(m, k, scores_mk, labels_all)
+            row["evidence_recall"] = (
+                metrics.evidence_recall(idx_mk, evidence_all) if meta.has_evidence else None
+            )
+            row["gmacs"] = gmacs["video_gmacs"] if m == "nsnet" else gmacs["uniform_gmacs"]
+            rows.append(row)
+    if baselines:
+        t = config.data.num_frames
+        row = _score_row("all", t, _gather(np.concatenate(all_logits)), labels_all)
+        row["evidence_recall"] = 1.0 if meta.has_evidence else None
+        row["gmacs"] = count_gmacs(_with_k(config, ks[0]))["all_frames_gmacs"]
+        rows.append(row)
+    timed = (recognize, all_frames, scores_fn, topk_fn)
+    speeds = _measure_speeds(config, mesh, variables, timing_batch, ks, *timed)
+    for row in rows:
+        row["videos_per_s"] = speeds.get((row["method"], row["k"]))
+    return {
+        "split": config.data.eval_split,
+        "num_videos": int(len(labels_all)),
+        "has_evidence": meta.has_evidence,
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "rows": rows,
+    }
+
+
+def _with_k(config: Any, k: int) -> Any:
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+        c.model.num_select = k
+    return c
+
+
+def _score_row(method: str, k: int, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    return {
+        "method": method,
+        "k": int(k),
+        "top1": metrics.topk_accuracy(scores, labels, 1),
+        "top5": metrics.topk_accuracy(scores, labels, 5),
+        "mAP": metrics.mean_average_precision(scores, labels),
+    }
+
+
+def _median_time(fn, repeats: int) -> float:
+    jax.block_until_ready(fn())  # warm-up and compile
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _measure_speeds(config, mesh, variables, batch, ks, recognize, all_frames, scores_fn, topk_fn):
+    """videos/s of each method on one eval batch (pre-decoded frames), median of repeats."""
+    if batch is None:
+        return {}
+    n = batch["frames"].shape[0]
+    repeats = config.eval.timing_repeats
+    out = {}
+    for k in ks:
+        uniform = jax.make_array_from_process_local_data(
+            batch_sharding(mesh),
+            uniform_indices(n // jax.process_count(), config.data.num_frames, k),
+        )
+
+        def nsnet(k=k):
+            idx = topk_fn(scores_fn(variables, batch["sampler_frames"]), k)
+            return recognize(variables, batch["frames"], idx)
+
+        out[("nsnet", k)] = n / _median_time(nsnet, repeats)
+        fixed = n / _median_time(
+            lambda u=uniform: recognize(variables, batch["frames"], u), repeats
+        )
+        for m in ("uniform", "random", "oracle"):
+            out[(m, k)] = fixed
+    out[("all", config.data.num_frames)] = n / _median_time(
+        lambda: all_frames(variables, batch["frames"]), repeats
+    )
+    return out
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{100 * value:.1f}" if pct else f"{value:.3g}"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    head = (
+        "| method | K | top-1 (%) | top-5 (%) | mAP (%) | evidence recall | GMACs/video "
+        "| videos/s |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['method']} | {r['k']} | {_fmt(r['top1'], True)} | {_fmt(r['top5'], True)} | "
+            f"{_fmt(r['mAP'], True)} | {_fmt(r['evidence_recall'])} | {_fmt(r['gmacs'])} | "
+            f"{_fmt(r['videos_per_s'])} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,574 @@
+"""NSNet training and evaluation, stage by stage: read top to bottom.
+
+    recognizer     stage 1: the recognizer on T frames, TSN-style (video labels only)
+    pseudo_labels  stage 2: the frozen recognizer scores every frame of the training split
+    sampler        stage 3: the sampler, trained to suppress non-salient frames
+    eval           NSNet at K beside uniform-K, random-K, oracle-K and all-T, same recognizer
+
+Each stage writes to `workdir/<stage>/` and ends with a `DONE.json` summary; `stage=all` runs the
+stages in order and skips the finished ones, so rerunning a command resumes where it stopped.
+The same code runs on one CPU device or a multi-host pod: one `data` mesh axis, replicated
+parameters, per-process input assembled into global arrays, one jitted step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from etils import epath
+from flax import traverse_util
+from jax.experimental import multihost_utils
+
+from input_pipeline import pipeline
+from nsnet_jax import checkpointing, losses, optim
+from nsnet_jax.config_checks import validate_config
+from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
+from nsnet_jax.selection import apply_selection_matrix, training_selection
+from nsnet_jax.sharding import batch_sharding, check_global_batch, data_mesh, replicated
+
+log = logging.getLogger("nsnet_jax")
+STAGE_ORDER = ("recognizer", "pseudo_labels", "sampler", "eval")
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+# =============================================================================================
+# Entry point
+# =============================================================================================
+
+
+def train_and_evaluate(config: Any, workdir: str, writer: Any = None) -> dict[str, Any]:
+    """Runs `config.stage` (or every stage for `all`) and returns each stage's summary."""
+    validate_config(config)
+    workdir = os.path.abspath(workdir)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    mesh = data_mesh()
+    check_global_batch(config.batch_size, mesh)
+    check_global_batch(config.eval_batch_size, mesh)
+    model = build_model(config)
+    writer = writer or _default_writer(workdir)
+    if jax.process_index() == 0:
+        _write_run_info(config, workdir, mesh)
+
+    stages = STAGE_ORDER if config.stage == "all" else (config.stage,)
+    summaries: dict[str, Any] = {}
+    for stage in stages:
+        done = epath.Path(workdir) / stage / "DONE.json"
+        if done.exists():
+            log.info("stage %s: already finished (%s), skipping", stage, done)
+            summaries[stage] = json.loads(done.read_text())
+            continue
+        log.info("stage %s: starting", stage)
+        summary = STAGES[stage](config, workdir, model, mesh, writer)
+        if summary.get("preempted"):
+            summaries[stage] = summary
+            break
+        if jax.process_index() == 0:
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(summary, indent=1, default=float))
+        multihost_utils.sync_global_devices(f"stage {stage} done")
+        summaries[stage] = summary
+    writer.flush()
+    return summaries
+
+
+def _default_writer(workdir: str):
+    from clu import metric_writers
+
+    return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+
+
+def _write_run_info(config: Any, workdir: str, mesh) -> None:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    info = {
+        "versions": versions,
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "processes": jax.process_count(),
+        "mesh": dict(mesh.shape),
+        "global_batch_size": config.batch_size,
+        "local_batch_size": config.batch_size // jax.process_count(),
+    }
+    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=1))
+    (epath.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=1))
+
+
+# =============================================================================================
+# Model state: created sharded, optionally initialised from checkpoints
+# =============================================================================================
+
+
+def create_variables(config: Any, model: NSNet, mesh) -> dict[str, Any]:
+    """params + batch_stats, created directly with their (replicated) sharding."""
+
+    def init(rng):
+        return dict(init_variables(model, config, rng))
+
+    rng = jax.random.key(config.seed)
+    abstract = jax.eval_shape(init, rng)
+    shardings = jax.tree.map(lambda _: replicated(mesh), abstract)
+    variables = jax.jit(init, out_shardings=shardings)(rng)
+    return _apply_init_from(config, variables, mesh)
+
+
+def _split_globs(spec: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in spec.split(",") if s.strip())
+
+
+def _apply_init_from(config: Any, variables: dict, mesh) -> dict:
+    """Backbone weights (model.*.init_from), then a whole earlier run (init_from)."""
+    for part in ("sampler", "recognizer"):
+        spec = config.model[part].init_from
+        if not spec.format:
+            continue
+        from nsnet_jax.pretrained import load_pretrained
+
+        loaded = load_pretrained(
+            jax.device_get(variables),
+            spec.path,
+            spec.format,
+            config.model[part].backbone,
+            skip=_split_globs(spec.skip),
+            scope=f"{part}/backbone",
+        )
+        variables = jax.device_put(dict(loaded), replicated(mesh))
+        log.info("model.%s.init_from: loaded %s (%s)", part, spec.path, spec.format)
+    if config.init_from.path:
+        variables, loaded = checkpointing.load_params_by_path(
+            variables, config.init_from.path, _split_globs(config.init_from.skip)
+        )
+        log.info("init_from: %d arrays from %s", len(loaded), config.init_from.path)
+    return variables
+
+
+# =============================================================================================
+# The training loop shared by stages 1 and 3
+# =============================================================================================
+
+
+def _train_stage(
+    name: str,
+    config: Any,
+    workdir: str,
+    mesh,
+    writer,
+    variables: dict,
+    train_config: Any,
+    trainable: tuple[str, ...],
+    loss_fn: Callable,
+    views: tuple[str, ...],
+    seed_offset: int,
+    add_host_keys: Callable[[dict], dict] | None = None,
+) -> dict[str, Any]:
+    """Optimizer, checkpoint restore, input at the restored position, then the step loop."""
+    _, meta = pipeline.create_dataset(
+        config.data, config.data.train_split, train=True, global_batch_size=config.batch_size,
+        seed=config.seed + seed_offset, views=views,
+    )  # fmt: skip
+    total = optim.num_train_steps(train_config, meta.steps_per_epoch)
+    tx = optim.build_optimizer(train_config, variables["params"], trainable, total)
+    rep = replicated(mesh)
+    opt_state = jax.jit(tx.init, out_shardings=rep)(variables["params"])
+    state = {
+        "step": jax.device_put(jnp.zeros((), jnp.int32), rep),
+        "params": variables["params"],
+        "batch_stats": variables["batch_stats"],
+        "opt_state": opt_state,
+    }
+    ckpt_dir = os.path.join(workdir, name, "checkpoints")
+    mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints)
+    if mngr.latest_step() is not None:
+        state, ckpt_meta = checkpointing.restore(mngr, state)
+        log.info("%s: resumed from step %d (%s)", name, int(state["step"]), ckpt_meta)
+    start = int(state["step"])
+    batches, _ = pipeline.create_dataset(
+        config.data, config.data.train_split, train=True, global_batch_size=config.batch_size,
+        seed=config.seed + seed_offset, start_step=start, views=views,
+    )  # fmt: skip
+    jit_step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0, out_shardings=(rep, rep))
+    data_sharding = batch_sharding(mesh)
+    base_rng = jax.random.key(config.seed + 1000 + seed_offset)
+    progress = _Progress(name, start, total)
+    metrics_host: dict[str, float] = {}
+    with checkpointing.PreemptionFlag() as preemption:
+        for step in range(start, total):
+            host_batch = next(batches)
+            if add_host_keys is not None:
+                host_batch = add_host_keys(host_batch)
+            batch = pipeline.to_global(host_batch, data_sharding)
+            state, metrics = jit_step(state, batch, jax.random.fold_in(base_rng, step))
+            metrics_host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if not math.isfinite(metrics_host["loss"]):
+                mngr.wait_until_finished()
+                raise NonFiniteLossError(
+                    f"{name}: loss is {metrics_host['loss']} at step {step + 1}; stopping. The "
+                    f"last good checkpoint is step {mngr.latest_step()} in {ckpt_dir} (lower the "
+                    "learning rate or enable grad_clip, then rerun the same command to resume)"
+                )
+            done = step + 1
+            progress.update(done, metrics_host)
+            if done % config.log_every_steps == 0 or done == total:
+                writer.write_scalars(done, {f"{name}/{k}": v for k, v in metrics_host.items()})
+                progress.log(done, metrics_host)
+            if preemption.agreed():
+                checkpointing.save(mngr, done, state, {"data_position": done}, force=True)
+                mngr.wait_until_finished()
+                log.warning("%s: preempted; checkpoint saved at step %d", name, done)
+                return {"preempted": True, "step": done}
+            if done % config.checkpoint_every_steps == 0 and done < total:
+                checkpointing.save(mngr, done, state, {"data_position": done})
+    if mngr.latest_step() != total:
+        checkpointing.save(mngr, total, state, {"data_position": total}, force=True)
+    mngr.wait_until_finished()
+    mngr.close()
+    final = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    checkpointing.save_variables(_final_dir(workdir, name), final)
+    return {"steps": total, "steps_per_epoch": meta.steps_per_epoch, **metrics_host}
+
+
+def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
+    """step(state, batch, rng) -> (state, metrics) for a loss with auxiliary batch statistics."""
+
+    def step(state, batch, rng):
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (batch_stats, parts)), grads = grad_fn(
+            state["params"], state["batch_stats"], batch, rng
+        )
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new_state = {
+            "step": state["step"] + 1,
+            "params": optax.apply_updates(state["params"], updates),
+            "batch_stats": batch_stats,
+            "opt_state": opt_state,
+        }
+        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **parts}
+
+    return step
+
+
+class _Progress:
+    """One console line per log step: steps/s, ETA, and the step's metrics."""
+
+    def __init__(self, name: str, start: int, total: int) -> None:
+        self.name, self.start, self.total = name, start, total
+        self.t0 = None
+
+    def update(self, step: int, metrics: dict) -> None:
+        if self.t0 is None:  # exclude the first step: it includes compilation
+            self.t0, self.s0 = time.time(), step
+
+    def log(self, step: int, metrics: dict) -> None:
+        elapsed = time.time() - (self.t0 or time.time())
+        rate = (step - self.s0) / elapsed if elapsed > 0 and step > self.s0 else float("nan")
+        eta = (self.total - step) / rate if rate == rate and rate > 0 else float("nan")
+        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        log.info(
+            "%s step %d/%d (%.0f%%) %.2f steps/s ETA %s | %s",
+            self.name, step, self.total, 100 * step / self.total, rate, _fmt_eta(eta), shown,
+        )  # fmt: skip
+
+
+def _fmt_eta(seconds: float) -> str:
+    if seconds != seconds:
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def _final_dir(workdir: str, stage: str) -> str:
+    return os.path.join(workdir, stage, "final")
+
+
+def _restore_stage_variables(config, workdir, model, mesh, stage: str) -> dict:
+    """params + batch_stats that a finished training stage saved in `<stage>/final`."""
+    path = _final_dir(workdir, stage)
+    if not epath.Path(path).exists():
+        raise FileNotFoundError(
+            f"stage {config.stage!r} needs the {stage!r} stage's result in {path}; run "
+            f"--config.stage={stage} (or --config.stage=all) with this workdir first"
+        )
+    template = jax.eval_shape(lambda: dict(init_variables(model, config, jax.random.key(0))))
+    rep = replicated(mesh)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), template)
+    return checkpointing.restore_variables(path, target)
+
+
+# =============================================================================================
+# Stage 1: the recognizer
+# =============================================================================================
+
+
+def _tsn_segments(frames: jax.Array, n: int, rng: jax.Array) -> jax.Array:
+    """One random frame from each of n equal segments of the T frames (TSN training sampling)."""
+    b, t = frames.shape[:2]
+    if n <= 0 or n >= t:
+        return frames
+    starts = jnp.floor(jnp.arange(n) * t / n).astype(jnp.int32)
+    lengths = jnp.floor((jnp.arange(n) + 1) * t / n).astype(jnp.int32) - starts
+    offsets = jax.random.randint(rng, (b, n), 0, lengths[None, :])
+    idx = starts[None, :] + offsets
+    return jnp.take_along_axis(frames, idx.reshape(b, n, 1, 1, 1), axis=1)
+
+
+def recognizer_loss_fn(config: Any, model: NSNet) -> Callable:
+    """Stage 1 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, metrics))."""
+    n_frames = config.recognizer_training.frames_per_video
+
+    def loss_fn(params, batch_stats, batch, rng):
+        seg_rng, dropout_rng = jax.random.split(rng)
+        frames = _tsn_segments(batch["frames"], n_frames, seg_rng)
+        out, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            frames,
+            train=True,
+            method=NSNet.recognize,
+            mutable=["batch_stats"],
+            rngs={"dropout": dropout_rng},
+        )
+        loss = losses.softmax_cross_entropy(out["logits"], batch["labels"])
+        top1 = jnp.take_along_axis(
+            batch["labels"], jnp.argmax(out["logits"], -1)[:, None], axis=-1
+        ).mean()
+        return loss, (_merge_stats(batch_stats, updates["batch_stats"]), {"top1": top1})
+
+    return loss_fn
+
+
+def run_recognizer_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+    variables = create_variables(config, model, mesh)
+    return _train_stage(
+        "recognizer", config, workdir, mesh, writer, variables, config.recognizer_training,
+        trainable=("recognizer",), loss_fn=recognizer_loss_fn(config, model),
+        views=("recognizer",), seed_offset=1,
+    )  # fmt: skip
+
+
+def _merge_stats(old: Any, new: Any) -> Any:
+    """Batch statistics after a sub-network's forward: its updates over the untouched rest."""
+    flat = traverse_util.flatten_dict(old)
+    flat.update(traverse_util.flatten_dict(new))
+    return traverse_util.unflatten_dict(flat)
+
+
+# =============================================================================================
+# Stage 2: pseudo labels
+# =============================================================================================
+
+
+def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+    """Per-frame p_t[y] and correctness for every training video, one .npz part per process."""
+    variables = _restore_stage_variables(config, workdir, model, mesh, "recognizer")
+    batches, meta = pipeline.create_dataset(
+        config.data, config.data.train_split, train=False,
+        global_batch_size=config.eval_batch_size, seed=config.seed, views=("recognizer",),
+    )  # fmt: skip
+
+    @jax.jit
+    def frame_stats(variables, frames, labels):
+        out = model.apply(variables, frames, method=NSNet.recognize)
+        return losses.ground_truth_stats(out["frame_logits"], labels)
+
+    ids, p_gts, corrects = [], [], []
+    sharding = batch_sharding(mesh)
+    for host_batch in batches:
+        batch = pipeline.to_global(host_batch, sharding)
+        p_gt, correct = frame_stats(variables, batch["frames"], batch["labels"])
+        keep = host_batch["mask"] > 0
+        ids.extend(np.asarray(host_batch["video_id"])[keep].tolist())
+        p_gts.append(_local(p_gt, mesh)[keep])
+        corrects.append(_local(correct, mesh)[keep])
+    out_dir = epath.Path(workdir) / "pseudo_labels"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p_gt = np.concatenate(p_gts)
+    correct = np.concatenate(corrects)
+    with (out_dir / f"part-{jax.process_index():05d}.npz").open("wb") as f:
+        np.savez(f, video_id=np.asarray(ids, dtype=object).astype(str), p_gt=p_gt, correct=correct)
+    multihost_utils.sync_global_devices("pseudo labels written")
+    table = load_pseudo_labels(workdir)
+    hard = losses.pseudo_labels(
+        jnp.asarray(table.p_gt), jnp.asarray(table.correct), config.pseudo_label.rule,
+        ratio=_pseudo_label_ratio(config), threshold=config.pseudo_label.threshold,
+    )  # fmt: skip
+    return {
+        "videos": len(table.ids),
+        "frame_accuracy_proxy_mean_p_gt": float(table.p_gt.mean()),
+        "frames_correct": float(table.correct.mean()),
+        "positives_per_video": float(np.asarray(hard).sum(1).mean()),
+    }
+
+
+def _local(x: jax.Array, mesh) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in its local batch order."""
+    from jax.sharding import PartitionSpec
+
+    local = multihost_utils.global_array_to_host_local_array(x, mesh, PartitionSpec("data"))
+    return np.asarray(local)
+
+
+class PseudoLabelTable:
+    def __init__(self, ids: np.ndarray, p_gt: np.ndarray, correct: np.ndarray) -> None:
+        self.ids, self.p_gt, self.correct = ids, p_gt, correct
+        self.row = {v: i for i, v in enumerate(ids.tolist())}
+
+    def lookup(self, video_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            rows = [self.row[str(v.decode() if isinstance(v, bytes) else v)] for v in video_ids]
+        except KeyError as e:
+            raise KeyError(
+                f"video {e.args[0]!r} has no pseudo labels: they were computed on another dataset "
+                "or split. Delete workdir/pseudo_labels and rerun --config.stage=pseudo_labels"
+            ) from None
+        return self.p_gt[rows], self.correct[rows]
+
+
+def load_pseudo_labels(workdir: str) -> PseudoLabelTable:
+    parts = sorted((epath.Path(workdir) / "pseudo_labels").glob("part-*.npz"))
+    if not parts:
+        raise FileNotFoundError(
+            f"no pseudo labels in {workdir}/pseudo_labels; run --config.stage=pseudo_labels first"
+        )
+    ids, p_gt, correct = [], [], []
+    for part in parts:
+        with part.open("rb") as f:
+            data = np.load(f, allow_pickle=False)
+            ids.append(data["video_id"])
+            p_gt.append(data["p_gt"])
+            correct.append(data["correct"])
+    return PseudoLabelTable(np.concatenate(ids), np.concatenate(p_gt), np.concatenate(correct))
+
+
+def _pseudo_label_ratio(config) -> float:
+    r = config.pseudo_label.ratio
+    return config.model.num_select / config.data.num_frames if r <= 0 else r
+
+
+# =============================================================================================
+# Stage 3: the sampler
+# =============================================================================================
+
+
+def uses_recognizer_in_sampler_stage(config: Any) -> bool:
+    return config.sampler_training.train_recognizer or config.selection.train_mode != "none"
+
+
+def sampler_loss_fn(config: Any, model: NSNet) -> Callable:
+    """Stage 3 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, parts)).
+
+    batch: sampler_frames, labels, p_gt and correct (the pseudo-label table's rows), and frames
+    when the recognizer takes part (differentiable selection or joint fine-tuning).
+    """
+    joint = config.sampler_training.train_recognizer
+    sel = config.selection
+    use_recognizer = uses_recognizer_in_sampler_stage(config)
+    k = config.model.num_select
+    ratio = _pseudo_label_ratio(config)
+
+    def loss_fn(params, batch_stats, batch, rng):
+        if not joint:
+            params = {**params, "recognizer": jax.lax.stop_gradient(params["recognizer"])}
+        out, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats}, batch["sampler_frames"], train=True,
+            method=NSNet.sample, mutable=["batch_stats"],
+        )  # fmt: skip
+        batch_stats = _merge_stats(batch_stats, updates["batch_stats"])
+        targets = losses.pseudo_labels(
+            batch["p_gt"], batch["correct"], config.pseudo_label.rule,
+            ratio=ratio, threshold=config.pseudo_label.threshold,
+        )  # fmt: skip
+        loss, parts = losses.sampler_loss(
+            out, targets, batch["labels"],
+            frame_weight=config.loss.frame_weight, video_weight=config.loss.video_weight,
+            nonsalient=config.loss.nonsalient, nonsalient_weight=config.loss.nonsalient_weight,
+            pos_weight=config.loss.pos_weight,
+        )  # fmt: skip
+        if use_recognizer:
+            matrix = training_selection(
+                out["scores"], k, sel.train_mode, rng, num_samples=sel.num_samples,
+                sigma=sel.sigma, temperature=sel.temperature,
+            )  # fmt: skip
+            chosen = apply_selection_matrix(matrix, batch["frames"].astype(jnp.float32))
+            rec, rec_updates = model.apply(
+                {"params": params, "batch_stats": batch_stats}, chosen, train=joint,
+                method=NSNet.recognize, mutable=["batch_stats"],
+            )  # fmt: skip
+            if joint:
+                batch_stats = _merge_stats(batch_stats, rec_updates["batch_stats"])
+            rec_loss = losses.softmax_cross_entropy(rec["logits"], batch["labels"])
+            loss = loss + sel.recognizer_loss_weight * rec_loss
+            parts = {**parts, "recognizer": rec_loss}
+        return loss, (batch_stats, parts)
+
+    return loss_fn
+
+
+def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+    variables = create_variables(config, model, mesh)
+    recognizer = _restore_stage_variables(config, workdir, model, mesh, "recognizer")
+    variables = {
+        c: {**variables[c], "recognizer": recognizer[c]["recognizer"]}
+        for c in ("params", "batch_stats")
+    }
+    table = load_pseudo_labels(workdir)
+
+    def add_host_keys(host_batch: dict) -> dict:
+        p_gt, correct = table.lookup(host_batch["video_id"])
+        return {**host_batch, "p_gt": p_gt, "correct": correct}
+
+    joint = config.sampler_training.train_recognizer
+    use_recognizer = uses_recognizer_in_sampler_stage(config)
+    return _train_stage(
+        "sampler", config, workdir, mesh, writer, variables, config.sampler_training,
+        trainable=("sampler", "recognizer") if joint else ("sampler",),
+        loss_fn=sampler_loss_fn(config, model),
+        views=("sampler", "recognizer") if use_recognizer else ("sampler",),
+        seed_offset=3, add_host_keys=add_host_keys,
+    )  # fmt: skip
+
+
+# =============================================================================================
+# Evaluation
+# =============================================================================================
+
+
+def run_eval_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+    from nsnet_jax import evaluate
+
+    variables = _restore_stage_variables(config, workdir, model, mesh, "sampler")
+    results = evaluate.evaluate(config, model, variables, mesh)
+    if jax.process_index() == 0:
+        out = epath.Path(workdir) / "eval"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        table = evaluate.markdown_table(results)
+        (out / "results.md").write_text(table + "\n")
+        print(table, flush=True)
+    return results
+
+
+STAGES: dict[str, Callable[..., dict[str, Any]]] = {
+    "recognizer": run_recognizer_stage,
+    "pseudo_labels": run_pseudo_label_stage,
+    "sampler": run_sampler_stage,
+    "eval": run_eval_stage,
+}
