@@ -27,6 +27,20 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _quiet_logging() -> None:
+    """Our progress lines at INFO; libraries (Orbax logs every save step) at WARNING."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    ours = logging.getLogger("nsnet_jax")
+    ours.setLevel(logging.INFO)
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        ours.addHandler(handler)
+    ours.propagate = False
+
+
 def main(argv: list[str]) -> None:
     del argv
     import jax
@@ -37,12 +51,12 @@ def main(argv: list[str]) -> None:
             num_processes=_NUM_PROCESSES.value,
             process_id=_PROCESS_ID.value,
         )
-    logging.getLogger("nsnet_jax").setLevel(logging.INFO)
+    _quiet_logging()
     from jax.experimental import multihost_utils
 
     from nsnet_jax.train import train_and_evaluate
 
-    logging.info(
+    logging.getLogger("nsnet_jax").info(
         "process %d/%d, %d local / %d global devices (%s)",
         jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
         jax.default_backend(),

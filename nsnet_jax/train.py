@@ -49,12 +49,18 @@ class NonFiniteLossError(FloatingPointError):
 # =============================================================================================
 
 
-def train_and_evaluate(config: Any, workdir: str, writer: Any = None) -> dict[str, Any]:
-    """Runs `config.stage` (or every stage for `all`) and returns each stage's summary."""
+def train_and_evaluate(
+    config: Any, workdir: str, writer: Any = None, devices: list | None = None
+) -> dict[str, Any]:
+    """Runs `config.stage` (or every stage for `all`) and returns each stage's summary.
+
+    `writer` is a CLU metric writer (default: TensorBoard files + console on process 0);
+    `devices` restricts the mesh (default: every device of every process).
+    """
     validate_config(config)
     workdir = os.path.abspath(workdir)
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    mesh = data_mesh()
+    mesh = data_mesh(devices)
     check_global_batch(config.batch_size, mesh)
     check_global_batch(config.eval_batch_size, mesh)
     model = build_model(config)
@@ -261,7 +267,8 @@ def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Call
             "batch_stats": batch_stats,
             "opt_state": opt_state,
         }
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads), **parts}
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        return new_state, {"loss": loss, "grad_norm": grad_norm, **parts}
 
     return step
 

@@ -1,4 +1,4 @@
-"""Selection: temporal order, ties, gathering, and the gradients of the differentiable relaxations."""
+"""Selection: temporal order, ties, gathering, and the gradients of the relaxations."""
 
 import jax
 import jax.numpy as jnp

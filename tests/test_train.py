@@ -1,0 +1,290 @@
+"""The trainer: all stages, resume after a kill, preemption, 1 vs 8 devices, ablations."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from input_fixtures import TINY
+
+from nsnet_jax import checkpointing, optim, train
+from nsnet_jax.models.nsnet import build_model, init_variables
+from tests import tiny_train_config
+from tests.tiny import tiny_config
+
+pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_config(data_dir: str, **overrides):
+    c = tiny_train_config.get_config()
+    with c.unlocked():
+        c.data.data_dir = data_dir
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split("__")
+            node = c
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+    return c
+
+
+class RecordingWriter:
+    """A CLU-style metric writer that keeps what it is given (Scenic's habit, for assertions)."""
+
+    def __init__(self) -> None:
+        self.scalars: list[tuple[int, dict]] = []
+
+    def write_scalars(self, step, scalars):
+        self.scalars.append((step, dict(scalars)))
+
+    def flush(self):
+        pass
+
+
+def _final_params(workdir, stage):
+    return checkpointing.restore_variables(os.path.join(workdir, stage, "final"))["params"]
+
+
+def _assert_trees_close(a, b, atol):
+    flat_a, flat_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(flat_a) == len(flat_b)
+    for x, y in zip(flat_a, flat_b, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_fashion_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    writer = RecordingWriter()
+    summaries = train.train_and_evaluate(train_config(tiny_fashion_dir), workdir, writer=writer)
+    return workdir, summaries, writer
+
+
+def test_all_stages_run_and_report_every_method(finished_run):
+    workdir, summaries, writer = finished_run
+    assert list(summaries) == ["recognizer", "pseudo_labels", "sampler", "eval"]
+    assert summaries["recognizer"]["steps"] == 4 and summaries["sampler"]["steps"] == 2
+    assert summaries["pseudo_labels"]["videos"] == TINY["num_train"]
+    rows = summaries["eval"]["rows"]
+    methods = {(r["method"], r["k"]) for r in rows}
+    for k in (1, 2):
+        assert {("nsnet", k), ("uniform", k), ("random", k), ("oracle", k)} <= methods
+    assert ("all", TINY["num_frames"]) in methods
+    assert summaries["eval"]["num_videos"] == TINY["num_test"]  # padding counted nowhere
+    for r in rows:
+        assert 0.0 <= r["top1"] <= 1.0 and r["gmacs"] > 0 and r["videos_per_s"] > 0
+    oracle = [r for r in rows if r["method"] == "oracle"]
+    assert all(r["evidence_recall"] == 1.0 for r in oracle)
+    results = json.loads((Path(workdir) / "eval" / "results.json").read_text())
+    assert results["rows"] == rows
+    assert "| nsnet | 2 |" in (Path(workdir) / "eval" / "results.md").read_text()
+    info = json.loads((Path(workdir) / "run_info.json").read_text())
+    assert info["devices"] == 8 and info["global_batch_size"] == 8
+    logged = {k for _, scalars in writer.scalars for k in scalars}
+    assert {"recognizer/loss", "sampler/loss", "sampler/frame", "sampler/video"} <= logged
+
+
+def test_rerun_skips_finished_stages(finished_run, tiny_fashion_dir):
+    workdir, summaries, _ = finished_run
+    before = sorted(p.name for p in (Path(workdir) / "recognizer" / "checkpoints").iterdir())
+    again = train.train_and_evaluate(train_config(tiny_fashion_dir), workdir, RecordingWriter())
+    assert again["eval"]["rows"] == summaries["eval"]["rows"]
+    after = sorted(p.name for p in (Path(workdir) / "recognizer" / "checkpoints").iterdir())
+    assert before == after
+
+
+def test_init_from_copies_parameters_by_path_and_honours_skip(finished_run, tiny_fashion_dir):
+    workdir, _, _ = finished_run
+    source = _final_params(workdir, "sampler")
+    config = train_config(tiny_fashion_dir)
+    config.init_from.path = os.path.join(workdir, "sampler", "final")
+    config.init_from.skip = "params/recognizer/*"
+    config.seed = 7  # a fresh init differs from the source everywhere
+    model = build_model(config)
+    variables = train.create_variables(config, model, train.data_mesh())
+    _assert_trees_close(variables["params"]["sampler"], source["sampler"], atol=0)
+    kernel = variables["params"]["recognizer"]["backbone"]["fc"]["kernel"]
+    assert not np.allclose(kernel, source["recognizer"]["backbone"]["fc"]["kernel"])
+
+
+def test_one_device_and_eight_device_mesh_give_the_same_training(tiny_fashion_dir, tmp_path):
+    config = train_config(tiny_fashion_dir, stage="recognizer")
+    results = {}
+    for n in (1, 8):
+        writer = RecordingWriter()
+        workdir = str(tmp_path / f"dev{n}")
+        train.train_and_evaluate(config, workdir, writer, devices=jax.devices()[:n])
+        results[n] = (
+            [s["recognizer/loss"] for _, s in writer.scalars],
+            _final_params(workdir, "recognizer"),
+        )
+    np.testing.assert_allclose(results[1][0], results[8][0], rtol=1e-4)
+    _assert_trees_close(results[1][1], results[8][1], atol=1e-4)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_last_checkpoint(
+    tiny_fashion_dir, tmp_path
+):
+    config = train_config(tiny_fashion_dir, stage="recognizer")
+    config.recognizer_training.learning_rate = float("inf")
+    config.recognizer_training.warmup_steps = 0
+    config.checkpoint_every_steps = 1
+    with pytest.raises(
+        train.NonFiniteLossError, match=r"at step 2; .*last good checkpoint is step 1"
+    ):
+        train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+
+
+def _main_cmd(data_dir, workdir, *extra):
+    config = ROOT / "tests" / "tiny_train_config.py"
+    return [
+        sys.executable, "-m", "nsnet_jax.main", f"--config={config}", f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}", "--config.stage=recognizer", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted(tiny_fashion_dir, tmp_path):
+    steps = ["--config.recognizer_training.num_steps=8", "--config.checkpoint_every_steps=2"]
+    uninterrupted = tmp_path / "straight"
+    subprocess.run(_main_cmd(tiny_fashion_dir, uninterrupted, *steps), check=True, cwd=ROOT,
+                   timeout=400, capture_output=True)  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_main_cmd(tiny_fashion_dir, killed, *steps,
+                                      "--config.data.num_threads=1"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    ckpt = killed / "recognizer" / "checkpoints" / "2"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert ckpt.exists(), "the run ended before its step-2 checkpoint"
+    assert not (killed / "recognizer" / "final").exists(), "killed too late to test a resume"
+    resumed = subprocess.run(_main_cmd(tiny_fashion_dir, killed, *steps), cwd=ROOT, timeout=400,
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step" in resumed.stderr
+    _assert_trees_close(
+        _final_params(uninterrupted, "recognizer"), _final_params(killed, "recognizer"), atol=1e-6
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_exits(tiny_fashion_dir, tmp_path):
+    proc = subprocess.Popen(
+        _main_cmd(tiny_fashion_dir, tmp_path, "--config.recognizer_training.num_steps=400",
+                  "--config.checkpoint_every_steps=1000"),
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "recognizer step 3/400" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, "".join(seen)[-2000:] + rest[-2000:]
+    steps = [int(p.name) for p in (tmp_path / "recognizer" / "checkpoints").iterdir()
+             if p.name.isdigit()]  # fmt: skip
+    assert steps and 3 <= max(steps) < 400
+    assert "preempted; checkpoint saved" in rest
+
+
+def test_mistyped_override_fails_with_its_name(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "nsnet_jax.main", "--config=configs/salient_fashion.py",
+         f"--workdir={tmp_path}", "--config.sampler_training.learning_rat=0.1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "learning_rat" in result.stderr
+
+
+# ---- ablation switches: each runs a real training step -------------------------------------------
+
+ABLATIONS = [
+    {"loss__nonsalient": "background"},
+    {"loss__nonsalient": "uniform"},
+    {"loss__nonsalient": "complement"},
+    {"loss__frame_weight": 0.0},  # video-level loss only
+    {"loss__video_weight": 0.0},  # frame-level loss only
+    *(
+        {"pseudo_label__rule": r}
+        for r in ("rank", "threshold", "correct", "soft", "correct_and_rank")
+    ),
+    *({"model__sampler__fusion": f} for f in ("sum", "product", "rank")),
+    *({"model__sampler__temporal": t} for t in ("conv1d", "transformer")),
+    {"selection__train_mode": "perturbed", "selection__num_samples": 8},
+    {"selection__train_mode": "gumbel"},
+    {"sampler_training__train_recognizer": True},
+    {"model__recognizer__aggregation": "maxpool_mlp", "sampler_training__train_recognizer": True},
+]
+
+
+@pytest.mark.parametrize(
+    "switches", ABLATIONS, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items())
+)
+def test_each_ablation_switch_runs_a_training_step(switches):
+    config = tiny_config(**switches)
+    model = build_model(config)
+    variables = jax.jit(lambda k: init_variables(model, config, k))(jax.random.key(0))
+    b, t, s = 4, config.data.num_frames, config.data.sampler_size
+    rng = np.random.default_rng(0)
+    batch = {
+        "sampler_frames": jnp.asarray(rng.integers(0, 255, (b, t, s, s, 3)), jnp.uint8),
+        "frames": jnp.asarray(rng.integers(0, 255, (b, t, s, s, 3)), jnp.uint8),
+        "labels": jax.nn.one_hot(jnp.arange(b) % config.data.num_classes, config.data.num_classes),
+        "p_gt": jnp.asarray(rng.random((b, t)), jnp.float32),
+        "correct": jnp.asarray(rng.random((b, t)) > 0.5),
+    }
+    joint = config.sampler_training.train_recognizer
+    trainable = ("sampler", "recognizer") if joint else ("sampler",)
+    tx = optim.build_optimizer(config.sampler_training, variables["params"], trainable, 10)
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": variables["params"],
+        "batch_stats": variables["batch_stats"],
+        "opt_state": tx.init(variables["params"]),
+    }
+    step = jax.jit(train.make_train_step(train.sampler_loss_fn(config, model), tx))
+    new_state, metrics = step(state, batch, jax.random.key(1))
+    assert np.isfinite(float(metrics["loss"]))
+    moved = lambda part: (
+        not np.allclose(  # noqa: E731
+            jax.tree.leaves(new_state["params"][part])[0], jax.tree.leaves(state["params"][part])[0]
+        )
+    )
+    head = new_state["params"]["sampler"]["frame_head"]["kernel"]
+    assert not np.allclose(head, state["params"]["sampler"]["frame_head"]["kernel"]) or (
+        config.loss.frame_weight == 0
+    )
+    assert moved("recognizer") == joint
+    if config.selection.train_mode != "none" or joint:
+        assert "recognizer" in metrics
+
+
+def test_optimizer_freezes_and_scales_by_path():
+    params = {"a": {"w": jnp.ones((2, 2))}, "b": {"w": jnp.ones((2, 2))}, "c": {"w": jnp.ones(2)}}
+    cfg = tiny_config().sampler_training
+    cfg.optimizer, cfg.learning_rate, cfg.momentum, cfg.weight_decay = "sgd", 1.0, 0.0, 0.0
+    cfg.lr_multipliers = "b=0.5"
+    tx = optim.build_optimizer(cfg, params, ("a", "b"), total_steps=4)
+    grads = jax.tree.map(jnp.ones_like, params)
+    state = tx.init(params)
+    for _ in range(2):  # warmup 0 -> step 0 lr = peak
+        updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates["c"]["w"], 0.0)
+    np.testing.assert_allclose(updates["b"]["w"], 0.5 * np.asarray(updates["a"]["w"]))
+    with pytest.raises(ValueError, match="'b0.5' must look like"):
+        optim.parse_multipliers("b0.5")
