@@ -14,6 +14,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from nsnet_jax.console import quiet_library_logging
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -27,20 +29,6 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _quiet_logging() -> None:
-    """Our progress lines at INFO; libraries (Orbax logs every save step) at WARNING."""
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    ours = logging.getLogger("nsnet_jax")
-    ours.setLevel(logging.INFO)
-    if not ours.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        ours.addHandler(handler)
-    ours.propagate = False
-
-
 def main(argv: list[str]) -> None:
     del argv
     import jax
@@ -51,7 +39,7 @@ def main(argv: list[str]) -> None:
             num_processes=_NUM_PROCESSES.value,
             process_id=_PROCESS_ID.value,
         )
-    _quiet_logging()
+    quiet_library_logging()
     from jax.experimental import multihost_utils
 
     from nsnet_jax.train import train_and_evaluate
@@ -62,6 +50,10 @@ def main(argv: list[str]) -> None:
         jax.default_backend(),
     )  # fmt: skip
     summaries = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if "eval" in summaries and jax.process_index() == 0 and "rows" in summaries["eval"]:
+        from nsnet_jax.evaluate import markdown_table
+
+        print(markdown_table(summaries["eval"]), flush=True)
     preempted = any(s.get("preempted") for s in summaries.values() if isinstance(s, dict))
     multihost_utils.sync_global_devices("exit")  # no process leaves while others still save
     if preempted:

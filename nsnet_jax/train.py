@@ -91,6 +91,7 @@ def train_and_evaluate(
 
 
 def _default_writer(workdir: str):
+    """TensorBoard event files and console lines on process 0, console only on the others."""
     from clu import metric_writers
 
     return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
@@ -569,7 +570,6 @@ def run_eval_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
         (out / "results.json").write_text(json.dumps(results, indent=1))
         table = evaluate.markdown_table(results)
         (out / "results.md").write_text(table + "\n")
-        print(table, flush=True)
     return results
 
 

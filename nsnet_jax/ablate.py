@@ -1,0 +1,128 @@
+"""Ablation sweep over the method's open choices, sharing one recognizer and one pseudo-label pass.
+
+    python -m nsnet_jax.ablate --config=configs/salient_fashion.py --workdir=/tmp/ablate \\
+        [--only=default,frame_only] [--config.sampler_training.num_epochs=1]
+
+Stages 1-2 run once in WORKDIR/base (or are reused from there); every variant then trains its own
+sampler (stage 3) from the same recognizer and pseudo labels, and is evaluated. One table,
+WORKDIR/ablation.md (and .json), lists NSNet's accuracy and evidence recall per variant and K.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from typing import Any
+
+log = logging.getLogger("nsnet_jax")
+
+# name -> config overrides (dotted paths); every variant changes one choice of the default.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "frame_loss_only": {"loss.video_weight": 0.0},
+    "video_loss_only": {"loss.frame_weight": 0.0},
+    "nonsalient_uniform": {"loss.nonsalient": "uniform"},
+    "nonsalient_complement": {"loss.nonsalient": "complement"},
+    "no_nonsalient_term": {"loss.nonsalient_weight": 0.0},
+    "pseudo_rank": {"pseudo_label.rule": "rank"},
+    "pseudo_threshold": {"pseudo_label.rule": "threshold"},
+    "pseudo_correct": {"pseudo_label.rule": "correct"},
+    "pseudo_soft": {"pseudo_label.rule": "soft"},
+    "fusion_beta_0": {"model.sampler.fusion_beta": 0.0},
+    "fusion_beta_2": {"model.sampler.fusion_beta": 2.0},
+    "fusion_product": {"model.sampler.fusion": "product"},
+    "fusion_rank": {"model.sampler.fusion": "rank"},
+    "temporal_conv1d": {"model.sampler.temporal": "conv1d"},
+    "temporal_transformer": {"model.sampler.temporal": "transformer"},
+    "selection_perturbed": {"selection.train_mode": "perturbed", "selection.num_samples": 20},
+    "selection_gumbel": {"selection.train_mode": "gumbel"},
+    "joint_finetune": {"sampler_training.train_recognizer": True},
+}
+
+
+def variant_config(base: Any, overrides: dict[str, Any]) -> Any:
+    config = base.copy_and_resolve_references()
+    with config.unlocked():
+        config.stage = "all"
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = config
+            for p in parents:
+                node = node[p]
+            if leaf not in node:
+                raise KeyError(f"ablation override {dotted!r}: no such config field")
+            node[leaf] = value
+    return config
+
+
+def run(config: Any, workdir: str, only: list[str] | None = None) -> list[dict[str, Any]]:
+    from nsnet_jax.train import train_and_evaluate
+
+    names = only or list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown ablation variants {unknown}; choose from {list(VARIANTS)}")
+    base_dir = os.path.join(workdir, "base")
+    for stage in ("recognizer", "pseudo_labels"):
+        train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
+    rows = []
+    for name in names:
+        vdir = os.path.join(workdir, name)
+        for stage in ("recognizer", "pseudo_labels"):
+            if not os.path.exists(os.path.join(vdir, stage)):
+                os.makedirs(vdir, exist_ok=True)
+                shutil.copytree(os.path.join(base_dir, stage), os.path.join(vdir, stage))
+        log.info("ablation %s: %s", name, VARIANTS[name] or "(defaults)")
+        summaries = train_and_evaluate(variant_config(config, VARIANTS[name]), vdir)
+        for r in summaries["eval"]["rows"]:
+            if r["method"] == "nsnet":
+                rows.append({"variant": name, "overrides": VARIANTS[name], **r})
+    with open(os.path.join(workdir, "ablation.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    table = markdown(rows)
+    with open(os.path.join(workdir, "ablation.md"), "w") as f:
+        f.write(table + "\n")
+    print(table, flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    ks = sorted({r["k"] for r in rows})
+    head = "| variant | change | " + " | ".join(f"top-1 K={k} (%) | recall K={k}" for k in ks)
+    lines = [head + " |", "|---|---|" + "---|---|" * len(ks)]
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        by_k = {r["k"]: r for r in rows if r["variant"] == name}
+        change = ", ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "paper defaults"
+        cells = []
+        for k in ks:
+            r = by_k.get(k)
+            recall = r["evidence_recall"] if r else None
+            cells.append(f"{100 * r['top1']:.1f}" if r else "-")
+            cells.append(f"{recall:.3f}" if recall is not None else "-")
+        lines.append(f"| {name} | {change} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    from nsnet_jax.console import quiet_library_logging
+
+    config_flag = config_flags.DEFINE_config_file("config", None, "Config file.")
+    workdir = flags.DEFINE_string("workdir", None, "Output directory.")
+    only = flags.DEFINE_list("only", None, f"Variants to run (default: all of {list(VARIANTS)}).")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+    def _main(argv):
+        del argv
+        quiet_library_logging()
+        run(config_flag.value, workdir.value, only.value)
+
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The main job: build salient_fashion if needed, train every stage, evaluate, draw two figures.
+
+    python -m nsnet_jax.demo --workdir=/tmp/nsnet_demo [--config.x=y ...]
+
+Figures in the workdir: `accuracy_vs_gmacs.png` (each method's accuracy against its GMACs per video
+at K = 1, 2, 4) and `selections.png` (test videos: every candidate frame with the sampler's score,
+the frames NSNet selects and the ground-truth evidence frames).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("nsnet_jax")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "salient_fashion.py")
+
+
+def ensure_dataset(config: Any) -> None:
+    """Builds the configured salient_fashion dataset into config.data.data_dir if it is missing."""
+    import tensorflow_datasets as tfds
+
+    import input_pipeline  # noqa: F401 - registers the builders
+
+    builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
+    if builder.is_prepared():
+        log.info("dataset %s found in %s", config.data.name, builder.data_dir)
+        return
+    log.info("building %s in %s (about 2 minutes on 2 cores)", config.data.name, builder.data_dir)
+    start = time.time()
+    builder.download_and_prepare()
+    log.info("built %s in %.0f s", config.data.name, time.time() - start)
+
+
+def plot_accuracy_vs_gmacs(results: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    styles = {"nsnet": "o-", "uniform": "s--", "random": "^--", "oracle": "d:", "all": "*"}
+    for method, style in styles.items():
+        rows = sorted((r for r in results["rows"] if r["method"] == method), key=lambda r: r["k"])
+        if not rows:
+            continue
+        x = [r["gmacs"] * 1e3 for r in rows]
+        y = [100 * r["top1"] for r in rows]
+        ax.plot(x, y, style, label=method, markersize=9 if method == "all" else 6)
+        for r, xi, yi in zip(rows, x, y, strict=True):
+            ax.annotate(f"K={r['k']}", (xi, yi), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7)  # fmt: skip
+    ax.set_xlabel("MMACs per video")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"salient_fashion {results['split']} ({results['num_videos']} videos)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_selections(config: Any, workdir: str, path: str, num_videos: int = 4) -> None:
+    """The sampler's scores on a few test videos, with its top-K and the true evidence marked."""
+    import jax
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from input_pipeline import pipeline
+    from nsnet_jax import checkpointing
+    from nsnet_jax.models.nsnet import NSNet, build_model
+    from nsnet_jax.selection import topk_indices
+
+    model = build_model(config)
+    variables = checkpointing.restore_variables(os.path.join(workdir, "sampler", "final"))
+    batches, meta = pipeline.create_dataset(
+        config.data, config.data.eval_split, train=False, global_batch_size=num_videos,
+        seed=0, process_index=0, process_count=1,
+    )  # fmt: skip
+    batch = next(batches)
+    scores = np.asarray(
+        jax.jit(lambda v, x: model.apply(v, x, method=NSNet.sample)["scores"])(
+            variables, batch["sampler_frames"]
+        )
+    )
+    k = config.model.num_select
+    chosen = np.asarray(topk_indices(scores, k))
+    t = scores.shape[1]
+    fig, axes = plt.subplots(num_videos, t, figsize=(t * 0.9, num_videos * 1.25))
+    for v in range(num_videos):
+        label = meta.class_names[int(batch["label"][v])]
+        for i in range(t):
+            ax = axes[v, i]
+            ax.imshow(batch["frames"][v, i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            selected = i in chosen[v]
+            evidence = bool(batch["evidence"][v, i])
+            color = "red" if selected else ("limegreen" if evidence else "none")
+            for spine in ax.spines.values():
+                spine.set_edgecolor(color)
+                spine.set_linewidth(3 if color != "none" else 0)
+            title = f"{scores[v, i]:.2f}" + (" E" if evidence else "")
+            ax.set_title(title, fontsize=6, color="green" if evidence else "black", pad=2)
+        axes[v, 0].set_ylabel(label, fontsize=7)
+    fig.suptitle(
+        f"sampler score per frame; red box: NSNet's top-{k}; 'E' (green): ground-truth evidence",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(config: Any, workdir: str) -> dict[str, Any]:
+    from nsnet_jax.train import train_and_evaluate
+
+    ensure_dataset(config)
+    start = time.time()
+    summaries = train_and_evaluate(config, workdir)
+    results = summaries["eval"]
+    plot_accuracy_vs_gmacs(results, os.path.join(workdir, "accuracy_vs_gmacs.png"))
+    plot_selections(config, workdir, os.path.join(workdir, "selections.png"))
+    log.info("figures: %s/accuracy_vs_gmacs.png, %s/selections.png", workdir, workdir)
+    log.info("total %.1f minutes", (time.time() - start) / 60)
+    return summaries
+
+
+def main() -> None:
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    from nsnet_jax.console import quiet_library_logging
+
+    config_flag = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Config file.")
+    workdir = flags.DEFINE_string("workdir", "/tmp/nsnet_demo", "Output directory.")
+
+    def _main(argv):
+        del argv
+        quiet_library_logging()
+        summaries = run(config_flag.value, workdir.value)
+        from nsnet_jax.evaluate import markdown_table
+
+        print(markdown_table(summaries["eval"]))
+        print(json.dumps({"workdir": workdir.value, "done": True}))
+
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()
