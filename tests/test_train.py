@@ -316,3 +316,23 @@ def test_ablation_runner_reuses_stages_one_and_two(finished_run, tiny_fashion_di
     assert "| fusion_rank | model.sampler.fusion=rank |" in table
     with pytest.raises(ValueError, match="unknown ablation variants"):
         ablate.run(train_config(tiny_fashion_dir), str(tmp_path), only=["nope"])
+
+
+def test_backbone_init_from_an_orbax_export(tmp_path, tiny_fashion_dir):
+    """model.recognizer.init_from loads exported backbone variables (the convert format)."""
+    from nsnet_jax.config_checks import INIT_FORMATS
+    from nsnet_jax.pretrained import FORMATS
+
+    assert set(INIT_FORMATS) == set(FORMATS) | {""}
+    config = train_config(tiny_fashion_dir)
+    model = build_model(config)
+    donor = jax.jit(lambda k: init_variables(model, config, k))(jax.random.key(5))
+    backbone = {c: donor[c]["recognizer"]["backbone"] for c in ("params", "batch_stats")}
+    checkpointing.save_variables(str(tmp_path / "export"), backbone)
+    config.model.recognizer.init_from.path = str(tmp_path / "export")
+    config.model.recognizer.init_from.format = "orbax"
+    config.model.recognizer.init_from.skip = "fc/*"
+    variables = train.create_variables(config, model, train.data_mesh())
+    got = variables["params"]["recognizer"]["backbone"]
+    _assert_trees_close(got["conv1"], backbone["params"]["conv1"], atol=0)
+    assert not np.allclose(got["fc"]["kernel"], backbone["params"]["fc"]["kernel"])
