@@ -21,11 +21,16 @@ from flax import traverse_util
 log = logging.getLogger(__name__)
 
 
+def absolute(path: str) -> str:
+    """An absolute local path; URLs (gs://, the workdir of a pod) are returned unchanged."""
+    return str(path) if "://" in str(path) else os.path.abspath(path)
+
+
 def manager(directory: str, *, max_to_keep: int = 3, async_save: bool = True):
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
     )
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    return ocp.CheckpointManager(absolute(directory), options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict, force: bool = False):
@@ -58,13 +63,13 @@ def restore(mngr: ocp.CheckpointManager, state_like: Any, step: int | None = Non
 def save_variables(path: str, variables: Any) -> None:
     """A stage's final params + batch_stats, for the next stage, `init_from` and export."""
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.abspath(path), variables, force=True)
+    checkpointer.save(absolute(path), variables, force=True)
     checkpointer.wait_until_finished()
 
 
 def restore_variables(path: str, target: Any | None = None) -> Any:
     """`save_variables`'s tree, laid out like `target` (abstract arrays with shardings) if given."""
-    return ocp.StandardCheckpointer().restore(os.path.abspath(path), target)
+    return ocp.StandardCheckpointer().restore(absolute(path), target)
 
 
 def load_params_by_path(

@@ -58,7 +58,7 @@ def train_and_evaluate(
     `devices` restricts the mesh (default: every device of every process).
     """
     validate_config(config)
-    workdir = os.path.abspath(workdir)
+    workdir = checkpointing.absolute(workdir)  # gs:// stays gs://
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     mesh = data_mesh(devices)
     check_global_batch(config.batch_size, mesh)
