@@ -82,7 +82,9 @@ def load_params_by_path(
     """
     import fnmatch
 
-    if not os.path.isdir(path):
+    from etils import epath
+
+    if not epath.Path(path).is_dir():
         raise FileNotFoundError(
             f"init_from.path={path!r} is not a directory; point it at another run's "
             "WORKDIR/<stage>/final (e.g. WORKDIR/sampler/final)"
