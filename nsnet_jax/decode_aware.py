@@ -1,0 +1,176 @@
+"""Decode-aware NSNet inference: decode what the networks need, at the resolution they need it.
+
+The sampler sees all T frames at low resolution, so those come from a DCT-domain (PIL `draft`)
+decode that skips most of the JPEG work; only the K frames the sampler picks are then decoded at
+full resolution for the recognizer. Against decoding all T frames at full resolution this saves
+(T - K) full decodes per video, which on a CPU host can cost as much as the networks.
+
+Note: the sampler view here is a low-res decode of each frame on its own, whereas the training
+pipeline (`input_pipeline.pipeline`) makes both views from one full decode. The two differ by
+resampling only; `tests/test_bench.py` checks the selection against the pre-decoded path fed the
+same sampler view.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import jax
+import numpy as np
+from PIL import Image
+
+from input_pipeline import decode
+from nsnet_jax.models.nsnet import NSNet
+from nsnet_jax.selection import topk_indices
+
+EncodedVideo = Sequence[bytes]
+
+
+def synthetic_encoded_videos(
+    batch: int,
+    num_frames: int,
+    short_side: int = 256,
+    aspect: float = 4 / 3,
+    seed: int = 0,
+    quality: int = 90,
+) -> list[list[bytes]]:
+    """`batch` videos of `num_frames` JPEGs, `short_side` px high: smooth scenes, moving, noisy.
+
+    Smooth content with texture noise compresses and decodes like camera frames; pure noise would
+    make the JPEGs several times larger and slower to decode than real video.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = short_side, int(round(short_side * aspect))
+    videos = []
+    for _ in range(batch):
+        base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        big = np.asarray(Image.fromarray(base).resize((w + num_frames * 4, h), Image.BICUBIC))
+        frames = []
+        for t in range(num_frames):
+            frame = big[:, 4 * t : 4 * t + w].astype(np.int16)
+            frame = frame + rng.integers(-12, 13, frame.shape, dtype=np.int16)
+            buf = io.BytesIO()
+            Image.fromarray(np.clip(frame, 0, 255).astype(np.uint8)).save(
+                buf, "JPEG", quality=quality
+            )
+            frames.append(buf.getvalue())
+        videos.append(frames)
+    return videos
+
+
+def _map(pool: Executor | None, fn: Callable[[int], np.ndarray], n: int) -> list[np.ndarray]:
+    return list(pool.map(fn, range(n))) if pool is not None else [fn(i) for i in range(n)]
+
+
+def decode_batch(
+    videos: Sequence[EncodedVideo],
+    size: int,
+    *,
+    indices: np.ndarray | None = None,
+    boxes: Sequence[decode.Box | None] | None = None,
+    flips: Sequence[bool] | None = None,
+    draft: bool = True,
+    pool: Executor | None = None,
+) -> np.ndarray:
+    """uint8 [B, n, size, size, 3]: all frames, or only `indices` [B, K] of each video."""
+
+    def one(b: int) -> np.ndarray:
+        frames = videos[b] if indices is None else [videos[b][int(t)] for t in indices[b]]
+        return decode.decode_frames(
+            frames,
+            size,
+            None if boxes is None else boxes[b],
+            flip=bool(flips[b]) if flips is not None else False,
+            draft=draft,
+            example_id=str(b),
+        )
+
+    return np.stack(_map(pool, one, len(videos)))
+
+
+def decode_batch_views(
+    videos: Sequence[EncodedVideo],
+    sizes: Sequence[int],
+    *,
+    boxes: Sequence[decode.Box | None] | None = None,
+    flips: Sequence[bool] | None = None,
+    pool: Executor | None = None,
+) -> list[np.ndarray]:
+    """All frames at every size, one decode per frame (the training pipeline's way)."""
+
+    def one(b: int) -> list[np.ndarray]:
+        return decode.decode_video_views(
+            videos[b],
+            sizes,
+            None if boxes is None else boxes[b],
+            flip=bool(flips[b]) if flips is not None else False,
+            example_id=str(b),
+        )
+
+    per_video = _map(pool, one, len(videos))
+    return [np.stack([v[i] for v in per_video]) for i in range(len(sizes))]
+
+
+def make_sample_fn(model: NSNet) -> Callable[..., dict[str, jax.Array]]:
+    """Jitted f(variables, sampler_frames [B,T,h,w,3]) -> scores [B,T], indices [B,K]."""
+
+    @jax.jit
+    def sample(variables, sampler_frames):
+        scores = model.apply(variables, sampler_frames, method=NSNet.sample)["scores"]
+        return {"scores": scores, "indices": topk_indices(scores, model.num_select)}
+
+    return sample
+
+
+def make_recognize_selected_fn(model: NSNet) -> Callable[..., jax.Array]:
+    """Jitted f(variables, frames [B,K,H,W,3]) -> logits: frames already selected on the host."""
+
+    @jax.jit
+    def recognize(variables, frames):
+        return model.apply(variables, frames, method=NSNet.recognize)["logits"]
+
+    return recognize
+
+
+def make_decode_aware_fn(
+    model: NSNet,
+    sampler_size: int,
+    recognizer_size: int,
+    pool: Executor | None = None,
+    sample: Callable[..., dict[str, jax.Array]] | None = None,
+) -> Callable[..., dict[str, Any]]:
+    """f(variables, videos, boxes=None, flips=None) -> logits, indices, scores, timings.
+
+    Low-res decode of all T -> sampler -> top-K -> full-res decode of only those K -> recognizer.
+    `timings` splits the call into decode_s and compute_s (wall clock, nothing overlapped).
+    `sample` reuses an already compiled `make_sample_fn(model)`.
+    """
+    sample = sample or make_sample_fn(model)
+    recognize = make_recognize_selected_fn(model)
+
+    def run(variables, videos, boxes=None, flips=None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        low = decode_batch(videos, sampler_size, boxes=boxes, flips=flips, pool=pool)
+        t1 = time.perf_counter()
+        sampled = sample(variables, low)
+        indices = np.asarray(sampled["indices"])  # the host needs them to decode: a sync point
+        t2 = time.perf_counter()
+        high = decode_batch(
+            videos, recognizer_size, indices=indices, boxes=boxes, flips=flips, pool=pool
+        )
+        t3 = time.perf_counter()
+        logits = jax.block_until_ready(recognize(variables, high))
+        t4 = time.perf_counter()
+        return {
+            "logits": logits,
+            "indices": indices,
+            "scores": sampled["scores"],
+            "timings": {"decode_s": (t1 - t0) + (t3 - t2), "compute_s": (t2 - t1) + (t4 - t3)},
+        }
+
+    run.sample, run.recognize = sample, recognize
+    return run

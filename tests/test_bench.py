@@ -1,0 +1,152 @@
+"""The bench command, the PyTorch reference and the decode-aware path, at tiny shapes.
+
+Timings are not asserted (they belong to `python -m nsnet_jax.bench`); what is checked: the command
+prints parseable JSON lines with the expected names, PyTorch given JAX's weights picks the same
+frames, and decoding only the K chosen frames picks the same frames as the pre-decoded path.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from configs import activitynet
+from nsnet_jax import decode_aware as da
+from nsnet_jax.bench import make_train_step, random_variables
+from nsnet_jax.inference import make_inference_fn
+from nsnet_jax.models.nsnet import build_model
+from tests.tiny import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "data.recognizer_size": 32,
+    "data.sampler_size": 32,
+    "model.recognizer.width": 0.125,
+    "model.sampler.width": 0.25,
+}
+
+
+def _tiny_activitynet():
+    c = activitynet.get_config()
+    with c.unlocked():
+        for dotted, value in TINY.items():
+            node = c
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+    return c
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    config = _tiny_activitynet()
+    model = build_model(config)
+    return config, model, random_variables(model, config, seed=0)
+
+
+def test_bench_command_prints_json_lines():
+    overrides = [f"--config.{k}={v}" for k, v in TINY.items()]
+    out = subprocess.run(
+        [sys.executable, "-m", "nsnet_jax.bench", "--config=configs/activitynet.py", *overrides,
+         "--batch=2", "--repeats=1", "--train_step=none", "--decode", "--torch",
+         "--notorch_compile"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+    ).stdout  # fmt: skip
+    records = {}
+    for line in out.strip().splitlines():
+        record = json.loads(line)  # every stdout line is one JSON object
+        for key in ("name", "value", "unit", "backend", "device", "dtype", "batch", "shapes"):
+            assert key in record, (key, record)
+        records[record["name"]] = record
+    for name in (
+        "nsnet_videos_per_s", "all_t_videos_per_s", "uniform_k_videos_per_s",
+        "speedup_nsnet_over_all_t", "matmul_peak", "mfu_recognizer_all_t", "peak_host_memory",
+        "decode_aware_nsnet_videos_per_s", "full_decode_all_t_videos_per_s",
+        "full_decode_nsnet_videos_per_s", "speedup_decode_aware_over_full_decode_all_t",
+    ):  # fmt: skip
+        assert name in records, (name, sorted(records))
+        assert records[name]["value"] > 0, records[name]
+    assert records["speedup_nsnet_over_all_t"]["flop_ratio"] > 0
+    assert records["nsnet_videos_per_s"]["shapes"]["num_select"] == 6
+    assert records["decode_aware_selection_agreement"]["value"] == 1.0
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "torch_unavailable" in records
+    else:
+        assert records["torch_eager_nsnet_videos_per_s"]["value"] > 0
+        assert records["torch_jax_selection_agreement"]["value"] == 1.0
+
+
+def test_torch_reference_selects_the_same_frames_with_the_same_weights(tiny):
+    torch = pytest.importorskip("torch")
+    from nsnet_jax import torch_reference as tr
+
+    config, model, variables = tiny
+    reference = tr.build_torch_nsnet(config)
+    tr.load_jax_variables(reference, variables, config)
+    rng = np.random.default_rng(3)
+    lo = rng.integers(0, 256, (3, 16, 32, 32, 3), dtype=np.uint8)
+    hi = rng.integers(0, 256, (3, 16, 32, 32, 3), dtype=np.uint8)
+    want = make_inference_fn(model)(variables, lo, hi)
+    with torch.inference_mode():
+        logits, indices, scores = reference(torch.from_numpy(lo), torch.from_numpy(hi))
+    assert len(np.unique(np.asarray(want["scores"]))) > 40  # scores are not all tied
+    np.testing.assert_array_equal(indices.numpy(), np.asarray(want["indices"]))
+    np.testing.assert_allclose(scores.numpy(), np.asarray(want["scores"]), atol=1e-5)
+    np.testing.assert_allclose(logits.numpy(), np.asarray(want["logits"]), atol=1e-4, rtol=1e-4)
+
+
+def test_decode_aware_path_selects_the_same_frames_and_decodes_only_k(tiny, monkeypatch):
+    config, model, variables = tiny
+    videos = da.synthetic_encoded_videos(batch=3, num_frames=16, short_side=64, seed=1)
+    sizes = (config.data.sampler_size, config.data.recognizer_size)
+    # the pre-decoded path: every frame decoded at both sizes, then the jitted NSNet
+    lo = da.decode_batch(videos, sizes[0])
+    hi = da.decode_batch(videos, sizes[1])
+    want = make_inference_fn(model)(variables, lo, hi)
+
+    decoded = []
+    real = da.decode.decode_frames
+    monkeypatch.setattr(
+        da.decode,
+        "decode_frames",
+        lambda frames, size, *a, **kw: (
+            decoded.append((len(frames), size)) or real(frames, size, *a, **kw)
+        ),
+    )
+    got = da.make_decode_aware_fn(model, *sizes)(variables, videos)
+    np.testing.assert_array_equal(got["indices"], np.asarray(want["indices"]))
+    np.testing.assert_allclose(got["logits"], np.asarray(want["logits"]), atol=1e-4, rtol=1e-4)
+    assert decoded == [(16, sizes[0])] * 3 + [(6, sizes[1])] * 3  # T low-res, then only K
+    assert set(got["timings"]) == {"decode_s", "compute_s"}
+
+
+@pytest.mark.parametrize("which", ["sampler", "recognizer"])
+def test_train_step_runs_and_updates_only_its_network(which):
+    config = tiny_config()
+    model = build_model(config)
+    variables = random_variables(model, config, seed=0)
+    step = make_train_step(model, which)
+    b, t, k = 2, config.data.num_frames, config.model.num_select
+    size = config.data.sampler_size if which == "sampler" else config.data.recognizer_size
+    frames = np.zeros((b, t if which == "sampler" else k, size, size, 3), np.uint8) + 100
+    new, _, loss = step(
+        variables, step.init(variables), frames, np.ones((b, t), np.float32), np.zeros(b, np.int32)
+    )
+    assert np.isfinite(float(loss))
+    other = "recognizer" if which == "sampler" else "sampler"
+    changed = jax.tree_util.tree_map(
+        lambda x, y: bool(np.any(np.asarray(x) != np.asarray(y))),
+        (new["params"][which], new["params"][other]),
+        (variables["params"][which], variables["params"][other]),
+    )
+    assert any(jax.tree_util.tree_leaves(changed[0]))
+    assert not any(jax.tree_util.tree_leaves(changed[1]))
