@@ -397,33 +397,50 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
         out = model.apply(variables, frames, method=NSNet.recognize)
         return losses.ground_truth_stats(out["frame_logits"], labels)
 
-    ids, p_gts, corrects = [], [], []
+    ids, p_gts, corrects, evidence = [], [], [], []
     sharding = batch_sharding(mesh)
     for host_batch in batches:
         batch = pipeline.to_global(host_batch, sharding)
         p_gt, correct = frame_stats(variables, batch["frames"], batch["labels"])
         keep = host_batch["mask"] > 0
-        ids.extend(np.asarray(host_batch["video_id"])[keep].tolist())
+        ids.extend(_video_id_str(v) for v in np.asarray(host_batch["video_id"])[keep])
         p_gts.append(_local(p_gt, mesh)[keep])
         corrects.append(_local(correct, mesh)[keep])
+        evidence.append(host_batch["evidence"][keep])
     out_dir = epath.Path(workdir) / "pseudo_labels"
     out_dir.mkdir(parents=True, exist_ok=True)
     p_gt = np.concatenate(p_gts)
     correct = np.concatenate(corrects)
     with (out_dir / f"part-{jax.process_index():05d}.npz").open("wb") as f:
-        np.savez(f, video_id=np.asarray(ids, dtype=object).astype(str), p_gt=p_gt, correct=correct)
+        np.savez(f, video_id=np.asarray(ids, dtype=str), p_gt=p_gt, correct=correct)
     multihost_utils.sync_global_devices("pseudo labels written")
     table = load_pseudo_labels(workdir)
-    hard = losses.pseudo_labels(
-        jnp.asarray(table.p_gt), jnp.asarray(table.correct), config.pseudo_label.rule,
-        ratio=_pseudo_label_ratio(config), threshold=config.pseudo_label.threshold,
-    )  # fmt: skip
-    return {
+    hard = np.asarray(
+        losses.pseudo_labels(
+            jnp.asarray(p_gt),
+            jnp.asarray(correct),
+            config.pseudo_label.rule,
+            ratio=_pseudo_label_ratio(config),
+            threshold=config.pseudo_label.threshold,
+        )  # fmt: skip
+    )
+    summary = {
         "videos": len(table.ids),
-        "frame_accuracy_proxy_mean_p_gt": float(table.p_gt.mean()),
-        "frames_correct": float(table.correct.mean()),
-        "positives_per_video": float(np.asarray(hard).sum(1).mean()),
+        "mean_p_true_class": float(table.p_gt.mean()),
+        "frames_argmax_correct": float(table.correct.mean()),
+        "positives_per_video": float(hard.sum(1).mean()),
     }
+    evidence = np.concatenate(evidence).astype(bool)
+    if meta.has_evidence and evidence.any():  # how well the rule finds the true salient frames
+        positive = hard > 0.5
+        summary["pseudo_label_precision"] = float((positive & evidence).sum() / positive.sum())
+        summary["pseudo_label_recall"] = float((positive & evidence).sum() / evidence.sum())
+        log.info("pseudo labels vs ground-truth evidence (this process): %s", summary)
+    return summary
+
+
+def _video_id_str(video_id: Any) -> str:
+    return video_id.decode("utf-8") if isinstance(video_id, bytes) else str(video_id)
 
 
 def _local(x: jax.Array, mesh) -> np.ndarray:
@@ -441,7 +458,7 @@ class PseudoLabelTable:
 
     def lookup(self, video_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         try:
-            rows = [self.row[str(v.decode() if isinstance(v, bytes) else v)] for v in video_ids]
+            rows = [self.row[_video_id_str(v)] for v in video_ids]
         except KeyError as e:
             raise KeyError(
                 f"video {e.args[0]!r} has no pseudo labels: they were computed on another dataset "
