@@ -6,7 +6,7 @@
 #   launch/gpu.sh [--dry-run] run --config=configs/NAME.py --workdir=DIR [--config.x=y ...]
 #
 # setup: pip install "JAX_CUDA" (default 'jax[cuda12]'; 'jax[cuda13]' for CUDA 13 drivers) and
-#   this project with EXTRAS (default tf,metrics) into the current Python (PYTHON, default python3);
+#   this project with EXTRAS (default video) into the current Python (PYTHON, default python3);
 #   pip skips what is already installed.
 # run: python -m nsnet_jax.main with your arguments. CUDA_VISIBLE_DEVICES=0,1 restricts the GPUs;
 #   the global batch (--config.batch_size) must divide by the number of GPUs.
@@ -16,7 +16,7 @@ set -euo pipefail
 dry_run="${DRY_RUN:-0}"
 python="${PYTHON:-python3}"
 jax_cuda="${JAX_CUDA:-jax[cuda12]}"
-extras="${EXTRAS:-tf,metrics}"
+extras="${EXTRAS:-video}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [[ "${1:-}" == --dry-run ]]; then

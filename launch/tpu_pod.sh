@@ -39,7 +39,7 @@
 #   --data-dir gs://...    TFDS_DATA_DIR     the built datasets on the bucket (required by data)
 #   --dataset NAME         DATASET           salient_fashion (a folder under TFDS_DATA_DIR)
 #   --dry-run              DRY_RUN=1         print every command instead of running it
-#   REMOTE_DIR=nsnet-jax VENV=nsnet-venv PYTHON_VERSION=3.12 EXTRAS=tf,metrics JAX_TPU='jax[tpu]'
+#   REMOTE_DIR=nsnet-jax VENV=nsnet-venv PYTHON_VERSION=3.12 EXTRAS=video JAX_TPU='jax[tpu]'
 #   LOCAL_DATA_DIR=tensorflow_datasets (relative to each worker's home)
 #   ALLOW_LOCAL_PATHS=1    let run and data use non-gs:// paths (single-host TPU VMs only)
 #
@@ -69,7 +69,7 @@ dry_run="${DRY_RUN:-0}"
 remote_dir="${REMOTE_DIR:-nsnet-jax}"
 venv="${VENV:-nsnet-venv}"
 python_version="${PYTHON_VERSION:-3.12}"
-extras="${EXTRAS:-tf,metrics}"
+extras="${EXTRAS:-video}"
 jax_tpu="${JAX_TPU:-jax[tpu]}"
 allow_local="${ALLOW_LOCAL_PATHS:-0}"
 
