@@ -68,8 +68,20 @@ def save_variables(path: str, variables: Any) -> None:
 
 
 def restore_variables(path: str, target: Any | None = None) -> Any:
-    """`save_variables`'s tree, laid out like `target` (abstract arrays with shardings) if given."""
-    return ocp.StandardCheckpointer().restore(absolute(path), target)
+    """`save_variables`'s tree, or just the part that `target` names, laid out like `target`.
+
+    `target` holds abstract arrays (shape, dtype, sharding) and may be a subtree of what was saved,
+    e.g. only the recognizer's variables of a checkpoint that holds the sampler's too.
+    """
+    if target is None:
+        return ocp.StandardCheckpointer().restore(absolute(path))
+    args = ocp.args.PyTreeRestore(
+        item=target,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True,
+    )
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        return checkpointer.restore(absolute(path), args=args)
 
 
 def load_params_by_path(

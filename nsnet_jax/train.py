@@ -185,6 +185,7 @@ def _train_stage(
     loss_fn: Callable,
     views: tuple[str, ...],
     seed_offset: int,
+    final_parts: tuple[str, ...],
     add_host_keys: Callable[[dict], dict] | None = None,
 ) -> dict[str, Any]:
     """Optimizer, checkpoint restore, input at the restored position, then the step loop."""
@@ -248,7 +249,7 @@ def _train_stage(
         checkpointing.save(mngr, total, state, {"data_position": total}, force=True)
     mngr.wait_until_finished()
     mngr.close()
-    final = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    final = {c: {p: state[c][p] for p in final_parts} for c in ("params", "batch_stats")}
     checkpointing.save_variables(_final_dir(workdir, name), final)
     return {"steps": total, "steps_per_epoch": meta.steps_per_epoch, **metrics_host}
 
@@ -308,8 +309,10 @@ def _final_dir(workdir: str, stage: str) -> str:
     return os.path.join(workdir, stage, "final")
 
 
-def _restore_stage_variables(config, workdir, model, mesh, stage: str) -> dict:
-    """params + batch_stats that a finished training stage saved in `<stage>/final`."""
+def _restore_stage_variables(
+    config, workdir, model, mesh, stage: str, parts: tuple[str, ...] = ("sampler", "recognizer")
+) -> dict:
+    """The `parts` (sub-networks) of the params + batch_stats a training stage left in `final`."""
     path = _final_dir(workdir, stage)
     if not epath.Path(path).exists():
         raise FileNotFoundError(
@@ -317,6 +320,7 @@ def _restore_stage_variables(config, workdir, model, mesh, stage: str) -> dict:
             f"--config.stage={stage} (or --config.stage=all) with this workdir first"
         )
     template = jax.eval_shape(lambda: dict(init_variables(model, config, jax.random.key(0))))
+    template = {c: {p: template[c][p] for p in parts if p in template[c]} for c in template}
     rep = replicated(mesh)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), template)
     return checkpointing.restore_variables(path, target)
@@ -368,7 +372,7 @@ def run_recognizer_stage(config, workdir, model, mesh, writer) -> dict[str, Any]
     return _train_stage(
         "recognizer", config, workdir, mesh, writer, variables, config.recognizer_training,
         trainable=("recognizer",), loss_fn=recognizer_loss_fn(config, model),
-        views=("recognizer",), seed_offset=1,
+        views=("recognizer",), seed_offset=1, final_parts=("recognizer",),
     )  # fmt: skip
 
 
@@ -386,7 +390,9 @@ def _merge_stats(old: Any, new: Any) -> Any:
 
 def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
     """Per-frame p_t[y] and correctness for every training video, one .npz part per process."""
-    variables = _restore_stage_variables(config, workdir, model, mesh, "recognizer")
+    variables = _restore_stage_variables(
+        config, workdir, model, mesh, "recognizer", parts=("recognizer",)
+    )
     batches, meta = pipeline.create_dataset(
         config.data, config.data.train_split, train=False,
         global_batch_size=config.eval_batch_size, seed=config.seed, views=("recognizer",),
@@ -549,7 +555,9 @@ def sampler_loss_fn(config: Any, model: NSNet) -> Callable:
 
 def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
     variables = create_variables(config, model, mesh)
-    recognizer = _restore_stage_variables(config, workdir, model, mesh, "recognizer")
+    recognizer = _restore_stage_variables(
+        config, workdir, model, mesh, "recognizer", parts=("recognizer",)
+    )
     variables = {
         c: {**variables[c], "recognizer": recognizer[c]["recognizer"]}
         for c in ("params", "batch_stats")
@@ -567,7 +575,7 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
         trainable=("sampler", "recognizer") if joint else ("sampler",),
         loss_fn=sampler_loss_fn(config, model),
         views=("sampler", "recognizer") if use_recognizer else ("sampler",),
-        seed_offset=3, add_host_keys=add_host_keys,
+        seed_offset=3, add_host_keys=add_host_keys, final_parts=("sampler", "recognizer"),
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ class PatchCNN(nn.Module):
 
     widths: Sequence[int] = (32, 64, 128)
     blocks_per_stage: int = 1
+    patch_size: int = 4  # stem stride; 2 keeps more detail for very small inputs
     num_classes: int | None = 1000
     width: float = 1.0
     dropout_rate: float = 0.0
@@ -35,7 +36,13 @@ class PatchCNN(nn.Module):
         conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
         widths = [max(8, int(w * self.width)) for w in self.widths]
         x = x.astype(self.dtype)
-        x = nn.relu(norm(name="stem_bn")(conv(widths[0], (4, 4), (4, 4), "VALID", name="stem")(x)))
+        x = nn.relu(
+            norm(name="stem_bn")(
+                conv(
+                    widths[0], (self.patch_size,) * 2, (self.patch_size,) * 2, "VALID", name="stem"
+                )(x)
+            )
+        )
         for stage, features in enumerate(widths):
             if stage > 0:
                 x = conv(features, (3, 3), (2, 2), padding=1, name=f"down{stage}")(x)

@@ -46,6 +46,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         for v in LITE_VARIANTS
     },
     "patch_cnn": BackboneSpec(PatchCNN, IMAGENET_TORCH),
+    "patch_cnn_s2": BackboneSpec(lambda **kw: PatchCNN(patch_size=2, **kw), IMAGENET_TORCH),
 }
 
 
