@@ -79,13 +79,18 @@ def run(config: Any, workdir: str, only: list[str] | None = None) -> list[dict[s
         for r in summaries["eval"]["rows"]:
             if r["method"] == "nsnet":
                 rows.append({"variant": name, "overrides": VARIANTS[name], **r})
+        table = _write(rows, workdir)  # after every variant, so a long sweep keeps what it has
+    print(table, flush=True)
+    return rows
+
+
+def _write(rows: list[dict[str, Any]], workdir: str) -> str:
     with open(os.path.join(workdir, "ablation.json"), "w") as f:
         json.dump(rows, f, indent=1)
     table = markdown(rows)
     with open(os.path.join(workdir, "ablation.md"), "w") as f:
         f.write(table + "\n")
-    print(table, flush=True)
-    return rows
+    return table
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
