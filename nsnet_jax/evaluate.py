@@ -15,7 +15,6 @@ from typing import Any
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import PartitionSpec
 
 from input_pipeline import pipeline
 from nsnet_jax import metrics
@@ -29,7 +28,7 @@ from nsnet_jax.inference import (
 )
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.selection import topk_indices
-from nsnet_jax.sharding import batch_sharding
+from nsnet_jax.sharding import batch_sharding, host_local
 
 log = logging.getLogger("nsnet_jax")
 
@@ -43,11 +42,6 @@ def eval_ks(config: Any) -> list[int]:
                 f"config.eval.num_select has K={k}, outside [1, T={config.data.num_frames}]"
             )
     return ks
-
-
-def _local(x: jax.Array, mesh) -> np.ndarray:
-    local = multihost_utils.global_array_to_host_local_array(x, mesh, PartitionSpec("data"))
-    return np.asarray(local)
 
 
 def _gather(x: np.ndarray) -> np.ndarray:
@@ -99,10 +93,10 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
                 else:
                     idx = jax.make_array_from_process_local_data(sharding, local_idx[m])
                 out = recognize(variables, batch["frames"], idx)
-                logits[(m, k)].append(_local(out, mesh)[keep])
-                chosen[(m, k)].append(_local(idx, mesh)[keep])
+                logits[(m, k)].append(host_local(out, mesh)[keep])
+                chosen[(m, k)].append(host_local(idx, mesh)[keep])
         if baselines:
-            all_logits.append(_local(all_frames(variables, batch["frames"]), mesh)[keep])
+            all_logits.append(host_local(all_frames(variables, batch["frames"]), mesh)[keep])
         labels.append(host["labels"][keep])
         evidence.append(host["evidence"][keep])
         if step % 10 == 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
@@ -39,3 +40,11 @@ def check_global_batch(global_batch: int, mesh: Mesh) -> None:
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
+
+
+def host_local(x: jax.Array, mesh: Mesh) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in its local batch order."""
+    from jax.experimental import multihost_utils
+
+    local = multihost_utils.global_array_to_host_local_array(x, mesh, PartitionSpec("data"))
+    return np.asarray(local)

@@ -34,7 +34,13 @@ from nsnet_jax import checkpointing, losses, optim
 from nsnet_jax.config_checks import validate_config
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
 from nsnet_jax.selection import apply_selection_matrix, training_selection
-from nsnet_jax.sharding import batch_sharding, check_global_batch, data_mesh, replicated
+from nsnet_jax.sharding import (
+    batch_sharding,
+    check_global_batch,
+    data_mesh,
+    host_local,
+    replicated,
+)
 
 log = logging.getLogger("nsnet_jax")
 STAGE_ORDER = ("recognizer", "pseudo_labels", "sampler", "eval")
@@ -410,8 +416,8 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
         p_gt, correct = frame_stats(variables, batch["frames"], batch["labels"])
         keep = host_batch["mask"] > 0
         ids.extend(_video_id_str(v) for v in np.asarray(host_batch["video_id"])[keep])
-        p_gts.append(_local(p_gt, mesh)[keep])
-        corrects.append(_local(correct, mesh)[keep])
+        p_gts.append(host_local(p_gt, mesh)[keep])
+        corrects.append(host_local(correct, mesh)[keep])
         evidence.append(host_batch["evidence"][keep])
     out_dir = epath.Path(workdir) / "pseudo_labels"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -447,14 +453,6 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
 
 def _video_id_str(video_id: Any) -> str:
     return video_id.decode("utf-8") if isinstance(video_id, bytes) else str(video_id)
-
-
-def _local(x: jax.Array, mesh) -> np.ndarray:
-    """This process's rows of a batch-sharded global array, in its local batch order."""
-    from jax.sharding import PartitionSpec
-
-    local = multihost_utils.global_array_to_host_local_array(x, mesh, PartitionSpec("data"))
-    return np.asarray(local)
 
 
 class PseudoLabelTable:
