@@ -1,6 +1,7 @@
-"""Converter parity against PyTorch: models built here with torchvision's module names and random
-weights (torchvision itself does not import beside the CPU torch wheel), saved as zip .pth, legacy
-.pth and safetensors, loaded into the Flax backbones; logits must agree.
+"""Converter parity against PyTorch: `nsnet_jax.torch_reference`'s ResNet and MobileNetV2, which
+carry torchvision's module names (torchvision itself does not import beside the CPU torch wheel),
+with random weights, saved as zip .pth, legacy .pth and safetensors, loaded into the Flax
+backbones; logits must agree.
 
 torch is an optional extra (`pip install torch==2.13.0`, the CPU wheel); without it this file skips.
 """
@@ -15,143 +16,15 @@ import numpy as np
 import pytest
 
 from nsnet_jax.models import create_backbone
-from nsnet_jax.models.layers import make_divisible
 from nsnet_jax.pretrained import load_pretrained, load_torch_file
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
+from nsnet_jax import torch_reference  # noqa: E402  (needs torch)
+
 # float32 both sides; logits of magnitude ~0.1-0.3 here. Measured max |diff| 6e-8 to 1.5e-7.
 LOGIT_ATOL = 1e-5
-
-
-# ------------------------------------------------------------- torchvision-named reference models
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
-
-
-class TorchResNet(nn.Module):
-    """torchvision.models.ResNet, with `base` channels instead of 64."""
-
-    def __init__(self, block, layers, base: int, num_classes: int) -> None:
-        super().__init__()
-        self.inplanes = base
-        self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(base)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        for i, blocks in enumerate(layers):
-            setattr(
-                self,
-                f"layer{i + 1}",
-                self._make_layer(block, base * 2**i, blocks, 1 if i == 0 else 2),
-            )
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(base * 8 * block.expansion, num_classes)
-
-    def _make_layer(self, block, planes: int, blocks: int, stride: int):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, 1, None) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-class ConvBNReLU(nn.Sequential):
-    def __init__(self, inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1):
-        super().__init__(
-            nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out),
-            nn.ReLU6(),
-        )
-
-
-class InvertedResidual(nn.Module):
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
-        super().__init__()
-        hidden = int(round(inp * expand_ratio))
-        self.use_res_connect = stride == 1 and inp == oup
-        layers = [ConvBNReLU(inp, hidden, kernel=1)] if expand_ratio != 1 else []
-        layers += [
-            ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
-            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
-            nn.BatchNorm2d(oup),
-        ]
-        self.conv = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-
-class TorchMobileNetV2(nn.Module):
-    """torchvision.models.MobileNetV2 (module names `features.N`, `classifier.1`)."""
-
-    def __init__(self, width: float, num_classes: int) -> None:
-        super().__init__()
-        setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                   (6, 160, 3, 2), (6, 320, 1, 1)]  # fmt: skip
-        inp = make_divisible(32 * width)
-        last = make_divisible(1280 * max(1.0, width))
-        features = [ConvBNReLU(3, inp, stride=2)]
-        for t, c, n, s in setting:
-            out = make_divisible(c * width)
-            for i in range(n):
-                features.append(InvertedResidual(inp, out, s if i == 0 else 1, t))
-                inp = out
-        features.append(ConvBNReLU(inp, last, kernel=1))
-        self.features = nn.Sequential(*features)
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
-
-    def forward(self, x):
-        x = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
-        return self.classifier(torch.flatten(x, 1))
 
 
 def _randomize_batchnorm(model: nn.Module, seed: int) -> None:
@@ -180,18 +53,18 @@ def _save(model: nn.Module, path, how: str) -> str:
 
 
 CASES = {
-    # name: (torch builder, flax kwargs, file kind)
-    "resnet18": (lambda: TorchResNet(BasicBlock, [2, 2, 2, 2], 16, 10), {"width": 0.25}, "zip"),
-    "resnet50": (lambda: TorchResNet(Bottleneck, [3, 4, 6, 3], 8, 10), {"width": 0.125}, "legacy"),
-    "mobilenet_v2": (lambda: TorchMobileNetV2(0.5, 10), {"width": 0.5}, "safetensors"),
+    # name: (width, file kind); the torch model is `torch_reference.create_backbone` at that width
+    "resnet18": (0.25, "zip"),
+    "resnet50": (0.125, "legacy"),
+    "mobilenet_v2": (0.5, "safetensors"),
 }
 
 
 @pytest.mark.parametrize("backbone", sorted(CASES))
 def test_converter_parity_with_torch(tmp_path, backbone: str) -> None:
-    build, kwargs, how = CASES[backbone]
+    width, how = CASES[backbone]
     torch.manual_seed(0)
-    reference = build()
+    reference = torch_reference.create_backbone(backbone, width, num_classes=10)
     _randomize_batchnorm(reference, seed=1)
     path = tmp_path / f"{backbone}.{'safetensors' if how == 'safetensors' else 'pth'}"
     fmt = _save(reference, path, how)
@@ -201,7 +74,7 @@ def test_converter_parity_with_torch(tmp_path, backbone: str) -> None:
         expected = reference(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
 
     assert expected.std() > 1e-2  # a mapping error must show above LOGIT_ATOL
-    model = create_backbone(backbone, num_classes=10, **kwargs)
+    model = create_backbone(backbone, num_classes=10, width=width)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     variables = load_pretrained(shapes, path, fmt, backbone)
     got = np.asarray(jax.jit(model.apply)(variables, images))
