@@ -195,9 +195,12 @@ def _train_stage(
     add_host_keys: Callable[[dict], dict] | None = None,
 ) -> dict[str, Any]:
     """Optimizer, checkpoint restore, input at the restored position, then the step loop."""
-    _, meta = pipeline.create_dataset(
+    ckpt_dir = os.path.join(workdir, name, "checkpoints")
+    mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints)
+    start = mngr.latest_step() or 0  # checkpoints are named by step = data position
+    batches, meta = pipeline.create_dataset(
         config.data, config.data.train_split, train=True, global_batch_size=config.batch_size,
-        seed=config.seed + seed_offset, views=views,
+        seed=config.seed + seed_offset, start_step=start, views=views,
     )  # fmt: skip
     total = optim.num_train_steps(train_config, meta.steps_per_epoch)
     tx = optim.build_optimizer(train_config, variables["params"], trainable, total)
@@ -209,16 +212,14 @@ def _train_stage(
         "batch_stats": variables["batch_stats"],
         "opt_state": opt_state,
     }
-    ckpt_dir = os.path.join(workdir, name, "checkpoints")
-    mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints)
-    if mngr.latest_step() is not None:
-        state, ckpt_meta = checkpointing.restore(mngr, state)
+    if start:
+        state, ckpt_meta = checkpointing.restore(mngr, state, step=start)
         log.info("%s: resumed from step %d (%s)", name, int(state["step"]), ckpt_meta)
-    start = int(state["step"])
-    batches, _ = pipeline.create_dataset(
-        config.data, config.data.train_split, train=True, global_batch_size=config.batch_size,
-        seed=config.seed + seed_offset, start_step=start, views=views,
-    )  # fmt: skip
+        if int(state["step"]) != start or ckpt_meta.get("data_position", start) != start:
+            raise RuntimeError(
+                f"{ckpt_dir}/{start} holds step {int(state['step'])} with data position "
+                f"{ckpt_meta.get('data_position')}; the checkpoint directory is inconsistent"
+            )
     jit_step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0, out_shardings=(rep, rep))
     data_sharding = batch_sharding(mesh)
     base_rng = jax.random.key(config.seed + 1000 + seed_offset)
