@@ -20,23 +20,14 @@ from input_fixtures import TINY
 from nsnet_jax import checkpointing, optim, train
 from nsnet_jax.models.nsnet import build_model, init_variables
 from tests import tiny_train_config
-from tests.tiny import tiny_config
+from tests.tiny import set_fields, tiny_config
 
 pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_config(data_dir: str, **overrides):
-    c = tiny_train_config.get_config()
-    with c.unlocked():
-        c.data.data_dir = data_dir
-        for dotted, value in overrides.items():
-            *parents, leaf = dotted.split("__")
-            node = c
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-    return c
+    return set_fields(tiny_train_config.get_config(), data__data_dir=data_dir, **overrides)
 
 
 class RecordingWriter:

@@ -16,10 +16,16 @@ def tiny_config(**overrides):
     c.model.recognizer.backbone = "resnet18"
     c.model.recognizer.width = 0.125
     c.model.recognizer.mlp_dim = 16
-    for dotted, value in overrides.items():
-        node = c
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
+    return set_fields(c, **overrides)
+
+
+def set_fields(config, **overrides):
+    """Overrides written as keyword names with `__` for dots: model__num_select=3."""
+    with config.unlocked():
+        for dotted, value in overrides.items():
+            node = config
+            *parents, leaf = dotted.split("__")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+    return config
