@@ -21,7 +21,7 @@ from nsnet_jax import decode_aware as da
 from nsnet_jax.bench import make_train_step, random_variables
 from nsnet_jax.inference import make_inference_fn
 from nsnet_jax.models.nsnet import build_model
-from tests.tiny import tiny_config
+from tests.tiny import set_fields, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -33,15 +33,8 @@ TINY = {
 
 
 def _tiny_activitynet():
-    c = activitynet.get_config()
-    with c.unlocked():
-        for dotted, value in TINY.items():
-            node = c
-            *parents, leaf = dotted.split(".")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-    return c
+    overrides = {dotted.replace(".", "__"): value for dotted, value in TINY.items()}
+    return set_fields(activitynet.get_config(), **overrides)
 
 
 @pytest.fixture(scope="module")
