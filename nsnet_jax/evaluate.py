@@ -105,8 +105,9 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
     labels_all = _gather(np.concatenate(labels))
     evidence_all = _gather(np.concatenate(evidence))
     rows = []
+    gmacs_by_k = {k: count_gmacs(_with_k(config, k)) for k in ks}  # each lowers both networks
     for k in ks:
-        gmacs = count_gmacs(_with_k(config, k))
+        gmacs = gmacs_by_k[k]
         for m in methods:
             scores_mk = _gather(np.concatenate(logits[(m, k)]))
             idx_mk = _gather(np.concatenate(chosen[(m, k)]))
@@ -120,7 +121,7 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         t = config.data.num_frames
         row = _score_row("all", t, _gather(np.concatenate(all_logits)), labels_all)
         row["evidence_recall"] = 1.0 if meta.has_evidence else None
-        row["gmacs"] = count_gmacs(_with_k(config, ks[0]))["all_frames_gmacs"]
+        row["gmacs"] = gmacs_by_k[ks[0]]["all_frames_gmacs"]
         rows.append(row)
     timed = (recognize, all_frames, scores_fn, topk_fn)
     speeds = _measure_speeds(config, mesh, variables, timing_batch, ks, *timed)
