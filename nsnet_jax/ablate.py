@@ -58,7 +58,7 @@ def variant_config(base: Any, overrides: dict[str, Any]) -> Any:
 
 
 def run(config: Any, workdir: str, only: list[str] | None = None) -> list[dict[str, Any]]:
-    from nsnet_jax.train import train_and_evaluate
+    from nsnet_jax.train.stages import train_and_evaluate
 
     names = only or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
@@ -114,7 +114,7 @@ def main() -> None:
     from absl import app, flags
     from ml_collections import config_flags
 
-    from nsnet_jax.console import quiet_library_logging
+    from nsnet_jax.cli import quiet_library_logging
 
     config_flag = config_flags.DEFINE_config_file("config", None, "Config file.")
     workdir = flags.DEFINE_string("workdir", None, "Output directory.")

@@ -14,7 +14,7 @@ from nsnet_jax.models.layers import DEPTHWISE_IMPLS
 from nsnet_jax.models.recognizer import AGGREGATIONS
 from nsnet_jax.models.registry import BACKBONES
 from nsnet_jax.models.sampler import FUSIONS, TEMPORAL_MODES
-from nsnet_jax.selection import TRAIN_MODES
+from nsnet_jax.models.selection import TRAIN_MODES
 
 STAGES = ("recognizer", "pseudo_labels", "sampler", "eval", "all")
 PSEUDO_LABEL_RULES = ("rank", "threshold", "correct", "soft", "correct_and_rank")

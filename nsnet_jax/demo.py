@@ -74,9 +74,9 @@ def plot_selections(config: Any, workdir: str, path: str, num_videos: int = 4) -
     import matplotlib.pyplot as plt
 
     from input_pipeline import pipeline
-    from nsnet_jax import checkpointing
     from nsnet_jax.models.nsnet import NSNet, build_model
-    from nsnet_jax.selection import topk_indices
+    from nsnet_jax.models.selection import topk_indices
+    from nsnet_jax.train import checkpointing
 
     model = build_model(config)
     variables = checkpointing.restore_variables(os.path.join(workdir, "sampler", "final"))
@@ -120,7 +120,7 @@ def plot_selections(config: Any, workdir: str, path: str, num_videos: int = 4) -
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    from nsnet_jax.train import train_and_evaluate
+    from nsnet_jax.train.stages import train_and_evaluate
 
     ensure_dataset(config)
     start = time.time()
@@ -137,7 +137,7 @@ def main() -> None:
     from absl import app, flags
     from ml_collections import config_flags
 
-    from nsnet_jax.console import quiet_library_logging
+    from nsnet_jax.cli import quiet_library_logging
 
     config_flag = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Config file.")
     workdir = flags.DEFINE_string("workdir", "/tmp/nsnet_demo", "Output directory.")
@@ -146,7 +146,7 @@ def main() -> None:
         del argv
         quiet_library_logging()
         summaries = run(config_flag.value, workdir.value)
-        from nsnet_jax.evaluate import markdown_table
+        from nsnet_jax.evaluation.evaluate import markdown_table
 
         print(markdown_table(summaries["eval"]))
         print(json.dumps({"workdir": workdir.value, "done": True}))

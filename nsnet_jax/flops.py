@@ -1,86 +1,11 @@
-"""GMACs per video from XLA's cost analysis of the jitted sampler and recognizer.
+"""`python -m nsnet_jax.flops --config=configs/NAME.py`: GMACs per video as one JSON line.
 
-XLA counts 2 FLOPs per multiply-add; the video-recognition literature's "GFLOPs" are multiply-adds,
-so every number here is GMACs = XLA flops / 2 / 1e9. Nothing is executed: the functions are lowered
-on abstract shapes, so even ResNet-50 at 224 px costs a few seconds.
-
-    python -m nsnet_jax.flops --config=configs/activitynet.py
+The counting lives in nsnet_jax/bench/flops.py.
 """
 
-from __future__ import annotations
-
-import json
 import sys
-from typing import Any
 
-import jax
-import jax.numpy as jnp
-
-from nsnet_jax.models.nsnet import NSNet, build_model, init_variables, input_shapes
-
-
-def _flops(fn, *args) -> float:
-    analysis = jax.jit(fn).lower(*args).cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # older JAX returned one dict per computation
-        analysis = analysis[0]
-    return float(analysis["flops"])
-
-
-def count_gmacs(config: Any) -> dict[str, Any]:
-    """sampler on T frames, recognizer per frame, NSNet per video (sampler + K frames), all-T."""
-    config = config.copy_and_resolve_references()
-    with config.unlocked():
-        config.model.depthwise_impl = "grouped"  # count the convolution, not the CPU workaround
-    model = build_model(config)
-    variables = jax.eval_shape(lambda: init_variables(model, config, jax.random.key(0)))
-    lo, hi = input_shapes(config, batch_size=1)
-    t, k = config.data.num_frames, config.model.num_select
-    lo_spec = jax.ShapeDtypeStruct(lo, jnp.uint8)
-    frame_spec = jax.ShapeDtypeStruct((1, 1) + hi[2:], jnp.uint8)
-    all_spec = jax.ShapeDtypeStruct(hi, jnp.uint8)
-
-    def sample(v, x):
-        return model.apply(v, x, method=NSNet.sample)["scores"]
-
-    def recognize(v, x):
-        return model.apply(v, x, method=NSNet.recognize)["logits"]
-
-    def end_to_end(v, x_lo, x_hi):
-        return model.apply(v, x_lo, x_hi)["logits"]
-
-    sampler = _flops(sample, variables, lo_spec) / 2e9
-    per_frame = _flops(recognize, variables, frame_spec) / 2e9
-    e2e = _flops(end_to_end, variables, lo_spec, all_spec) / 2e9
-    return {
-        "sampler": config.model.sampler.backbone,
-        "sampler_size": config.data.sampler_size,
-        "recognizer": config.model.recognizer.backbone,
-        "recognizer_size": config.data.recognizer_size,
-        "num_frames": t,
-        "num_select": k,
-        "sampler_gmacs": round(sampler, 4),
-        "sampler_gmacs_per_frame": round(sampler / t, 4),
-        "recognizer_gmacs_per_frame": round(per_frame, 4),
-        "video_gmacs": round(sampler + k * per_frame, 4),
-        "end_to_end_gmacs": round(e2e, 4),
-        "all_frames_gmacs": round(t * per_frame, 4),
-        "uniform_gmacs": round(k * per_frame, 4),
-        "units": "GMACs per video = XLA flops / 2 / 1e9",
-    }
-
-
-def main(argv: list[str]) -> None:
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).")
-    flags.mark_flags_as_required(["config"])
-
-    def run(_):
-        print(json.dumps(count_gmacs(flags.FLAGS.config)))
-
-    app.run(run, argv=argv)
-
+from nsnet_jax.bench.flops import main
 
 if __name__ == "__main__":
     main(sys.argv)

@@ -14,7 +14,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from nsnet_jax.console import quiet_library_logging
+from nsnet_jax.cli import quiet_library_logging
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     quiet_library_logging()
     from jax.experimental import multihost_utils
 
-    from nsnet_jax.train import train_and_evaluate
+    from nsnet_jax.train.stages import train_and_evaluate
 
     logging.getLogger("nsnet_jax").info(
         "process %d/%d, %d local / %d global devices (%s)",
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
     )  # fmt: skip
     summaries = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if "eval" in summaries and jax.process_index() == 0 and "rows" in summaries["eval"]:
-        from nsnet_jax.evaluate import markdown_table
+        from nsnet_jax.evaluation.evaluate import markdown_table
 
         print(markdown_table(summaries["eval"]), flush=True)
     preempted = any(s.get("preempted") for s in summaries.values() if isinstance(s, dict))

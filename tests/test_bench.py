@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from configs import activitynet
-from nsnet_jax import decode_aware as da
-from nsnet_jax.bench import make_train_step, random_variables
+from nsnet_jax.bench.run import make_train_step, random_variables
+from nsnet_jax.inference import decode_aware as da
 from nsnet_jax.inference import make_inference_fn
 from nsnet_jax.models.nsnet import build_model
 from tests.tiny import set_fields, tiny_config
@@ -80,7 +80,7 @@ def test_bench_command_prints_json_lines():
 
 def test_torch_reference_selects_the_same_frames_with_the_same_weights(tiny):
     torch = pytest.importorskip("torch")
-    from nsnet_jax import torch_reference as tr
+    from nsnet_jax.bench import torch_reference as tr
 
     config, model, variables = tiny
     reference = tr.build_torch_nsnet(config)

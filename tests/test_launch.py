@@ -221,7 +221,7 @@ def test_two_processes_train_checkpoint_and_resume(tiny_fashion_dir, tmp_path):
 
 def test_bucket_workdirs_stay_urls():
     # A pod's workdir is gs://...: os.path.abspath would turn it into $PWD/gs:/... on every host.
-    from nsnet_jax import checkpointing
+    from nsnet_jax.train import checkpointing
 
     assert checkpointing.absolute("gs://bucket/nsnet/run1") == "gs://bucket/nsnet/run1"
     assert checkpointing.absolute("run1") == os.path.join(os.getcwd(), "run1")

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nsnet_jax import losses
+from nsnet_jax.train import losses
 
 
 def test_to_multihot_accepts_int_and_multihot_and_names_bad_shapes():

@@ -1,4 +1,4 @@
-"""Converter parity against PyTorch: `nsnet_jax.torch_reference`'s ResNet and MobileNetV2, which
+"""Converter parity against PyTorch: `bench.torch_reference`'s ResNet and MobileNetV2, which
 carry torchvision's module names (torchvision itself does not import beside the CPU torch wheel),
 with random weights, saved as zip .pth, legacy .pth and safetensors, loaded into the Flax
 backbones; logits must agree.
@@ -21,7 +21,7 @@ from nsnet_jax.pretrained import load_pretrained, load_torch_file
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from nsnet_jax import torch_reference  # noqa: E402  (needs torch)
+from nsnet_jax.bench import torch_reference  # noqa: E402  (needs torch)
 
 # float32 both sides; logits of magnitude ~0.1-0.3 here. Measured max |diff| 6e-8 to 1.5e-7.
 LOGIT_ATOL = 1e-5

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from nsnet_jax import selection
+from nsnet_jax.models import selection
 
 
 def test_topk_returns_best_frames_in_temporal_order():

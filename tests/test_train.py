@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from input_fixtures import TINY
 
-from nsnet_jax import checkpointing, optim, train
 from nsnet_jax.models.nsnet import build_model, init_variables
+from nsnet_jax.train import checkpointing, optim
+from nsnet_jax.train import stages as train
 from tests import tiny_train_config
 from tests.tiny import set_fields, tiny_config
 

@@ -15,7 +15,7 @@ from flax import linen as nn
 
 from nsnet_jax.models.recognizer import Recognizer
 from nsnet_jax.models.sampler import NSNetSampler
-from nsnet_jax.selection import gather_frames, topk_indices
+from nsnet_jax.models.selection import gather_frames, topk_indices
 
 
 class NSNet(nn.Module):

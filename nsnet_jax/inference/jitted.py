@@ -16,7 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nsnet_jax.config_checks import check_frames
 from nsnet_jax.models.nsnet import NSNet
-from nsnet_jax.selection import gather_frames
+from nsnet_jax.models.selection import gather_frames
 
 
 def _batch_sharding(mesh: Mesh | None):

@@ -6,7 +6,7 @@
 Measures, in one process on `jax.devices()[0]` with a fixed batch of pre-decoded frames: videos/s of
 NSNet inference (sampler on T low-res frames -> top-K -> recognizer on K), of the all-T baseline
 and of uniform-K (medians over `--repeats` after warm-up, `block_until_ready`); the measured
-speed-up of NSNet over all-T next to its FLOP ratio (`nsnet_jax.flops.count_gmacs`), which is the
+speed-up of NSNet over all-T next to its FLOP ratio (`bench.flops.count_gmacs`), which is the
 limit; model FLOP utilisation (XLA's cost analysis of the jitted function / its time / a large
 `jnp.dot`'s measured FLOP/s); train-step examples/s; peak host memory. `--torch` adds the same
 pipeline in PyTorch (eager and `torch.compile`), `--decode` the decode-aware path from JPEG frames.
@@ -187,7 +187,7 @@ def bench_jax_inference(
     model: NSNet, variables: Any, config: Any, batch: int, repeats: int, warmup: int, emit: Emit
 ) -> dict[str, Any]:
     """NSNet vs all-T vs uniform-K on the same pre-decoded batch; speed-up, FLOP ratio, MFU."""
-    from nsnet_jax.flops import count_gmacs
+    from nsnet_jax.bench.flops import count_gmacs
     from nsnet_jax.inference import (
         make_all_frames_fn,
         make_inference_fn,
@@ -252,7 +252,7 @@ def bench_jax_inference(
         flop_ratio=round(gmacs["all_frames_gmacs"] / gmacs["uniform_gmacs"], 4),
     )
     # The sampler alone: where NSNet's time goes beyond the K recognizer frames.
-    from nsnet_jax.decode_aware import make_sample_fn
+    from nsnet_jax.inference.decode_aware import make_sample_fn
 
     sample = make_sample_fn(model)
     results["jitted"] = {"nsnet": nsnet, "all_t": all_frames, "sample": sample}
@@ -390,7 +390,7 @@ def bench_torch(
     try:
         import torch
 
-        from nsnet_jax import torch_reference as tr
+        from nsnet_jax.bench import torch_reference as tr
     except ImportError as e:
         emit("torch_unavailable", None, "", framework="torch", error=f"{type(e).__name__}: {e}")
         return
@@ -511,7 +511,7 @@ def bench_decode(
     emit: Emit,
 ) -> None:
     """Videos/s from JPEG frames, decode included: decode-aware NSNet vs decoding all T."""
-    from nsnet_jax import decode_aware as da
+    from nsnet_jax.inference import decode_aware as da
 
     d = config.data
     t, k = d.num_frames, config.model.num_select

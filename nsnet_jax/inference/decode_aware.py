@@ -25,7 +25,7 @@ from PIL import Image
 
 from input_pipeline import decode
 from nsnet_jax.models.nsnet import NSNet
-from nsnet_jax.selection import topk_indices
+from nsnet_jax.models.selection import topk_indices
 
 EncodedVideo = Sequence[bytes]
 

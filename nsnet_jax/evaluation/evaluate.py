@@ -17,8 +17,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
-from nsnet_jax import metrics
-from nsnet_jax.flops import count_gmacs
+from nsnet_jax.bench.flops import count_gmacs
+from nsnet_jax.evaluation import metrics
 from nsnet_jax.inference import (
     make_all_frames_fn,
     make_recognize_fn,
@@ -27,7 +27,7 @@ from nsnet_jax.inference import (
     uniform_indices,
 )
 from nsnet_jax.models.nsnet import NSNet
-from nsnet_jax.selection import topk_indices
+from nsnet_jax.models.selection import topk_indices
 from nsnet_jax.sharding import batch_sharding, host_local
 
 log = logging.getLogger("nsnet_jax")

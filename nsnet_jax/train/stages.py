@@ -30,10 +30,9 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
-from nsnet_jax import checkpointing, losses, optim
 from nsnet_jax.config_checks import validate_config
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
-from nsnet_jax.selection import apply_selection_matrix, training_selection
+from nsnet_jax.models.selection import apply_selection_matrix, training_selection
 from nsnet_jax.sharding import (
     batch_sharding,
     check_global_batch,
@@ -41,6 +40,7 @@ from nsnet_jax.sharding import (
     host_local,
     replicated,
 )
+from nsnet_jax.train import checkpointing, losses, optim
 
 log = logging.getLogger("nsnet_jax")
 STAGE_ORDER = ("recognizer", "pseudo_labels", "sampler", "eval")
@@ -584,7 +584,7 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
 
 
 def run_eval_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
-    from nsnet_jax import evaluate
+    from nsnet_jax.evaluation import evaluate
 
     variables = _restore_stage_variables(config, workdir, model, mesh, "sampler")
     results = evaluate.evaluate(config, model, variables, mesh)

@@ -1,0 +1,1 @@
+"""Evaluation: NSNet beside the baselines that share its recognizer, and the metrics."""

@@ -1,0 +1,19 @@
+"""Inference: the jitted NSNet and baseline functions, and the decode-aware path from JPEG."""
+
+from nsnet_jax.inference.jitted import (
+    make_all_frames_fn,
+    make_inference_fn,
+    make_recognize_fn,
+    oracle_indices,
+    random_indices,
+    uniform_indices,
+)
+
+__all__ = [
+    "make_all_frames_fn",
+    "make_inference_fn",
+    "make_recognize_fn",
+    "oracle_indices",
+    "random_indices",
+    "uniform_indices",
+]

@@ -1,0 +1,1 @@
+"""Training: the stages (`stages.train_and_evaluate`), step, losses, optimizer, checkpoints."""
