@@ -67,14 +67,14 @@ def plot_accuracy_vs_gmacs(results: dict[str, Any], path: str) -> None:
 
 def plot_selections(config: Any, workdir: str, path: str, num_videos: int = 4) -> None:
     """The sampler's scores on a few test videos, with its top-K and the true evidence marked."""
-    import jax
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from input_pipeline import pipeline
-    from nsnet_jax.models.nsnet import NSNet, build_model
+    from nsnet_jax.inference.jitted import make_scores_fn
+    from nsnet_jax.models.nsnet import build_model
     from nsnet_jax.models.selection import topk_indices
     from nsnet_jax.train import checkpointing
 
@@ -85,11 +85,7 @@ def plot_selections(config: Any, workdir: str, path: str, num_videos: int = 4) -
         seed=0, process_index=0, process_count=1,
     )  # fmt: skip
     batch = next(batches)
-    scores = np.asarray(
-        jax.jit(lambda v, x: model.apply(v, x, method=NSNet.sample)["scores"])(
-            variables, batch["sampler_frames"]
-        )
-    )
+    scores = np.asarray(make_scores_fn(model)(variables, batch["sampler_frames"]))
     k = config.model.num_select
     chosen = np.asarray(topk_indices(scores, k))
     t = scores.shape[1]

@@ -16,12 +16,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from nsnet_jax.models.nsnet import NSNet, build_model, init_variables, input_shapes
+from nsnet_jax.inference.jitted import make_all_frames_fn, make_inference_fn, make_scores_fn
+from nsnet_jax.models.nsnet import build_model, init_variables, input_shapes
 
 
-def _flops(fn, *args) -> float:
-    analysis = jax.jit(fn).lower(*args).cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # older JAX returned one dict per computation
+def xla_flops(jitted: Any, *args: Any) -> float:
+    """FLOPs of one call from XLA's cost analysis (2 per multiply-add), before running it."""
+    analysis = jitted.lower(*args).cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # older JAX: one dict per computation
         analysis = analysis[0]
     return float(analysis["flops"])
 
@@ -39,18 +41,9 @@ def count_gmacs(config: Any) -> dict[str, Any]:
     frame_spec = jax.ShapeDtypeStruct((1, 1) + hi[2:], jnp.uint8)
     all_spec = jax.ShapeDtypeStruct(hi, jnp.uint8)
 
-    def sample(v, x):
-        return model.apply(v, x, method=NSNet.sample)["scores"]
-
-    def recognize(v, x):
-        return model.apply(v, x, method=NSNet.recognize)["logits"]
-
-    def end_to_end(v, x_lo, x_hi):
-        return model.apply(v, x_lo, x_hi)["logits"]
-
-    sampler = _flops(sample, variables, lo_spec) / 2e9
-    per_frame = _flops(recognize, variables, frame_spec) / 2e9
-    e2e = _flops(end_to_end, variables, lo_spec, all_spec) / 2e9
+    sampler = xla_flops(make_scores_fn(model), variables, lo_spec) / 2e9
+    per_frame = xla_flops(make_all_frames_fn(model), variables, frame_spec) / 2e9
+    e2e = xla_flops(make_inference_fn(model).jitted, variables, lo_spec, all_spec) / 2e9
     return {
         "sampler": config.model.sampler.backbone,
         "sampler_size": config.data.sampler_size,

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nsnet_jax.bench.flops import xla_flops
+from nsnet_jax.bench.timing import rounded, time_call, time_interleaved
 from nsnet_jax.models.layers import resolve_depthwise_impl
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables, input_shapes
 
@@ -47,68 +49,6 @@ def make_emitter(context: dict[str, Any], stream: Any = None) -> Emit:
         return record
 
     return emit
-
-
-def time_call(
-    fn: Callable[[], Any], repeats: int, warmup: int = 1, sync: Callable[[Any], Any] | None = None
-) -> dict[str, float]:
-    """Median wall time of `fn()` over `repeats`, after `warmup` calls (the first compiles).
-
-    `sync` waits for the result (default `jax.block_until_ready`), so async dispatch is counted.
-    """
-    sync = sync or jax.block_until_ready
-    start = time.perf_counter()
-    sync(fn())
-    first = time.perf_counter() - start
-    for _ in range(max(warmup - 1, 0)):
-        sync(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        sync(fn())
-        times.append(time.perf_counter() - start)
-    if not times:
-        return {"first_call_s": first}
-    return {
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "max_s": max(times),
-        "first_call_s": first,
-    }
-
-
-def time_interleaved(
-    calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
-) -> tuple[dict[str, dict[str, float]], list[dict[str, float]]]:
-    """`time_call` for several functions in round-robin, so a shared machine's load drifts hit all
-    of them alike; also returns each round's times, for paired ratios."""
-    timings = {}
-    for name, fn in calls.items():  # compile + warm-up, one function after the other
-        timings[name] = time_call(fn, 0, warmup)
-    rounds = []
-    for _ in range(repeats):
-        this = {}
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            this[name] = time.perf_counter() - start
-        rounds.append(this)
-    for name in calls:
-        times = [r[name] for r in rounds]
-        timings[name].update(median_s=statistics.median(times), min_s=min(times), max_s=max(times))
-    return timings, rounds
-
-
-def _timing_fields(t: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in t.items()}
-
-
-def xla_flops(jitted: Any, *args: Any) -> float:
-    """FLOPs of one call from XLA's cost analysis (2 per multiply-add), before running it."""
-    analysis = jitted.lower(*args).cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # older JAX: one dict per computation
-        analysis = analysis[0]
-    return float(analysis["flops"])
 
 
 def matmul_peak(dtype: Any, n: int, repeats: int) -> dict[str, float]:
@@ -222,7 +162,7 @@ def bench_jax_inference(
             "videos/s",
             recognizer_frames_per_video=frames,
             xla_gflops_per_video=round(flops[name] / batch / 1e9, 3),
-            **_timing_fields(timing),
+            **rounded(timing),
         )
     out = nsnet(variables, lo, hi)
     results["nsnet_indices"] = np.asarray(out["indices"])
@@ -262,7 +202,7 @@ def bench_jax_inference(
         round(batch / timing["median_s"], 4),
         "videos/s",
         share_of_nsnet_time=round(timing["median_s"] / results["nsnet"]["timing"]["median_s"], 4),
-        **_timing_fields(timing),
+        **rounded(timing),
     )
     results["gmacs"] = gmacs
     return results
@@ -369,7 +309,7 @@ def bench_train_step(
         frames_per_example=frames.shape[1],
         frame_size=frames.shape[2],
         optimizer="sgd momentum 0.9",
-        **_timing_fields(timing),
+        **rounded(timing),
     )
 
 
@@ -467,7 +407,7 @@ def bench_torch(
                 f"torch_{mode}_{name}_videos_per_s",
                 round(batch / timing["median_s"], 4),
                 "videos/s",
-                **_timing_fields(timing),
+                **rounded(timing),
                 **fields,
             )
         if "nsnet" in medians and "all_t" in medians:
@@ -558,7 +498,7 @@ def bench_decode(
     for name, fn in decode_only.items():
         timing = time_call(fn, repeats, warmup=1, sync=lambda x: x)
         emit(f"{name}_videos_per_s", round(batch / timing["median_s"], 4), "videos/s",
-             **_timing_fields(timing), **fields)  # fmt: skip
+             **rounded(timing), **fields)  # fmt: skip
 
     paths = {
         "decode_aware_nsnet": aware,
@@ -576,7 +516,7 @@ def bench_decode(
                 "compute_s_median": round(statistics.median(s["compute_s"] for s in timed), 4),
             }
         emit(f"{name}_videos_per_s", round(batch / timing["median_s"], 4), "videos/s",
-             decode_included=True, **extra, **_timing_fields(timing), **fields)  # fmt: skip
+             decode_included=True, **extra, **rounded(timing), **fields)  # fmt: skip
     for base in ("full_decode_all_t", "full_decode_nsnet"):
         emit(f"speedup_decode_aware_over_{base}",
              round(medians[base] / medians["decode_aware_nsnet"], 4), "x", **fields)  # fmt: skip

@@ -1,15 +1,14 @@
 """Evaluation of NSNet at each K beside the baselines that share its recognizer.
 
-Methods: nsnet (the sampler's top-K), uniform (segment centres), random (K distinct frames, seeded),
-oracle (ground-truth evidence frames first; only where the dataset has evidence) and all (the
-recognizer on all T frames). Every example of the split counts exactly once across processes: the
-input pads the last batch and marks padding with mask=0, which is dropped here.
+Methods (evaluation/methods.py): nsnet (the sampler's top-K), uniform (segment centres), random
+(K distinct frames, seeded), oracle (ground-truth evidence frames first; only where the dataset has
+evidence), and all (the recognizer on all T frames). Every example of the split counts exactly once
+across processes: the input pads the last batch and marks padding with mask=0, dropped here.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import jax
@@ -18,12 +17,13 @@ from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
 from nsnet_jax.bench.flops import count_gmacs
+from nsnet_jax.bench.timing import median_seconds
 from nsnet_jax.evaluation import metrics
-from nsnet_jax.inference import (
+from nsnet_jax.evaluation.methods import METHODS, active_methods
+from nsnet_jax.inference.jitted import (
     make_all_frames_fn,
     make_recognize_fn,
-    oracle_indices,
-    random_indices,
+    make_scores_fn,
     uniform_indices,
 )
 from nsnet_jax.models.nsnet import NSNet
@@ -58,14 +58,9 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         global_batch_size=config.eval_batch_size, seed=config.seed,
     )  # fmt: skip
     baselines = config.eval.baselines
-    methods = ["nsnet"] + (["uniform", "random"] if baselines else [])
-    if baselines and meta.has_evidence:
-        methods.append("oracle")
+    methods = active_methods(baselines, meta.has_evidence)
     sharding = batch_sharding(mesh)
-    scores_fn = jax.jit(
-        lambda v, x: model.apply(v, x, method=NSNet.sample)["scores"], out_shardings=sharding
-    )
-    topk_fn = jax.jit(topk_indices, static_argnums=1, out_shardings=sharding)
+    scores_fn = make_scores_fn(model, mesh)
     recognize = make_recognize_fn(model, mesh)
     all_frames = make_all_frames_fn(model, mesh)
     rng = np.random.default_rng(config.seed + jax.process_index())
@@ -79,22 +74,14 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         batch = pipeline.to_global(host, sharding)
         if timing_batch is None:
             timing_batch = batch
-        scores = scores_fn(variables, batch["sampler_frames"])
-        b, t = host["evidence"].shape
+        scores = host_local(scores_fn(variables, batch["sampler_frames"]), mesh)
         for k in ks:
-            local_idx = {
-                "uniform": uniform_indices(b, t, k),
-                "random": random_indices(rng, b, t, k),
-                "oracle": oracle_indices(host["evidence"], k, rng),
-            }
             for m in methods:
-                if m == "nsnet":
-                    idx = topk_fn(scores, k)
-                else:
-                    idx = jax.make_array_from_process_local_data(sharding, local_idx[m])
+                local_idx = METHODS[m].select(scores, host["evidence"], rng, k)
+                idx = jax.make_array_from_process_local_data(sharding, local_idx)
                 out = recognize(variables, batch["frames"], idx)
                 logits[(m, k)].append(host_local(out, mesh)[keep])
-                chosen[(m, k)].append(host_local(idx, mesh)[keep])
+                chosen[(m, k)].append(local_idx[keep])
         if baselines:
             all_logits.append(host_local(all_frames(variables, batch["frames"]), mesh)[keep])
         labels.append(host["labels"][keep])
@@ -115,7 +102,8 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
             row["evidence_recall"] = (
                 metrics.evidence_recall(idx_mk, evidence_all) if meta.has_evidence else None
             )
-            row["gmacs"] = gmacs["video_gmacs"] if m == "nsnet" else gmacs["uniform_gmacs"]
+            uses_sampler = METHODS[m].uses_sampler
+            row["gmacs"] = gmacs["video_gmacs"] if uses_sampler else gmacs["uniform_gmacs"]
             rows.append(row)
     if baselines:
         t = config.data.num_frames
@@ -123,8 +111,7 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         row["evidence_recall"] = 1.0 if meta.has_evidence else None
         row["gmacs"] = gmacs_by_k[ks[0]]["all_frames_gmacs"]
         rows.append(row)
-    timed = (recognize, all_frames, scores_fn, topk_fn)
-    speeds = _measure_speeds(config, mesh, variables, timing_batch, ks, *timed)
+    speeds = _measure_speeds(config, mesh, variables, timing_batch, ks, methods, model)
     for row in rows:
         row["videos_per_s"] = speeds.get((row["method"], row["k"]))
     return {
@@ -154,40 +141,38 @@ def _score_row(method: str, k: int, scores: np.ndarray, labels: np.ndarray) -> d
     }
 
 
-def _median_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # warm-up and compile
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def _measure_speeds(config, mesh, variables, batch, ks, methods, model) -> dict:
+    """videos/s of each method on one eval batch (pre-decoded frames), median of repeats.
 
-
-def _measure_speeds(config, mesh, variables, batch, ks, recognize, all_frames, scores_fn, topk_fn):
-    """videos/s of each method on one eval batch (pre-decoded frames), median of repeats."""
+    Methods that use the sampler run it and the device top-k end to end; the others share the
+    recognizer-on-K time, which does not depend on which K frames they chose.
+    """
     if batch is None:
         return {}
     n = batch["frames"].shape[0]
     repeats = config.eval.timing_repeats
+    sharding = batch_sharding(mesh)
+    scores_fn = make_scores_fn(model, mesh)
+    topk_fn = jax.jit(topk_indices, static_argnums=1, out_shardings=sharding)
+    recognize = make_recognize_fn(model, mesh)
+    all_frames = make_all_frames_fn(model, mesh)
     out = {}
     for k in ks:
         uniform = jax.make_array_from_process_local_data(
-            batch_sharding(mesh),
-            uniform_indices(n // jax.process_count(), config.data.num_frames, k),
+            sharding, uniform_indices(n // jax.process_count(), config.data.num_frames, k)
         )
 
         def nsnet(k=k):
             idx = topk_fn(scores_fn(variables, batch["sampler_frames"]), k)
             return recognize(variables, batch["frames"], idx)
 
-        out[("nsnet", k)] = n / _median_time(nsnet, repeats)
-        fixed = n / _median_time(
+        sampled = n / median_seconds(nsnet, repeats)
+        fixed = n / median_seconds(
             lambda u=uniform: recognize(variables, batch["frames"], u), repeats
         )
-        for m in ("uniform", "random", "oracle"):
-            out[(m, k)] = fixed
-    out[("all", config.data.num_frames)] = n / _median_time(
+        for m in methods:
+            out[(m, k)] = sampled if METHODS[m].uses_sampler else fixed
+    out[("all", config.data.num_frames)] = n / median_seconds(
         lambda: all_frames(variables, batch["frames"]), repeats
     )
     return out

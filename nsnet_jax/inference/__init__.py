@@ -4,8 +4,10 @@ from nsnet_jax.inference.jitted import (
     make_all_frames_fn,
     make_inference_fn,
     make_recognize_fn,
+    make_scores_fn,
     oracle_indices,
     random_indices,
+    sampler_scores,
     uniform_indices,
 )
 
@@ -13,7 +15,9 @@ __all__ = [
     "make_all_frames_fn",
     "make_inference_fn",
     "make_recognize_fn",
+    "make_scores_fn",
     "oracle_indices",
     "random_indices",
+    "sampler_scores",
     "uniform_indices",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from input_pipeline import decode
+from nsnet_jax.inference.jitted import sampler_scores
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import topk_indices
 
@@ -120,7 +121,7 @@ def make_sample_fn(model: NSNet) -> Callable[..., dict[str, jax.Array]]:
 
     @jax.jit
     def sample(variables, sampler_frames):
-        scores = model.apply(variables, sampler_frames, method=NSNet.sample)["scores"]
+        scores = sampler_scores(model)(variables, sampler_frames)
         return {"scores": scores, "indices": topk_indices(scores, model.num_select)}
 
     return sample

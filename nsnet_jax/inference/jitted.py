@@ -12,15 +12,30 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from nsnet_jax.config_checks import check_frames
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import gather_frames
+from nsnet_jax.sharding import batch_sharding
 
 
 def _batch_sharding(mesh: Mesh | None):
-    return None if mesh is None else NamedSharding(mesh, PartitionSpec("data"))
+    return None if mesh is None else batch_sharding(mesh)
+
+
+def sampler_scores(model: NSNet) -> Callable[[Any, jax.Array], jax.Array]:
+    """f(variables, sampler_frames [B,T,h,w,3]) -> fused scores [B,T], not jitted (to compose)."""
+
+    def scores(variables, sampler_frames):
+        return model.apply(variables, sampler_frames, method=NSNet.sample)["scores"]
+
+    return scores
+
+
+def make_scores_fn(model: NSNet, mesh: Mesh | None = None) -> Callable[..., jax.Array]:
+    """Jitted `sampler_scores`; with a mesh, the scores keep the batch sharding."""
+    return jax.jit(sampler_scores(model), out_shardings=_batch_sharding(mesh))
 
 
 def make_inference_fn(model: NSNet, mesh: Mesh | None = None) -> Callable[..., dict[str, Any]]:
