@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from configs import activitynet
-from nsnet_jax.bench.run import make_train_step, random_variables
+from nsnet_jax.bench.common import random_variables, synthetic_train_batch
 from nsnet_jax.inference import decode_aware as da
 from nsnet_jax.inference import make_inference_fn
 from nsnet_jax.models.nsnet import build_model
+from nsnet_jax.train.step import build_stage_optimizer, create_train_state, make_train_step
 from tests.tiny import set_fields, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,24 +123,23 @@ def test_decode_aware_path_selects_the_same_frames_and_decodes_only_k(tiny, monk
     assert set(got["timings"]) == {"decode_s", "compute_s"}
 
 
-@pytest.mark.parametrize("which", ["sampler", "recognizer"])
-def test_train_step_runs_and_updates_only_its_network(which):
+@pytest.mark.parametrize("stage", ["sampler", "recognizer"])
+def test_bench_times_the_trainers_step_which_updates_only_its_network(stage):
     config = tiny_config()
     model = build_model(config)
     variables = random_variables(model, config, seed=0)
-    step = make_train_step(model, which)
-    b, t, k = 2, config.data.num_frames, config.model.num_select
-    size = config.data.sampler_size if which == "sampler" else config.data.recognizer_size
-    frames = np.zeros((b, t if which == "sampler" else k, size, size, 3), np.uint8) + 100
-    new, _, loss = step(
-        variables, step.init(variables), frames, np.ones((b, t), np.float32), np.zeros(b, np.int32)
-    )
-    assert np.isfinite(float(loss))
-    other = "recognizer" if which == "sampler" else "sampler"
+    tx, _ = build_stage_optimizer(config, stage, variables["params"], steps_per_epoch=10)
+    state = create_train_state(variables, tx)
+    step = jax.jit(make_train_step(config, model, stage, tx))
+    batch = synthetic_train_batch(config, stage, batch=2)
+    new, metrics = step(state, batch, jax.random.key(0))
+    assert np.isfinite(float(metrics["loss"]))
+    assert int(new.step) == 1
+    other = "recognizer" if stage == "sampler" else "sampler"
     changed = jax.tree_util.tree_map(
         lambda x, y: bool(np.any(np.asarray(x) != np.asarray(y))),
-        (new["params"][which], new["params"][other]),
-        (variables["params"][which], variables["params"][other]),
+        (new.params[stage], new.params[other]),
+        (variables["params"][stage], variables["params"][other]),
     )
     assert any(jax.tree_util.tree_leaves(changed[0]))
     assert not any(jax.tree_util.tree_leaves(changed[1]))

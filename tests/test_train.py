@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from input_fixtures import TINY
 
+from nsnet_jax.bench.common import synthetic_train_batch
 from nsnet_jax.models.nsnet import build_model, init_variables
 from nsnet_jax.train import checkpointing, optim
 from nsnet_jax.train import stages as train
+from nsnet_jax.train.step import build_stage_optimizer, create_train_state, make_train_step
 from tests import tiny_train_config
 from tests.tiny import set_fields, tiny_config
 
@@ -232,34 +234,20 @@ def test_each_ablation_switch_runs_a_training_step(switches):
     config = tiny_config(**switches)
     model = build_model(config)
     variables = jax.jit(lambda k: init_variables(model, config, k))(jax.random.key(0))
-    b, t, s = 4, config.data.num_frames, config.data.sampler_size
-    rng = np.random.default_rng(0)
-    batch = {
-        "sampler_frames": jnp.asarray(rng.integers(0, 255, (b, t, s, s, 3)), jnp.uint8),
-        "frames": jnp.asarray(rng.integers(0, 255, (b, t, s, s, 3)), jnp.uint8),
-        "labels": jax.nn.one_hot(jnp.arange(b) % config.data.num_classes, config.data.num_classes),
-        "p_gt": jnp.asarray(rng.random((b, t)), jnp.float32),
-        "correct": jnp.asarray(rng.random((b, t)) > 0.5),
-    }
+    batch = synthetic_train_batch(config, "sampler", batch=4)
     joint = config.sampler_training.train_recognizer
-    trainable = ("sampler", "recognizer") if joint else ("sampler",)
-    tx = optim.build_optimizer(config.sampler_training, variables["params"], trainable, 10)
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": variables["params"],
-        "batch_stats": variables["batch_stats"],
-        "opt_state": tx.init(variables["params"]),
-    }
-    step = jax.jit(train.make_train_step(train.sampler_loss_fn(config, model), tx))
+    tx, _ = build_stage_optimizer(config, "sampler", variables["params"], steps_per_epoch=10)
+    state = create_train_state(variables, tx)
+    step = jax.jit(make_train_step(config, model, "sampler", tx))
     new_state, metrics = step(state, batch, jax.random.key(1))
     assert np.isfinite(float(metrics["loss"]))
     moved = lambda part: (
         not np.allclose(  # noqa: E731
-            jax.tree.leaves(new_state["params"][part])[0], jax.tree.leaves(state["params"][part])[0]
+            jax.tree.leaves(new_state.params[part])[0], jax.tree.leaves(state.params[part])[0]
         )
     )
-    head = new_state["params"]["sampler"]["frame_head"]["kernel"]
-    assert not np.allclose(head, state["params"]["sampler"]["frame_head"]["kernel"]) or (
+    head = new_state.params["sampler"]["frame_head"]["kernel"]
+    assert not np.allclose(head, state.params["sampler"]["frame_head"]["kernel"]) or (
         config.loss.frame_weight == 0
     )
     assert moved("recognizer") == joint

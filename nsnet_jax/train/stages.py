@@ -24,15 +24,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from etils import epath
-from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
 from nsnet_jax.config_checks import validate_config
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
-from nsnet_jax.models.selection import apply_selection_matrix, training_selection
 from nsnet_jax.sharding import (
     batch_sharding,
     check_global_batch,
@@ -40,7 +37,15 @@ from nsnet_jax.sharding import (
     host_local,
     replicated,
 )
-from nsnet_jax.train import checkpointing, losses, optim
+from nsnet_jax.train import checkpointing, losses
+from nsnet_jax.train.step import (
+    TrainState,
+    build_stage_optimizer,
+    create_train_state,
+    input_views,
+    make_train_step,
+    pseudo_label_ratio,
+)
 
 log = logging.getLogger("nsnet_jax")
 STAGE_ORDER = ("recognizer", "pseudo_labels", "sampler", "eval")
@@ -179,48 +184,45 @@ def _apply_init_from(config: Any, variables: dict, mesh) -> dict:
 # =============================================================================================
 
 
+# final parts: the sub-networks a trained stage leaves in `<stage>/final`; seed offsets keep the
+# stages' data orders and step rngs apart
+_FINAL_PARTS = {"recognizer": ("recognizer",), "sampler": ("sampler", "recognizer")}
+_SEED_OFFSETS = {"recognizer": 1, "sampler": 3}
+
+
 def _train_stage(
     name: str,
     config: Any,
     workdir: str,
+    model: NSNet,
     mesh,
     writer,
     variables: dict,
-    train_config: Any,
-    trainable: tuple[str, ...],
-    loss_fn: Callable,
-    views: tuple[str, ...],
-    seed_offset: int,
-    final_parts: tuple[str, ...],
     add_host_keys: Callable[[dict], dict] | None = None,
 ) -> dict[str, Any]:
     """Optimizer, checkpoint restore, input at the restored position, then the step loop."""
     ckpt_dir = os.path.join(workdir, name, "checkpoints")
     mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints)
     start = mngr.latest_step() or 0  # checkpoints are named by step = data position
+    seed_offset = _SEED_OFFSETS[name]
     batches, meta = pipeline.create_dataset(
         config.data, config.data.train_split, train=True, global_batch_size=config.batch_size,
-        seed=config.seed + seed_offset, start_step=start, views=views,
+        seed=config.seed + seed_offset, start_step=start, views=input_views(config, name),
     )  # fmt: skip
-    total = optim.num_train_steps(train_config, meta.steps_per_epoch)
-    tx = optim.build_optimizer(train_config, variables["params"], trainable, total)
+    tx, total = build_stage_optimizer(config, name, variables["params"], meta.steps_per_epoch)
     rep = replicated(mesh)
-    opt_state = jax.jit(tx.init, out_shardings=rep)(variables["params"])
-    state = {
-        "step": jax.device_put(jnp.zeros((), jnp.int32), rep),
-        "params": variables["params"],
-        "batch_stats": variables["batch_stats"],
-        "opt_state": opt_state,
-    }
+    state = jax.jit(lambda v: create_train_state(v, tx), out_shardings=rep)(variables)
     if start:
-        state, ckpt_meta = checkpointing.restore(mngr, state, step=start)
-        log.info("%s: resumed from step %d (%s)", name, int(state["step"]), ckpt_meta)
-        if int(state["step"]) != start or ckpt_meta.get("data_position", start) != start:
+        restored, ckpt_meta = checkpointing.restore(mngr, state.to_dict(), step=start)
+        state = TrainState.from_dict(restored)
+        log.info("%s: resumed from step %d (%s)", name, int(state.step), ckpt_meta)
+        if int(state.step) != start or ckpt_meta.get("data_position", start) != start:
             raise RuntimeError(
-                f"{ckpt_dir}/{start} holds step {int(state['step'])} with data position "
+                f"{ckpt_dir}/{start} holds step {int(state.step)} with data position "
                 f"{ckpt_meta.get('data_position')}; the checkpoint directory is inconsistent"
             )
-    jit_step = jax.jit(make_train_step(loss_fn, tx), donate_argnums=0, out_shardings=(rep, rep))
+    step_fn = make_train_step(config, model, name, tx)
+    jit_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(rep, rep))
     data_sharding = batch_sharding(mesh)
     base_rng = jax.random.key(config.seed + 1000 + seed_offset)
     progress = _Progress(name, start, total)
@@ -246,40 +248,20 @@ def _train_stage(
                 writer.write_scalars(done, {f"{name}/{k}": v for k, v in metrics_host.items()})
                 progress.log(done, metrics_host)
             if preemption.agreed():
-                checkpointing.save(mngr, done, state, {"data_position": done}, force=True)
+                checkpointing.save(mngr, done, state.to_dict(), {"data_position": done}, force=True)
                 mngr.wait_until_finished()
                 log.warning("%s: preempted; checkpoint saved at step %d", name, done)
                 return {"preempted": True, "step": done}
             if done % config.checkpoint_every_steps == 0 and done < total:
-                checkpointing.save(mngr, done, state, {"data_position": done})
+                checkpointing.save(mngr, done, state.to_dict(), {"data_position": done})
     if mngr.latest_step() != total:
-        checkpointing.save(mngr, total, state, {"data_position": total}, force=True)
+        checkpointing.save(mngr, total, state.to_dict(), {"data_position": total}, force=True)
     mngr.wait_until_finished()
     mngr.close()
-    final = {c: {p: state[c][p] for p in final_parts} for c in ("params", "batch_stats")}
+    parts = _FINAL_PARTS[name]
+    final = {c: {p: getattr(state, c)[p] for p in parts} for c in ("params", "batch_stats")}
     checkpointing.save_variables(_final_dir(workdir, name), final)
     return {"steps": total, "steps_per_epoch": meta.steps_per_epoch, **metrics_host}
-
-
-def make_train_step(loss_fn: Callable, tx: optax.GradientTransformation) -> Callable:
-    """step(state, batch, rng) -> (state, metrics) for a loss with auxiliary batch statistics."""
-
-    def step(state, batch, rng):
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, (batch_stats, parts)), grads = grad_fn(
-            state["params"], state["batch_stats"], batch, rng
-        )
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        new_state = {
-            "step": state["step"] + 1,
-            "params": optax.apply_updates(state["params"], updates),
-            "batch_stats": batch_stats,
-            "opt_state": opt_state,
-        }
-        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        return new_state, {"loss": loss, "grad_norm": grad_norm, **parts}
-
-    return step
 
 
 class _Progress:
@@ -338,56 +320,9 @@ def _restore_stage_variables(
 # =============================================================================================
 
 
-def _tsn_segments(frames: jax.Array, n: int, rng: jax.Array) -> jax.Array:
-    """One random frame from each of n equal segments of the T frames (TSN training sampling)."""
-    b, t = frames.shape[:2]
-    if n <= 0 or n >= t:
-        return frames
-    starts = jnp.floor(jnp.arange(n) * t / n).astype(jnp.int32)
-    lengths = jnp.floor((jnp.arange(n) + 1) * t / n).astype(jnp.int32) - starts
-    offsets = jax.random.randint(rng, (b, n), 0, lengths[None, :])
-    idx = starts[None, :] + offsets
-    return jnp.take_along_axis(frames, idx.reshape(b, n, 1, 1, 1), axis=1)
-
-
-def recognizer_loss_fn(config: Any, model: NSNet) -> Callable:
-    """Stage 1 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, metrics))."""
-    n_frames = config.recognizer_training.frames_per_video
-
-    def loss_fn(params, batch_stats, batch, rng):
-        seg_rng, dropout_rng = jax.random.split(rng)
-        frames = _tsn_segments(batch["frames"], n_frames, seg_rng)
-        out, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats},
-            frames,
-            train=True,
-            method=NSNet.recognize,
-            mutable=["batch_stats"],
-            rngs={"dropout": dropout_rng},
-        )
-        loss = losses.softmax_cross_entropy(out["logits"], batch["labels"])
-        top1 = jnp.take_along_axis(
-            batch["labels"], jnp.argmax(out["logits"], -1)[:, None], axis=-1
-        ).mean()
-        return loss, (_merge_stats(batch_stats, updates["batch_stats"]), {"top1": top1})
-
-    return loss_fn
-
-
 def run_recognizer_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
     variables = create_variables(config, model, mesh)
-    return _train_stage(
-        "recognizer", config, workdir, mesh, writer, variables, config.recognizer_training,
-        trainable=("recognizer",), loss_fn=recognizer_loss_fn(config, model),
-        views=("recognizer",), seed_offset=1, final_parts=("recognizer",),
-    )  # fmt: skip
-
-
-def _merge_stats(old: Any, new: Any) -> Any:
-    """Batch statistics after a sub-network's forward: its updates over the untouched rest."""
-    flat = traverse_util.flatten_dict(old)
-    flat.update(traverse_util.flatten_dict(new))
-    return traverse_util.unflatten_dict(flat)
+    return _train_stage("recognizer", config, workdir, model, mesh, writer, variables)
 
 
 # =============================================================================================
@@ -433,7 +368,7 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
             jnp.asarray(p_gt),
             jnp.asarray(correct),
             config.pseudo_label.rule,
-            ratio=_pseudo_label_ratio(config),
+            ratio=pseudo_label_ratio(config),
             threshold=config.pseudo_label.threshold,
         )  # fmt: skip
     )
@@ -488,68 +423,9 @@ def load_pseudo_labels(workdir: str) -> PseudoLabelTable:
     return PseudoLabelTable(np.concatenate(ids), np.concatenate(p_gt), np.concatenate(correct))
 
 
-def _pseudo_label_ratio(config) -> float:
-    r = config.pseudo_label.ratio
-    return config.model.num_select / config.data.num_frames if r <= 0 else r
-
-
 # =============================================================================================
 # Stage 3: the sampler
 # =============================================================================================
-
-
-def uses_recognizer_in_sampler_stage(config: Any) -> bool:
-    return config.sampler_training.train_recognizer or config.selection.train_mode != "none"
-
-
-def sampler_loss_fn(config: Any, model: NSNet) -> Callable:
-    """Stage 3 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, parts)).
-
-    batch: sampler_frames, labels, p_gt and correct (the pseudo-label table's rows), and frames
-    when the recognizer takes part (differentiable selection or joint fine-tuning).
-    """
-    joint = config.sampler_training.train_recognizer
-    sel = config.selection
-    use_recognizer = uses_recognizer_in_sampler_stage(config)
-    k = config.model.num_select
-    ratio = _pseudo_label_ratio(config)
-
-    def loss_fn(params, batch_stats, batch, rng):
-        if not joint:
-            params = {**params, "recognizer": jax.lax.stop_gradient(params["recognizer"])}
-        out, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats}, batch["sampler_frames"], train=True,
-            method=NSNet.sample, mutable=["batch_stats"],
-        )  # fmt: skip
-        batch_stats = _merge_stats(batch_stats, updates["batch_stats"])
-        targets = losses.pseudo_labels(
-            batch["p_gt"], batch["correct"], config.pseudo_label.rule,
-            ratio=ratio, threshold=config.pseudo_label.threshold,
-        )  # fmt: skip
-        loss, parts = losses.sampler_loss(
-            out, targets, batch["labels"],
-            frame_weight=config.loss.frame_weight, video_weight=config.loss.video_weight,
-            nonsalient=config.loss.nonsalient, nonsalient_weight=config.loss.nonsalient_weight,
-            pos_weight=config.loss.pos_weight,
-        )  # fmt: skip
-        if use_recognizer:
-            matrix = training_selection(
-                out["scores"], k, sel.train_mode, rng, num_samples=sel.num_samples,
-                sigma=sel.sigma, temperature=sel.temperature,
-            )  # fmt: skip
-            chosen = apply_selection_matrix(matrix, batch["frames"].astype(jnp.float32))
-            rec, rec_updates = model.apply(
-                {"params": params, "batch_stats": batch_stats}, chosen, train=joint,
-                method=NSNet.recognize, mutable=["batch_stats"],
-            )  # fmt: skip
-            if joint:
-                batch_stats = _merge_stats(batch_stats, rec_updates["batch_stats"])
-            rec_loss = losses.softmax_cross_entropy(rec["logits"], batch["labels"])
-            loss = loss + sel.recognizer_loss_weight * rec_loss
-            parts = {**parts, "recognizer": rec_loss}
-        return loss, (batch_stats, parts)
-
-    return loss_fn
 
 
 def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
@@ -567,15 +443,9 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
         p_gt, correct = table.lookup(host_batch["video_id"])
         return {**host_batch, "p_gt": p_gt, "correct": correct}
 
-    joint = config.sampler_training.train_recognizer
-    use_recognizer = uses_recognizer_in_sampler_stage(config)
     return _train_stage(
-        "sampler", config, workdir, mesh, writer, variables, config.sampler_training,
-        trainable=("sampler", "recognizer") if joint else ("sampler",),
-        loss_fn=sampler_loss_fn(config, model),
-        views=("sampler", "recognizer") if use_recognizer else ("sampler",),
-        seed_offset=3, add_host_keys=add_host_keys, final_parts=("sampler", "recognizer"),
-    )  # fmt: skip
+        "sampler", config, workdir, model, mesh, writer, variables, add_host_keys=add_host_keys
+    )
 
 
 # =============================================================================================

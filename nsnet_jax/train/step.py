@@ -1,0 +1,226 @@
+"""The training state and the train step of each stage, as pure functions.
+
+`make_train_step(config, model, stage, tx)` returns step(state, batch, rng) -> (state, metrics):
+no Python state, no I/O, so the trainer jits it with donation and shardings, the bench times
+exactly it, the tests call it directly, and it can be vmapped (e.g. over seeds).
+
+    recognizer  stage 1: TSN-style video cross-entropy on `frames_per_video` segment frames
+    sampler     stage 3: the frame (suppression) and video losses on pseudo labels, plus the
+                recognizer's loss on the selected frames when a relaxation or joint tuning is on
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct, traverse_util
+
+from nsnet_jax.models.nsnet import NSNet
+from nsnet_jax.models.selection import apply_selection_matrix, training_selection
+from nsnet_jax.train import losses, optim
+
+TRAINED_STAGES = ("recognizer", "sampler")
+LossFn = Callable[[Any, Any, dict, jax.Array], tuple[jax.Array, tuple[Any, dict]]]
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint layout (the same keys as the plain dict state of earlier versions)."""
+        return {
+            "step": self.step,
+            "params": self.params,
+            "batch_stats": self.batch_stats,
+            "opt_state": self.opt_state,
+        }
+
+    @classmethod
+    def from_dict(cls, tree: dict[str, Any]) -> TrainState:
+        return cls(**tree)
+
+
+def create_train_state(variables: dict[str, Any], tx: optax.GradientTransformation) -> TrainState:
+    """Step 0 over `variables` (params + batch_stats); jit it with out_shardings to place it."""
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(variables["params"]),
+    )
+
+
+# ---- what each stage trains ---------------------------------------------------------------------
+
+
+def stage_train_config(config: Any, stage: str) -> Any:
+    return {"recognizer": config.recognizer_training, "sampler": config.sampler_training}[stage]
+
+
+def uses_recognizer_in_sampler_stage(config: Any) -> bool:
+    return config.sampler_training.train_recognizer or config.selection.train_mode != "none"
+
+
+def trainable_parts(config: Any, stage: str) -> tuple[str, ...]:
+    if stage == "recognizer":
+        return ("recognizer",)
+    return ("sampler", "recognizer") if config.sampler_training.train_recognizer else ("sampler",)
+
+
+def input_views(config: Any, stage: str) -> tuple[str, ...]:
+    """Which decoded views the stage's batches carry (input_pipeline's `views`)."""
+    if stage == "recognizer":
+        return ("recognizer",)
+    return ("sampler", "recognizer") if uses_recognizer_in_sampler_stage(config) else ("sampler",)
+
+
+def build_stage_optimizer(
+    config: Any, stage: str, params: Any, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, int]:
+    """The stage's optimizer (frozen parts get zero updates) and its total number of steps."""
+    train_config = stage_train_config(config, stage)
+    total = optim.num_train_steps(train_config, steps_per_epoch)
+    tx = optim.build_optimizer(train_config, params, trainable_parts(config, stage), total)
+    return tx, total
+
+
+# ---- losses -------------------------------------------------------------------------------------
+
+
+def merge_stats(old: Any, new: Any) -> Any:
+    """Batch statistics after a sub-network's forward: its updates over the untouched rest."""
+    flat = traverse_util.flatten_dict(old)
+    flat.update(traverse_util.flatten_dict(new))
+    return traverse_util.unflatten_dict(flat)
+
+
+def tsn_segments(frames: jax.Array, n: int, rng: jax.Array) -> jax.Array:
+    """One random frame from each of n equal segments of the T frames (TSN training sampling)."""
+    b, t = frames.shape[:2]
+    if n <= 0 or n >= t:
+        return frames
+    starts = jnp.floor(jnp.arange(n) * t / n).astype(jnp.int32)
+    lengths = jnp.floor((jnp.arange(n) + 1) * t / n).astype(jnp.int32) - starts
+    offsets = jax.random.randint(rng, (b, n), 0, lengths[None, :])
+    idx = starts[None, :] + offsets
+    return jnp.take_along_axis(frames, idx.reshape(b, n, 1, 1, 1), axis=1)
+
+
+def pseudo_label_ratio(config: Any) -> float:
+    r = config.pseudo_label.ratio
+    return config.model.num_select / config.data.num_frames if r <= 0 else r
+
+
+def recognizer_loss_fn(config: Any, model: NSNet) -> LossFn:
+    """Stage 1 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, metrics))."""
+    n_frames = config.recognizer_training.frames_per_video
+
+    def loss_fn(params, batch_stats, batch, rng):
+        seg_rng, dropout_rng = jax.random.split(rng)
+        frames = tsn_segments(batch["frames"], n_frames, seg_rng)
+        out, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            frames,
+            train=True,
+            method=NSNet.recognize,
+            mutable=["batch_stats"],
+            rngs={"dropout": dropout_rng},
+        )
+        loss = losses.softmax_cross_entropy(out["logits"], batch["labels"])
+        top1 = jnp.take_along_axis(
+            batch["labels"], jnp.argmax(out["logits"], -1)[:, None], axis=-1
+        ).mean()
+        return loss, (merge_stats(batch_stats, updates["batch_stats"]), {"top1": top1})
+
+    return loss_fn
+
+
+def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
+    """Stage 3 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, parts)).
+
+    batch: sampler_frames, labels, p_gt and correct (the pseudo-label table's rows), and frames
+    when the recognizer takes part (differentiable selection or joint fine-tuning).
+    """
+    joint = config.sampler_training.train_recognizer
+    sel = config.selection
+    use_recognizer = uses_recognizer_in_sampler_stage(config)
+    k = config.model.num_select
+    ratio = pseudo_label_ratio(config)
+
+    def loss_fn(params, batch_stats, batch, rng):
+        if not joint:
+            params = {**params, "recognizer": jax.lax.stop_gradient(params["recognizer"])}
+        out, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats}, batch["sampler_frames"], train=True,
+            method=NSNet.sample, mutable=["batch_stats"],
+        )  # fmt: skip
+        batch_stats = merge_stats(batch_stats, updates["batch_stats"])
+        targets = losses.pseudo_labels(
+            batch["p_gt"], batch["correct"], config.pseudo_label.rule,
+            ratio=ratio, threshold=config.pseudo_label.threshold,
+        )  # fmt: skip
+        loss, parts = losses.sampler_loss(
+            out, targets, batch["labels"],
+            frame_weight=config.loss.frame_weight, video_weight=config.loss.video_weight,
+            nonsalient=config.loss.nonsalient, nonsalient_weight=config.loss.nonsalient_weight,
+            pos_weight=config.loss.pos_weight,
+        )  # fmt: skip
+        if use_recognizer:
+            matrix = training_selection(
+                out["scores"], k, sel.train_mode, rng, num_samples=sel.num_samples,
+                sigma=sel.sigma, temperature=sel.temperature,
+            )  # fmt: skip
+            chosen = apply_selection_matrix(matrix, batch["frames"].astype(jnp.float32))
+            rec, rec_updates = model.apply(
+                {"params": params, "batch_stats": batch_stats}, chosen, train=joint,
+                method=NSNet.recognize, mutable=["batch_stats"],
+            )  # fmt: skip
+            if joint:
+                batch_stats = merge_stats(batch_stats, rec_updates["batch_stats"])
+            rec_loss = losses.softmax_cross_entropy(rec["logits"], batch["labels"])
+            loss = loss + sel.recognizer_loss_weight * rec_loss
+            parts = {**parts, "recognizer": rec_loss}
+        return loss, (batch_stats, parts)
+
+    return loss_fn
+
+
+LOSS_FNS: dict[str, Callable[[Any, NSNet], LossFn]] = {
+    "recognizer": recognizer_loss_fn,
+    "sampler": sampler_loss_fn,
+}
+
+
+# ---- the step -----------------------------------------------------------------------------------
+
+
+def make_train_step(
+    config: Any, model: NSNet, stage: str, tx: optax.GradientTransformation
+) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
+    """step(state, batch, rng) -> (state, metrics) for `stage` ('recognizer' or 'sampler')."""
+    if stage not in LOSS_FNS:
+        raise ValueError(f"stage {stage!r} has no train step; choose one of {list(LOSS_FNS)}")
+    loss_fn = LOSS_FNS[stage](config, model)
+
+    def step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (batch_stats, parts)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+        )
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        return new_state, {"loss": loss, "grad_norm": grad_norm, **parts}
+
+    return step
