@@ -16,6 +16,8 @@ import os
 import shutil
 from typing import Any
 
+from nsnet_jax.config_checks import with_overrides
+
 log = logging.getLogger("nsnet_jax")
 
 # name -> config overrides (dotted paths); every variant changes one choice of the default.
@@ -43,18 +45,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def variant_config(base: Any, overrides: dict[str, Any]) -> Any:
-    config = base.copy_and_resolve_references()
-    with config.unlocked():
-        config.stage = "all"
-        for dotted, value in overrides.items():
-            *parents, leaf = dotted.split(".")
-            node = config
-            for p in parents:
-                node = node[p]
-            if leaf not in node:
-                raise KeyError(f"ablation override {dotted!r}: no such config field")
-            node[leaf] = value
-    return config
+    return with_overrides(base, {"stage": "all", **overrides})
 
 
 def run(config: Any, workdir: str, only: list[str] | None = None) -> list[dict[str, Any]]:
@@ -110,24 +101,19 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    from absl import app, flags
-    from ml_collections import config_flags
+def main(config: Any, workdir: str, argv: list[str]) -> None:
+    from absl import flags
 
-    from nsnet_jax.cli import quiet_library_logging
+    run(config, workdir, flags.FLAGS.only)
 
-    config_flag = config_flags.DEFINE_config_file("config", None, "Config file.")
-    workdir = flags.DEFINE_string("workdir", None, "Output directory.")
-    only = flags.DEFINE_list("only", None, f"Variants to run (default: all of {list(VARIANTS)}).")
-    flags.mark_flags_as_required(["config", "workdir"])
 
-    def _main(argv):
-        del argv
-        quiet_library_logging()
-        run(config_flag.value, workdir.value, only.value)
+def _define_flags() -> None:
+    from absl import flags
 
-    app.run(_main)
+    flags.DEFINE_list("only", None, f"Variants to run (default: all of {list(VARIANTS)}).")
 
 
 if __name__ == "__main__":
-    main()
+    from nsnet_jax import cli
+
+    cli.run(main, workdir="required", define_extra=_define_flags)

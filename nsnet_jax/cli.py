@@ -1,8 +1,28 @@
-"""Console logging for the command-line programs."""
+"""The command line every entry point shares: --config (+ --config.x=y overrides), --workdir where
+the program writes, and --distributed (multi-host), handled the same way everywhere.
+
+    def main(config, workdir, argv): ...
+    if __name__ == "__main__":
+        cli.run(main, workdir="required")
+
+`run` parses the flags, refuses stray arguments (an override without its `--` would otherwise be
+ignored silently), calls `jax.distributed.initialize` first when asked, quiets library logging,
+validates the whole config before any work, and then calls `main(config, workdir, argv)`.
+Multi-host: pass --distributed (or set NSNET_DISTRIBUTED=1); on Cloud TPU and SLURM JAX finds its
+peers by itself, elsewhere give --coordinator_address, --num_processes and --process_id.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, flags
+from ml_collections import config_flags
+
+Main = Callable[[Any, "str | None", list[str]], None]
 
 
 def quiet_library_logging() -> None:
@@ -17,3 +37,73 @@ def quiet_library_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         ours.addHandler(handler)
     ours.propagate = False
+
+
+def define_flags(default_config: str | None = None, workdir: str = "none", default_workdir=None):
+    """--config, --workdir (`workdir`: 'required', 'optional' or 'none'), --distributed & co."""
+    config_flags.DEFINE_config_file("config", default_config, "Config file (configs/NAME.py).")
+    if workdir != "none":
+        flags.DEFINE_string("workdir", default_workdir, "Directory the program writes to.")
+        if workdir == "required" and default_workdir is None:
+            flags.mark_flag_as_required("workdir")
+    if default_config is None:
+        flags.mark_flag_as_required("config")
+    flags.DEFINE_bool(
+        "distributed",
+        os.environ.get("NSNET_DISTRIBUTED", "0") == "1",
+        "Call jax.distributed.initialize first (multi-host).",
+    )
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (--distributed).")
+    flags.DEFINE_integer("num_processes", None, "Number of processes (--distributed).")
+    flags.DEFINE_integer("process_id", None, "This process's index (--distributed).")
+
+
+def reject_stray_arguments(argv: list[str]) -> None:
+    """absl leaves positional arguments to the program; none of ours takes any."""
+    stray = argv[1:]
+    if stray:
+        hint = ""
+        if any("=" in a and not a.startswith("-") for a in stray):
+            hint = "; a config override needs two dashes, e.g. --config.model.num_select=4"
+        raise app.UsageError(f"unexpected argument(s) {stray}{hint}")
+
+
+def setup(argv: list[str]) -> tuple[Any, str | None]:
+    """Distributed init (first of all JAX calls), logging, config validation; (config, workdir)."""
+    reject_stray_arguments(argv)
+    f = flags.FLAGS
+    if f.distributed:
+        import jax
+
+        jax.distributed.initialize(
+            coordinator_address=f.coordinator_address,
+            num_processes=f.num_processes,
+            process_id=f.process_id,
+        )
+    quiet_library_logging()
+    from nsnet_jax.config_checks import validate_config
+
+    validate_config(f.config)
+    workdir = f.workdir if "workdir" in f else None
+    return f.config, workdir
+
+
+def run(
+    main: Main,
+    *,
+    workdir: str = "none",
+    default_config: str | None = None,
+    default_workdir: str | None = None,
+    define_extra: Callable[[], None] | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """Defines the shared flags (and the program's own via `define_extra`), then runs `main`."""
+    define_flags(default_config, workdir, default_workdir)
+    if define_extra is not None:
+        define_extra()
+
+    def _main(args: list[str]) -> None:
+        config, wd = setup(args)
+        main(config, wd, args)
+
+    app.run(_main, argv=argv)

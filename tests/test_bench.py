@@ -125,7 +125,7 @@ def test_decode_aware_path_selects_the_same_frames_and_decodes_only_k(tiny, monk
 
 @pytest.mark.parametrize("stage", ["sampler", "recognizer"])
 def test_bench_times_the_trainers_step_which_updates_only_its_network(stage):
-    config = tiny_config()
+    config = tiny_config(recognizer_training__warmup_steps=0)  # lr 0 at step 0 otherwise
     model = build_model(config)
     variables = random_variables(model, config, seed=0)
     tx, _ = build_stage_optimizer(config, stage, variables["params"], steps_per_epoch=10)

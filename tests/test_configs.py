@@ -8,7 +8,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from nsnet_jax.config_checks import CHOICES, validate_config
+from nsnet_jax.config_checks import CHOICES, validate_config, with_overrides
 from nsnet_jax.models.nsnet import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +60,58 @@ def test_unknown_key_on_the_command_line_fails_the_program():
 
 @pytest.mark.parametrize("field", sorted(CHOICES))
 def test_bad_switch_value_names_field_value_and_choices(field):
-    config = _parse("activitynet.py")
-    *parents, leaf = field.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    node[leaf] = "no_such_value"
+    config = with_overrides(_parse("activitynet.py"), {field: "no_such_value"})
     with pytest.raises(ValueError, match=rf"config\.{field}='no_such_value' is not allowed"):
         validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        (
+            "eval.num_select",
+            "1,40",
+            r"eval\.num_select='1,40' has K=40, outside \[1, data.num_frames=16\]",
+        ),
+        ("eval.num_select", "1;2", r"eval\.num_select='1;2' must be comma-separated integers"),
+        ("batch_size", 0, r"config\.batch_size=0 must be a number >= 1"),
+        ("model.sampler.width", 0.0, r"config\.model\.sampler\.width=0.0 must be a number > 0"),
+        ("sampler_training.learning_rate", -1.0, r"sampler_training\.learning_rate=-1.0"),
+        ("selection.sigma", 0.0, r"config\.selection\.sigma=0.0 must be a number > 0"),
+        (
+            "sampler_training.optimizer",
+            "lamb",
+            r"sampler_training\.optimizer='lamb' is not allowed",
+        ),
+    ],
+)
+def test_every_field_is_checked_before_any_work(field, value, match):
+    config = with_overrides(_parse("activitynet.py"), {field: value})
+    with pytest.raises(ValueError, match=match):
+        validate_config(config)
+
+
+def test_no_model_module_imports_config_checks_training_evaluation_or_bench():
+    offenders = []
+    for path in sorted((ROOT / "nsnet_jax" / "models").glob("*.py")):
+        text = path.read_text()
+        for banned in (
+            "config_checks",
+            "nsnet_jax.train",
+            "nsnet_jax.evaluation",
+            "nsnet_jax.bench",
+        ):
+            if banned in text:
+                offenders.append(f"{path.name}: {banned}")
+    assert offenders == []
+
+
+def test_an_override_without_its_dashes_is_an_error_not_ignored():
+    result = subprocess.run(
+        [sys.executable, "-m", "nsnet_jax.flops", "--config=configs/fcvid.py",
+         "config.model.num_select=4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "unexpected argument(s) ['config.model.num_select=4']" in result.stderr
+    assert "needs two dashes" in result.stderr

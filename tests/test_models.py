@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nsnet_jax.config_checks import validate_config
 from nsnet_jax.inference import (
     make_all_frames_fn,
     make_inference_fn,
@@ -119,7 +120,7 @@ def test_bad_inputs_fail_before_tracing_with_named_fields(tiny_model, lo_shape, 
 
 def test_k_larger_than_t_is_rejected_by_the_config_check():
     with pytest.raises(ValueError, match=r"num_select=7 must be an int in \[1, .*num_frames=6\]"):
-        build_model(tiny_config(model__num_select=7))
+        validate_config(tiny_config(model__num_select=7))
 
 
 def test_baseline_indices():
@@ -133,3 +134,11 @@ def test_baseline_indices():
     evidence[1, [1, 2, 3]] = True
     oracle = oracle_indices(evidence, 2, rng)
     assert 5 in oracle[0] and set(oracle[1]) <= {1, 2, 3}
+
+
+def test_an_eval_batch_the_mesh_cannot_split_names_eval_batch_size(tmp_path):
+    from nsnet_jax.train.stages import train_and_evaluate
+
+    config = tiny_config(eval_batch_size=12)  # the pytest session has 8 CPU devices
+    with pytest.raises(ValueError, match=r"config\.eval_batch_size=12 is not divisible .* 8 dev"):
+        train_and_evaluate(config, str(tmp_path))

@@ -1,6 +1,7 @@
 """Tiny model configurations so that model and training tests run in seconds on 2 CPU cores."""
 
 from configs import default
+from nsnet_jax.config_checks import with_overrides
 
 
 def tiny_config(**overrides):
@@ -21,11 +22,4 @@ def tiny_config(**overrides):
 
 def set_fields(config, **overrides):
     """Overrides written as keyword names with `__` for dots: model__num_select=3."""
-    with config.unlocked():
-        for dotted, value in overrides.items():
-            node = config
-            *parents, leaf = dotted.split("__")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-    return config
+    return with_overrides(config, {k.replace("__", "."): v for k, v in overrides.items()})

@@ -62,17 +62,10 @@ def count_gmacs(config: Any) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> None:
-    from absl import app, flags
-    from ml_collections import config_flags
+def main(argv: list[str] | None = None) -> None:
+    from nsnet_jax import cli
 
-    config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).")
-    flags.mark_flags_as_required(["config"])
-
-    def run(_):
-        print(json.dumps(count_gmacs(flags.FLAGS.config)))
-
-    app.run(run, argv=argv)
+    cli.run(lambda config, workdir, args: print(json.dumps(count_gmacs(config))), argv=argv)
 
 
 if __name__ == "__main__":

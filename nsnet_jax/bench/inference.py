@@ -12,7 +12,7 @@ import numpy as np
 from nsnet_jax.bench.common import Emit, matmul_peak, random_frames
 from nsnet_jax.bench.flops import count_gmacs, xla_flops
 from nsnet_jax.bench.timing import rounded, time_call, time_interleaved
-from nsnet_jax.models.nsnet import NSNet
+from nsnet_jax.models.nsnet import DTYPES, NSNet
 
 
 def bench_jax_inference(
@@ -103,8 +103,6 @@ def bench_mfu(
     results: dict[str, Any], config: Any, repeats: int, peak_dim: int, emit: Emit
 ) -> None:
     """Achieved FLOP/s of the recognizer (all-T) and of NSNet over the measured matmul peak."""
-    from nsnet_jax.config_checks import DTYPES
-
     dtype = DTYPES[config.model.dtype]
     n = peak_dim or (2048 if jax.default_backend() == "cpu" else 8192)
     peak = matmul_peak(dtype, n, repeats)

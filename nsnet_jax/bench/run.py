@@ -77,27 +77,29 @@ def run_bench(
 
 
 def main(argv: list[str]) -> None:
-    from absl import app, flags
-    from ml_collections import config_flags
+    from absl import flags
 
-    config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).")
-    flags.DEFINE_integer("batch", 2, "Videos per batch (fixed for every measurement).")
-    flags.DEFINE_integer("repeats", 5, "Timed calls per measurement; the median is reported.")
-    flags.DEFINE_integer("warmup", 1, "Untimed calls first (the first one compiles).")
-    flags.DEFINE_enum("train_step", "sampler", ["sampler", "recognizer", "both", "none"],
-                      "Which sub-network's train step to time.")  # fmt: skip
-    flags.DEFINE_bool("torch", False, "Also time the PyTorch pipeline (needs torch).")
-    flags.DEFINE_bool("torch_compile", True, "With --torch, also try torch.compile.")
-    flags.DEFINE_bool("decode", False, "Also time the decode-aware path from JPEG frames.")
-    flags.DEFINE_string("data_dir", "", "With --decode: read encoded frames from this TFDS dir.")
-    flags.DEFINE_integer("decode_threads", 0, "Decode threads; 0 = os.cpu_count().")
-    flags.DEFINE_integer("peak_dim", 0, "Matmul size for the peak; 0 = 2048 on CPU, else 8192.")
-    flags.mark_flags_as_required(["config"])
+    from nsnet_jax import cli
 
-    def run(_):
+    def define_flags() -> None:
+        flags.DEFINE_integer("batch", 2, "Videos per batch (fixed for every measurement).")
+        flags.DEFINE_integer("repeats", 5, "Timed calls per measurement; the median is reported.")
+        flags.DEFINE_integer("warmup", 1, "Untimed calls first (the first one compiles).")
+        flags.DEFINE_enum("train_step", "sampler", ["sampler", "recognizer", "both", "none"],
+                          "Which sub-network's train step to time.")  # fmt: skip
+        flags.DEFINE_bool("torch", False, "Also time the PyTorch pipeline (needs torch).")
+        flags.DEFINE_bool("torch_compile", True, "With --torch, also try torch.compile.")
+        flags.DEFINE_bool("decode", False, "Also time the decode-aware path from JPEG frames.")
+        flags.DEFINE_string(
+            "data_dir", "", "With --decode: read encoded frames from this TFDS dir."
+        )
+        flags.DEFINE_integer("decode_threads", 0, "Decode threads; 0 = os.cpu_count().")
+        flags.DEFINE_integer("peak_dim", 0, "Matmul size for the peak; 0 = 2048 on CPU, else 8192.")
+
+    def run(config, workdir, args):
         f = flags.FLAGS
         run_bench(
-            f.config,
+            config,
             batch=f.batch,
             repeats=f.repeats,
             warmup=f.warmup,
@@ -110,7 +112,7 @@ def main(argv: list[str]) -> None:
             peak_dim=f.peak_dim,
         )
 
-    app.run(run, argv=argv)
+    cli.run(run, define_extra=define_flags, argv=argv)
 
 
 if __name__ == "__main__":

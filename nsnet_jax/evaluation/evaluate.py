@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 from input_pipeline import pipeline
 from nsnet_jax.bench.flops import count_gmacs
 from nsnet_jax.bench.timing import median_seconds
+from nsnet_jax.config_checks import eval_ks
 from nsnet_jax.evaluation import metrics
 from nsnet_jax.evaluation.methods import METHODS, active_methods
 from nsnet_jax.inference.jitted import (
@@ -31,17 +32,6 @@ from nsnet_jax.models.selection import topk_indices
 from nsnet_jax.sharding import batch_sharding, host_local
 
 log = logging.getLogger("nsnet_jax")
-
-
-def eval_ks(config: Any) -> list[int]:
-    spec = str(config.eval.num_select).strip()
-    ks = [int(x) for x in spec.split(",") if x.strip()] if spec else [config.model.num_select]
-    for k in ks:
-        if not 1 <= k <= config.data.num_frames:
-            raise ValueError(
-                f"config.eval.num_select has K={k}, outside [1, T={config.data.num_frames}]"
-            )
-    return ks
 
 
 def _gather(x: np.ndarray) -> np.ndarray:

@@ -9,14 +9,20 @@ correctly.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from nsnet_jax.models.layers import DepthwiseConv, make_divisible, relu6
+from nsnet_jax.models.layers import (
+    TF_BN,
+    InvertedResidual,
+    batch_norm,
+    conv_layer,
+    make_divisible,
+    relu6,
+)
 
 # (expansion, kernel, first stride, output channels, repeats), EfficientNet-B0's stages.
 BLOCK_SETTING = (
@@ -36,47 +42,6 @@ LITE_VARIANTS = {
     3: (1.2, 1.4, 280),
     4: (1.4, 1.8, 300),
 }
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-class MBConv(nn.Module):
-    out_features: int
-    kernel_size: int
-    strides: int
-    expansion: int
-    depthwise_impl: str
-    dtype: Any
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = partial(
-            nn.Conv, use_bias=False, padding="SAME", dtype=self.dtype, kernel_init=_conv_init
-        )
-        norm = partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.99,
-            epsilon=1e-3,
-            dtype=self.dtype,
-        )
-        in_features = x.shape[-1]
-        y = x
-        if self.expansion != 1:
-            y = conv(in_features * self.expansion, (1, 1), name="expand_conv")(y)
-            y = relu6(norm(name="expand_bn")(y))
-        y = DepthwiseConv(
-            self.kernel_size,
-            self.strides,
-            padding="SAME",
-            impl=self.depthwise_impl,
-            dtype=self.dtype,
-            name="dw_conv",
-        )(y)
-        y = relu6(norm(name="dw_bn")(y))
-        y = norm(name="project_bn")(conv(self.out_features, (1, 1), name="project_conv")(y))
-        if self.strides == 1 and in_features == self.out_features:
-            y = y + x
-        return y
 
 
 class EfficientNetLite(nn.Module):
@@ -95,48 +60,29 @@ class EfficientNetLite(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         width, depth, _ = LITE_VARIANTS[self.variant]
-        norm = partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.99,
-            epsilon=1e-3,
-            dtype=self.dtype,
-        )
+        conv = conv_layer(self.dtype)
+        norm = batch_norm(train, self.dtype, TF_BN)
         x = x.astype(self.dtype)
-        x = nn.Conv(
-            32,
-            (3, 3),
-            (2, 2),
-            padding="SAME",
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=_conv_init,
-            name="stem_conv",
-        )(x)
+        x = conv(32, (3, 3), (2, 2), padding="SAME", name="stem_conv")(x)
         x = relu6(norm(name="stem_bn")(x))
         block = 0
         last_stage = len(BLOCK_SETTING) - 1
         for stage, (t, k, s, c, n) in enumerate(BLOCK_SETTING):
             repeats = n if stage in (0, last_stage) else int(math.ceil(depth * n))
             for i in range(repeats):
-                x = MBConv(
+                x = InvertedResidual(
                     make_divisible(c * width),
-                    k,
-                    s if i == 0 else 1,
-                    t,
-                    self.depthwise_impl,
-                    self.dtype,
+                    kernel_size=k,
+                    strides=s if i == 0 else 1,
+                    expansion=t,
+                    padding="SAME",
+                    bn=TF_BN,
+                    depthwise_impl=self.depthwise_impl,
+                    dtype=self.dtype,
                     name=f"block{block}",
                 )(x, train)
                 block += 1
-        x = nn.Conv(
-            self.feature_dim,
-            (1, 1),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=_conv_init,
-            name="head_conv",
-        )(x)
+        x = conv(self.feature_dim, (1, 1), name="head_conv")(x)
         x = relu6(norm(name="head_bn")(x))
         x = jnp.mean(x, axis=(1, 2))
         if self.num_classes is None:

@@ -9,6 +9,8 @@ layout of `flax.linen.Conv(feature_group_count=C)`, so checkpoints move freely b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -17,6 +19,34 @@ from flax import linen as nn
 
 DEPTHWISE_IMPLS = ("auto", "grouped", "shifted")
 Padding = str | Sequence[tuple[int, int]]
+CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's He init
+
+
+@dataclass(frozen=True)
+class BatchNormSpec:
+    """BatchNorm constants; they decide whether imported weights reproduce their source."""
+
+    momentum: float
+    epsilon: float
+
+
+TORCH_BN = BatchNormSpec(momentum=0.9, epsilon=1e-5)  # torchvision (its momentum 0.1)
+TF_BN = BatchNormSpec(momentum=0.99, epsilon=1e-3)  # TF Model Garden (EfficientNet-Lite)
+
+
+def conv_layer(dtype: Any, kernel_init: Any = CONV_INIT) -> Any:
+    """nn.Conv without bias (a BatchNorm follows), in the compute dtype."""
+    return partial(nn.Conv, use_bias=False, dtype=dtype, kernel_init=kernel_init)
+
+
+def batch_norm(train: bool, dtype: Any, spec: BatchNormSpec = TORCH_BN) -> Any:
+    return partial(
+        nn.BatchNorm,
+        use_running_average=not train,
+        momentum=spec.momentum,
+        epsilon=spec.epsilon,
+        dtype=dtype,
+    )
 
 
 def resolve_depthwise_impl(impl: str) -> str:
@@ -103,3 +133,45 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if new < 0.9 * value:
         new += divisor
     return new
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's inverted residual, also EfficientNet-Lite's MBConv (no squeeze-excite).
+
+    expand 1x1 -> depthwise k x k -> project 1x1, ReLU6, residual when shapes allow. The two
+    families differ only in `padding` ("symmetric": k//2 on each side, torchvision; "SAME":
+    TensorFlow's, asymmetric at stride 2), the kernel size and the BatchNorm constants.
+    """
+
+    out_features: int
+    kernel_size: int
+    strides: int
+    expansion: int
+    padding: str  # "symmetric" | "SAME"
+    bn: BatchNormSpec
+    depthwise_impl: str
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        conv = conv_layer(self.dtype)
+        norm = batch_norm(train, self.dtype, self.bn)
+        in_features = x.shape[-1]
+        y = x
+        if self.expansion != 1:
+            y = conv(in_features * self.expansion, (1, 1), name="expand_conv")(y)
+            y = relu6(norm(name="expand_bn")(y))
+        pad = self.kernel_size // 2
+        y = DepthwiseConv(
+            self.kernel_size,
+            self.strides,
+            padding="SAME" if self.padding == "SAME" else ((pad, pad), (pad, pad)),
+            impl=self.depthwise_impl,
+            dtype=self.dtype,
+            name="dw_conv",
+        )(y)
+        y = relu6(norm(name="dw_bn")(y))
+        y = norm(name="project_bn")(conv(self.out_features, (1, 1), name="project_conv")(y))
+        if self.strides == 1 and in_features == self.out_features:
+            y = y + x
+        return y

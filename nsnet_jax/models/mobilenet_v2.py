@@ -6,14 +6,20 @@ The depthwise convolutions go through `DepthwiseConv`, so the same parameters ru
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from nsnet_jax.models.layers import DepthwiseConv, make_divisible, relu6
+from nsnet_jax.models.layers import (
+    TORCH_BN,
+    InvertedResidual,
+    batch_norm,
+    conv_layer,
+    make_divisible,
+    relu6,
+)
 
 # (expansion t, output channels c, repeats n, first stride s), from the paper's Table 2.
 INVERTED_RESIDUAL_SETTING = (
@@ -25,44 +31,6 @@ INVERTED_RESIDUAL_SETTING = (
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-class InvertedResidual(nn.Module):
-    in_features: int
-    out_features: int
-    strides: int
-    expansion: int
-    depthwise_impl: str
-    dtype: Any
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
-        norm = partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=self.dtype,
-        )
-        hidden = self.in_features * self.expansion
-        y = x
-        if self.expansion != 1:
-            y = relu6(norm(name="expand_bn")(conv(hidden, (1, 1), name="expand_conv")(y)))
-        y = DepthwiseConv(
-            3,
-            self.strides,
-            padding=((1, 1), (1, 1)),
-            impl=self.depthwise_impl,
-            dtype=self.dtype,
-            name="dw_conv",
-        )(y)
-        y = relu6(norm(name="dw_bn")(y))
-        y = norm(name="project_bn")(conv(self.out_features, (1, 1), name="project_conv")(y))
-        if self.strides == 1 and self.in_features == self.out_features:
-            y = y + x
-        return y
 
 
 class MobileNetV2(nn.Module):
@@ -80,14 +48,8 @@ class MobileNetV2(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
-        norm = partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=self.dtype,
-        )
+        conv = conv_layer(self.dtype)
+        norm = batch_norm(train, self.dtype, TORCH_BN)
         x = x.astype(self.dtype)
         in_features = make_divisible(32 * self.width)
         x = conv(in_features, (3, 3), (2, 2), padding=1, name="stem_conv")(x)
@@ -97,12 +59,14 @@ class MobileNetV2(nn.Module):
             out_features = make_divisible(c * self.width)
             for i in range(n):
                 x = InvertedResidual(
-                    in_features,
                     out_features,
-                    s if i == 0 else 1,
-                    t,
-                    self.depthwise_impl,
-                    self.dtype,
+                    kernel_size=3,
+                    strides=s if i == 0 else 1,
+                    expansion=t,
+                    padding="symmetric",
+                    bn=TORCH_BN,
+                    depthwise_impl=self.depthwise_impl,
+                    dtype=self.dtype,
                     name=f"block{block}",
                 )(x, train)
                 in_features = out_features

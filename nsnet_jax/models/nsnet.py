@@ -17,6 +17,8 @@ from nsnet_jax.models.recognizer import Recognizer
 from nsnet_jax.models.sampler import NSNetSampler
 from nsnet_jax.models.selection import gather_frames, topk_indices
 
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # compute dtypes; params stay float32
+
 
 class NSNet(nn.Module):
     sampler: NSNetSampler
@@ -44,10 +46,12 @@ def video_classes(config: Any) -> int:
 
 
 def build_model(config: Any) -> NSNet:
-    """The NSNet module a config describes (validated first, so bad values fail here)."""
-    from nsnet_jax.config_checks import DTYPES, validate_config
-
-    validate_config(config)
+    """The NSNet module a config describes (callers validate the whole config first)."""
+    if config.model.dtype not in DTYPES:
+        raise ValueError(
+            f"config.model.dtype={config.model.dtype!r} is not allowed; "
+            f"choose one of {list(DTYPES)}"
+        )
     dtype = DTYPES[config.model.dtype]
     m = config.model
     sampler = NSNetSampler(

@@ -7,12 +7,13 @@ accuracy on the benchmark, which is what makes the 20-minute demo possible.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from nsnet_jax.models.layers import TORCH_BN, batch_norm, conv_layer
 
 
 class PatchCNN(nn.Module):
@@ -32,8 +33,8 @@ class PatchCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype)
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
+        norm = batch_norm(train, self.dtype, TORCH_BN)
+        conv = conv_layer(self.dtype, kernel_init=nn.linear.default_kernel_init)
         widths = [max(8, int(w * self.width)) for w in self.widths]
         x = x.astype(self.dtype)
         x = nn.relu(

@@ -7,14 +7,13 @@ converter maps parameters by path, not by position.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+from nsnet_jax.models.layers import TORCH_BN, batch_norm, conv_layer
 
 
 class _Block(nn.Module):
@@ -27,14 +26,8 @@ class _Block(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
-        norm = partial(
-            nn.BatchNorm,
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=self.dtype,
-        )
+        conv = conv_layer(self.dtype)
+        norm = batch_norm(train, self.dtype, TORCH_BN)
         last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
         residual = x
         if self.bottleneck:
@@ -75,19 +68,8 @@ class ResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         base = int(64 * self.width)
         x = x.astype(self.dtype)
-        x = nn.Conv(
-            base,
-            (7, 7),
-            (2, 2),
-            padding=3,
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=_conv_init,
-            name="conv1",
-        )(x)
-        x = nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name="bn1"
-        )(x)
+        x = conv_layer(self.dtype)(base, (7, 7), (2, 2), padding=3, name="conv1")(x)
+        x = batch_norm(train, self.dtype, TORCH_BN)(name="bn1")(x)
         x = nn.relu(x)
         x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         in_features = base

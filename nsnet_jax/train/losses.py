@@ -11,6 +11,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+PSEUDO_LABEL_RULES = ("rank", "threshold", "correct", "soft", "correct_and_rank")
+NONSALIENT_FORMS = ("background", "uniform", "complement")
+
 # ---- labels -------------------------------------------------------------------------------------
 
 
@@ -75,10 +78,7 @@ def pseudo_labels(
     elif rule == "correct_and_rank":
         hard = correct & _rank_positive(p_gt, count)
     else:
-        raise ValueError(
-            f"pseudo_label.rule={rule!r} is not one of "
-            "['rank', 'threshold', 'correct', 'soft', 'correct_and_rank']"
-        )
+        raise ValueError(f"pseudo_label.rule={rule!r} is not one of {list(PSEUDO_LABEL_RULES)}")
     best = jax.nn.one_hot(jnp.argmax(p_gt, axis=-1), t, dtype=bool)
     hard = jnp.where(hard.any(axis=-1, keepdims=True), hard, best)
     return hard.astype(jnp.float32)

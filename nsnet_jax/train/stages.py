@@ -37,7 +37,7 @@ from nsnet_jax.sharding import (
     host_local,
     replicated,
 )
-from nsnet_jax.train import checkpointing, losses
+from nsnet_jax.train import STAGE_ORDER, checkpointing, losses
 from nsnet_jax.train.step import (
     TrainState,
     build_stage_optimizer,
@@ -48,7 +48,6 @@ from nsnet_jax.train.step import (
 )
 
 log = logging.getLogger("nsnet_jax")
-STAGE_ORDER = ("recognizer", "pseudo_labels", "sampler", "eval")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -72,8 +71,8 @@ def train_and_evaluate(
     workdir = checkpointing.absolute(workdir)  # gs:// stays gs://
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     mesh = data_mesh(devices)
-    check_global_batch(config.batch_size, mesh)
-    check_global_batch(config.eval_batch_size, mesh)
+    check_global_batch(config.batch_size, mesh, "batch_size")
+    check_global_batch(config.eval_batch_size, mesh, "eval_batch_size")
     model = build_model(config)
     writer = writer or _default_writer(workdir)
     if jax.process_index() == 0:
