@@ -94,6 +94,7 @@ def get_config() -> ml_collections.ConfigDict:
     # cosine to 0, grad-clip 40).
     c.sampler_training = _train_config(optimizer="sgd", learning_rate=0.008, grad_clip=40.0)
     c.sampler_training.train_recognizer = False  # joint fine-tuning of the recognizer
+    c.sampler_training.seed = -1  # init, data order and noise of this stage; -1: config.seed
 
     # ---- evaluation ------------------------------------------------------------------------
     c.eval = ml_collections.ConfigDict()

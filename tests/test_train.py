@@ -127,17 +127,82 @@ def test_one_device_and_eight_device_mesh_give_the_same_training(tiny_fashion_di
     _assert_trees_close(results[1][1], results[8][1], atol=1e-4)
 
 
-def test_non_finite_loss_stops_naming_the_step_and_keeps_last_checkpoint(
+def test_non_finite_loss_advice_restarts_the_stage_and_following_it_finishes(
     tiny_fashion_dir, tmp_path
 ):
     config = train_config(tiny_fashion_dir, stage="recognizer")
-    config.recognizer_training.learning_rate = float("inf")
+    config.recognizer_training.learning_rate = 1e6  # diverges: parameters first, the loss later
     config.recognizer_training.warmup_steps = 0
     config.checkpoint_every_steps = 1
-    with pytest.raises(
-        train.NonFiniteLossError, match=r"at step 2; .*last good checkpoint is step 1"
-    ):
+    with pytest.raises(train.NonFiniteLossError) as failure:
         train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    message = str(failure.value)
+    assert "largest |parameter| now" in message and "may hold diverged weights" in message
+    move = next(line.strip() for line in message.splitlines() if line.strip().startswith("mv "))
+    _, src, dst = move.split()
+    assert src == str(tmp_path / "recognizer" / "checkpoints")
+    os.rename(src, dst)  # follow the advice: move the checkpoints aside, lower the learning rate
+    config.recognizer_training.learning_rate = 0.01
+    summaries = train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    assert summaries["recognizer"]["steps"] == 4 and np.isfinite(summaries["recognizer"]["loss"])
+
+
+def test_non_finite_loss_before_any_checkpoint_says_so(tiny_fashion_dir, tmp_path):
+    config = train_config(tiny_fashion_dir, stage="recognizer")
+    config.recognizer_training.learning_rate = float("inf")
+    config.recognizer_training.warmup_steps = 0
+    config.checkpoint_every_steps = 100
+    with pytest.raises(train.NonFiniteLossError, match="No checkpoint was saved yet") as failure:
+        train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    assert "None" not in str(failure.value)
+
+
+def test_a_changed_config_never_reports_a_finished_workdirs_results(
+    finished_run, tiny_fashion_dir, tmp_path
+):
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(finished_run[0], workdir)
+    config_json = (Path(workdir) / "config.json").read_text()
+    changed = train_config(tiny_fashion_dir, model__recognizer__width=0.25, eval__num_select="2")
+    with pytest.raises(train.provenance.StaleWorkdirError) as failure:
+        train.train_and_evaluate(changed, workdir, RecordingWriter())
+    message = str(failure.value)
+    assert "stage 'recognizer'" in message and "model.recognizer.width: 0.125" in message
+    assert "new --workdir" in message and f"mv {workdir}/recognizer" in message
+    assert (Path(workdir) / "config.json").read_text() == config_json  # failed before any work
+
+    before = sorted(p.name for p in (Path(workdir) / "sampler" / "checkpoints").iterdir())
+    eval_only = train_config(tiny_fashion_dir, eval__num_select="2")
+    summaries = train.train_and_evaluate(eval_only, workdir, RecordingWriter())
+    assert {r["k"] for r in summaries["eval"]["rows"] if r["method"] == "nsnet"} == {2}
+    after = sorted(p.name for p in (Path(workdir) / "sampler" / "checkpoints").iterdir())
+    assert before == after  # the sampler was not retrained
+    assert (Path(workdir) / "config.previous-1.json").read_text() == config_json
+
+
+def test_a_model_changed_under_a_half_finished_stage_names_path_shapes_and_field(
+    tiny_fashion_dir, tmp_path
+):
+    config = train_config(tiny_fashion_dir, stage="recognizer", recognizer_training__num_steps=2)
+    train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    (tmp_path / "recognizer" / "DONE.json").unlink()  # as if stopped after its step-2 checkpoint
+    wider = train_config(
+        tiny_fashion_dir, stage="recognizer", model__recognizer__width=0.25,
+        recognizer_training__num_steps=4,
+    )  # fmt: skip
+    with pytest.raises(checkpointing.CheckpointMismatchError) as failure:
+        train.train_and_evaluate(wider, str(tmp_path), RecordingWriter())
+    message = str(failure.value)
+    assert "params/recognizer/backbone/conv1/kernel: (7, 7, 3, 8) in the checkpoint" in message
+    assert "model.recognizer.width: 0.125 (recorded) -> 0.25 (now)" in message
+    assert "strict" not in message
+
+
+def test_a_bad_eval_k_fails_before_the_first_stage(tiny_fashion_dir, tmp_path):
+    config = train_config(tiny_fashion_dir, eval__num_select="1,40")
+    with pytest.raises(ValueError, match=r"eval\.num_select='1,40' has K=40"):
+        train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    assert not (tmp_path / "recognizer").exists()
 
 
 def _main_cmd(data_dir, workdir, *extra):

@@ -60,6 +60,36 @@ def restore(mngr: ocp.CheckpointManager, state_like: Any, step: int | None = Non
     return restored["state"], restored["meta"]
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's parameters do not fit the model being trained."""
+
+
+def shape_mismatches(
+    mngr: ocp.CheckpointManager, step: int, state_like: dict[str, Any]
+) -> list[tuple[str, tuple, tuple]]:
+    """(parameter path, saved shape, expected shape) where the checkpoint's model differs from the
+    one about to be trained; params and batch_stats only (the optimizer state follows them)."""
+    try:
+        path = os.path.join(str(mngr.directory), str(step), "state")
+        tree = ocp.StandardCheckpointer().metadata(path)
+        tree = getattr(tree, "item_metadata", tree)
+        tree = getattr(tree, "tree", tree)
+    except Exception:  # noqa: BLE001 - no metadata (old Orbax): the restore reports what it can
+        return []
+    if not isinstance(tree, dict):
+        return []
+    out = []
+    for part in ("params", "batch_stats"):
+        saved = traverse_util.flatten_dict(tree.get(part, {}) or {}, sep="/")
+        want = traverse_util.flatten_dict(state_like.get(part, {}) or {}, sep="/")
+        for path in sorted(set(saved) | set(want)):
+            a = tuple(getattr(saved.get(path), "shape", ()) or ()) if path in saved else None
+            b = tuple(np.shape(want[path])) if path in want else None
+            if a != b:
+                out.append((f"{part}/{path}", a, b))
+    return out
+
+
 def save_variables(path: str, variables: Any) -> None:
     """A stage's final params + batch_stats, for the next stage, `init_from` and export."""
     checkpointer = ocp.StandardCheckpointer()

@@ -37,7 +37,7 @@ from nsnet_jax.sharding import (
     host_local,
     replicated,
 )
-from nsnet_jax.train import STAGE_ORDER, checkpointing, losses
+from nsnet_jax.train import STAGE_ORDER, checkpointing, losses, provenance
 from nsnet_jax.train.step import (
     TrainState,
     build_stage_optimizer,
@@ -45,6 +45,7 @@ from nsnet_jax.train.step import (
     input_views,
     make_train_step,
     pseudo_label_ratio,
+    stage_seed,
 )
 
 log = logging.getLogger("nsnet_jax")
@@ -74,6 +75,7 @@ def train_and_evaluate(
     check_global_batch(config.batch_size, mesh, "batch_size")
     check_global_batch(config.eval_batch_size, mesh, "eval_batch_size")
     model = build_model(config)
+    rerun = provenance.check_finished_stages(config, workdir)  # a stale workdir fails here
     writer = writer or _default_writer(workdir)
     if jax.process_index() == 0:
         _write_run_info(config, workdir, mesh)
@@ -82,16 +84,23 @@ def train_and_evaluate(
     summaries: dict[str, Any] = {}
     for stage in stages:
         done = epath.Path(workdir) / stage / "DONE.json"
-        if done.exists():
+        if done.exists() and stage in rerun:
+            log.info(
+                "stage %s: its config fields changed since it finished; running it again", stage
+            )
+        elif done.exists():
             log.info("stage %s: already finished (%s), skipping", stage, done)
             summaries[stage] = json.loads(done.read_text())
             continue
         log.info("stage %s: starting", stage)
+        if jax.process_index() == 0 and provenance.read_record(workdir, stage) is None:
+            provenance.write_record(config, workdir, stage)  # what a half-finished stage ran with
         summary = STAGES[stage](config, workdir, model, mesh, writer)
         if summary.get("preempted"):
             summaries[stage] = summary
             break
         if jax.process_index() == 0:
+            provenance.write_record(config, workdir, stage)  # what the finished stage ran with
             done.parent.mkdir(parents=True, exist_ok=True)
             done.write_text(json.dumps(summary, indent=1, default=float))
         multihost_utils.sync_global_devices(f"stage {stage} done")
@@ -105,6 +114,21 @@ def _default_writer(workdir: str):
     from clu import metric_writers
 
     return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+
+
+def _write_config_json(config: Any, workdir: str) -> None:
+    """config.json is this run's config; a different earlier one is kept beside it, never lost."""
+    path = epath.Path(workdir) / "config.json"
+    text = config.to_json_best_effort(indent=1)
+    if path.exists() and path.read_text() != text:
+        n = 1
+        while (kept := epath.Path(workdir) / f"config.previous-{n}.json").exists():
+            n += 1
+        path.rename(kept)
+        log.warning(
+            "config differs from the workdir's earlier run; that config is kept as %s", kept
+        )
+    path.write_text(text)
 
 
 def _write_run_info(config: Any, workdir: str, mesh) -> None:
@@ -126,7 +150,7 @@ def _write_run_info(config: Any, workdir: str, mesh) -> None:
         "global_batch_size": config.batch_size,
         "local_batch_size": config.batch_size // jax.process_count(),
     }
-    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=1))
+    _write_config_json(config, workdir)
     (epath.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=1))
 
 
@@ -135,13 +159,13 @@ def _write_run_info(config: Any, workdir: str, mesh) -> None:
 # =============================================================================================
 
 
-def create_variables(config: Any, model: NSNet, mesh) -> dict[str, Any]:
+def create_variables(config: Any, model: NSNet, mesh, seed: int | None = None) -> dict[str, Any]:
     """params + batch_stats, created directly with their (replicated) sharding."""
 
     def init(rng):
         return dict(init_variables(model, config, rng))
 
-    rng = jax.random.key(config.seed)
+    rng = jax.random.key(config.seed if seed is None else seed)
     abstract = jax.eval_shape(init, rng)
     shardings = jax.tree.map(lambda _: replicated(mesh), abstract)
     variables = jax.jit(init, out_shardings=shardings)(rng)
@@ -206,12 +230,14 @@ def _train_stage(
     seed_offset = _SEED_OFFSETS[name]
     batches, meta = pipeline.create_dataset(
         config.data, config.data.train_split, train=True, global_batch_size=config.batch_size,
-        seed=config.seed + seed_offset, start_step=start, views=input_views(config, name),
+        seed=stage_seed(config, name) + seed_offset, start_step=start,
+        views=input_views(config, name),
     )  # fmt: skip
     tx, total = build_stage_optimizer(config, name, variables["params"], meta.steps_per_epoch)
     rep = replicated(mesh)
     state = jax.jit(lambda v: create_train_state(v, tx), out_shardings=rep)(variables)
     if start:
+        _check_checkpoint_matches_model(config, workdir, name, mngr, start, state)
         restored, ckpt_meta = checkpointing.restore(mngr, state.to_dict(), step=start)
         state = TrainState.from_dict(restored)
         log.info("%s: resumed from step %d (%s)", name, int(state.step), ckpt_meta)
@@ -223,7 +249,7 @@ def _train_stage(
     step_fn = make_train_step(config, model, name, tx)
     jit_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(rep, rep))
     data_sharding = batch_sharding(mesh)
-    base_rng = jax.random.key(config.seed + 1000 + seed_offset)
+    base_rng = jax.random.key(stage_seed(config, name) + 1000 + seed_offset)
     progress = _Progress(name, start, total)
     metrics_host: dict[str, float] = {}
     with checkpointing.PreemptionFlag() as preemption:
@@ -237,9 +263,9 @@ def _train_stage(
             if not math.isfinite(metrics_host["loss"]):
                 mngr.wait_until_finished()
                 raise NonFiniteLossError(
-                    f"{name}: loss is {metrics_host['loss']} at step {step + 1}; stopping. The "
-                    f"last good checkpoint is step {mngr.latest_step()} in {ckpt_dir} (lower the "
-                    "learning rate or enable grad_clip, then rerun the same command to resume)"
+                    _non_finite_advice(
+                        config, name, step + 1, metrics_host, state, mngr.latest_step(), ckpt_dir
+                    )
                 )
             done = step + 1
             progress.update(done, metrics_host)
@@ -261,6 +287,53 @@ def _train_stage(
     final = {c: {p: getattr(state, c)[p] for p in parts} for c in ("params", "batch_stats")}
     checkpointing.save_variables(_final_dir(workdir, name), final)
     return {"steps": total, "steps_per_epoch": meta.steps_per_epoch, **metrics_host}
+
+
+def _check_checkpoint_matches_model(config, workdir, name, mngr, step, state) -> None:
+    """A half-finished stage resumed with another model fails naming the parameter, both shapes
+    and the config fields that changed since the stage started."""
+    mismatches = checkpointing.shape_mismatches(mngr, step, state.to_dict())
+    if not mismatches:
+        return
+    lines = [f"  {p}: {a} in the checkpoint, {b} in the model now" for p, a, b in mismatches[:8]]
+    if len(mismatches) > 8:
+        lines.append(f"  ... and {len(mismatches) - 8} more")
+    recorded = provenance.read_record(workdir, name)
+    changed = (
+        provenance.differences(recorded, provenance.stage_fields(config, name)) if recorded else []
+    )
+    fields = provenance.format_differences(changed) if changed else "  (no record of the config)"
+    raise checkpointing.CheckpointMismatchError(
+        f"{name}: the checkpoint of step {step} in {mngr.directory} holds a different model:\n"
+        + "\n".join(lines)
+        + f"\nConfig fields changed since this stage started:\n{fields}\n"
+        f"Rerun with the recorded values to resume, or start the stage anew with the new model "
+        f"(mv {mngr.directory} {mngr.directory}.old) or use a new --workdir."
+    )
+
+
+def _non_finite_advice(config, name, step, metrics, state, latest, ckpt_dir) -> str:
+    """The stop message after a non-finite loss, with a way out that works.
+
+    Parameters usually blow up steps before the loss turns non-finite, so the latest checkpoint can
+    hold diverged weights and resuming from it fails again: restart the stage from its beginning.
+    """
+    field = "recognizer_training" if name == "recognizer" else "sampler_training"
+    lr = config[field].learning_rate
+    largest = max(float(np.max(np.abs(np.asarray(x)))) for x in jax.tree.leaves(state.params))
+    saved = (
+        f"the checkpoints in {ckpt_dir} (latest step {latest}) may hold diverged weights too, so "
+        "resuming from them fails again"
+        if latest
+        else "no checkpoint was saved yet"
+    )
+    return (
+        f"{name}: loss is {metrics['loss']} at step {step} (largest |parameter| now "
+        f"{largest:.3g}); stopping. {saved[0].upper()}{saved[1:]}. To restart this stage from its "
+        f"first step with a lower learning rate (or with --config.{field}.grad_clip=1.0):\n"
+        f"  mv {ckpt_dir} {ckpt_dir}.diverged\n"
+        f"  <the same command> --config.{field}.learning_rate={lr / 10:g}"
+    )
 
 
 class _Progress:
@@ -428,7 +501,7 @@ def load_pseudo_labels(workdir: str) -> PseudoLabelTable:
 
 
 def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
-    variables = create_variables(config, model, mesh)
+    variables = create_variables(config, model, mesh, seed=stage_seed(config, "sampler"))
     recognizer = _restore_stage_variables(
         config, workdir, model, mesh, "recognizer", parts=("recognizer",)
     )

@@ -65,6 +65,16 @@ def stage_train_config(config: Any, stage: str) -> Any:
     return {"recognizer": config.recognizer_training, "sampler": config.sampler_training}[stage]
 
 
+def stage_seed(config: Any, stage: str) -> int:
+    """The stage's seed: `<stage>_training.seed` when >= 0, else `config.seed`.
+
+    A seed of its own lets the sampler stage be repeated over seeds on one shared recognizer
+    (the ablation runner) without changing a field the recognizer's result depends on.
+    """
+    own = stage_train_config(config, stage).get("seed", -1)
+    return own if own >= 0 else config.seed
+
+
 def uses_recognizer_in_sampler_stage(config: Any) -> bool:
     return config.sampler_training.train_recognizer or config.selection.train_mode != "none"
 

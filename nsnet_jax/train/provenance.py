@@ -1,0 +1,136 @@
+"""What each stage's result depends on, so a workdir never reports results of another config.
+
+Every stage records the config fields it depends on (`<stage>/stage_config.json`, written when it
+starts and again when it finishes). A rerun compares them with the current config before any work:
+a finished stage whose fields changed stops the run with the fields named and the way out; a
+finished evaluation whose fields changed simply runs again. Fields that never change a result
+(logging, checkpoint cadence, data location, input threads) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from etils import epath
+
+from nsnet_jax.train import STAGE_ORDER
+
+# never change a result
+_RUN_FIELDS = (
+    "stage",
+    "log_every_steps",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "data.data_dir",
+    "data.num_threads",
+    "data.prefetch",
+    "data.sampler_cache_dir",
+)
+# the stage's result does not depend on these (prefixes of dotted fields)
+_IGNORED_BY_STAGE: dict[str, tuple[str, ...]] = {
+    "recognizer": (
+        "model.sampler",
+        "model.num_select",
+        "pseudo_label",
+        "loss",
+        "selection",
+        "sampler_training",
+        "eval",
+        "eval_batch_size",
+        "data.sampler_size",
+        "data.eval_split",
+    ),
+    "sampler": ("eval", "eval_batch_size", "data.eval_split"),
+    "eval": (),
+}
+# pseudo labels are the recognizer's outputs on the training split: the same dependencies
+_IGNORED_BY_STAGE["pseudo_labels"] = _IGNORED_BY_STAGE["recognizer"]
+
+
+class StaleWorkdirError(RuntimeError):
+    """A finished stage of this workdir ran with a config that differs where its result depends."""
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _ignored(field: str, prefixes: tuple[str, ...]) -> bool:
+    return any(field == p or field.startswith(p + ".") for p in prefixes)
+
+
+def stage_fields(config: Any, stage: str) -> dict[str, Any]:
+    """The dotted config fields `stage`'s result depends on, with their values (JSON-safe)."""
+    flat = _flatten(json.loads(config.to_json_best_effort()))
+    skip = _RUN_FIELDS + _IGNORED_BY_STAGE[stage]
+    return {k: v for k, v in sorted(flat.items()) if not _ignored(k, skip)}
+
+
+def record_path(workdir: str, stage: str) -> epath.Path:
+    return epath.Path(workdir) / stage / "stage_config.json"
+
+
+def write_record(config: Any, workdir: str, stage: str) -> None:
+    path = record_path(workdir, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stage_fields(config, stage), indent=1, sort_keys=True))
+
+
+def read_record(workdir: str, stage: str) -> dict[str, Any] | None:
+    path = record_path(workdir, stage)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, recorded value, current value) for every field that differs or exists on one side."""
+    missing = object()
+    fields = sorted(set(recorded) | set(current))
+    out = []
+    for f in fields:
+        a, b = recorded.get(f, missing), current.get(f, missing)
+        if a != b:
+            out.append((f, None if a is missing else a, None if b is missing else b))
+    return out
+
+
+def format_differences(diffs: list[tuple[str, Any, Any]], limit: int = 12) -> str:
+    lines = [f"  {f}: {a!r} (recorded) -> {b!r} (now)" for f, a, b in diffs[:limit]]
+    if len(diffs) > limit:
+        lines.append(f"  ... and {len(diffs) - limit} more")
+    return "\n".join(lines)
+
+
+def check_finished_stages(config: Any, workdir: str) -> list[str]:
+    """Raises StaleWorkdirError for a finished training stage whose fields changed; returns the
+    finished stages that must run again (evaluation, when only its own fields changed)."""
+    rerun = []
+    for stage in STAGE_ORDER:
+        if not (epath.Path(workdir) / stage / "DONE.json").exists():
+            continue
+        recorded = read_record(workdir, stage)
+        if recorded is None:  # a workdir from before records existed: nothing to compare
+            continue
+        diffs = differences(recorded, stage_fields(config, stage))
+        if not diffs:
+            continue
+        if stage == "eval":
+            rerun.append(stage)
+            continue
+        later = STAGE_ORDER[STAGE_ORDER.index(stage) :]
+        dirs = " ".join(f"{workdir}/{s}" for s in later)
+        raise StaleWorkdirError(
+            f"stage {stage!r} in {workdir} finished with a different config:\n"
+            f"{format_differences(diffs)}\n"
+            f"Its results (and every later stage's) belong to the recorded values. Either use a "
+            f"new --workdir, or keep the earlier stages and redo {stage!r} onwards by moving its "
+            f"results aside first: mkdir -p {workdir}/old && mv {dirs} {workdir}/old/"
+        )
+    return rerun
