@@ -63,14 +63,28 @@ def _natural_key(name: str):
 
 
 def read_frame_folder(
-    path: str, num_frames: int, *, short_side: int, quality: int, fps_step: float = 0.0
+    path: str,
+    num_frames: int,
+    *,
+    short_side: int,
+    quality: int,
+    fps_step: float = 0.0,
+    expected: int = 0,
 ) -> list[bytes]:
-    """T frames of an AR-Net/OCSampler frame folder (image_00001.jpg, ...), in natural order."""
+    """T frames of an AR-Net/OCSampler frame folder (image_00001.jpg, ...), in natural order.
+
+    `expected` is the frame count of the list line: a folder holding fewer frames is skipped (an
+    interrupted extraction would otherwise be sampled over the part that is there).
+    """
     if not os.path.isdir(path):
         raise SkipVideo(f"frame folder not found: {path}")
     names = sorted(
         (n for n in os.listdir(path) if n.lower().endswith(FRAME_EXTENSIONS)), key=_natural_key
     )
+    if expected and len(names) < expected:
+        raise SkipVideo(
+            f"frame folder incomplete: {len(names)} frames on disk, the list says {expected}"
+        )
     idx = sample_indices(len(names), num_frames, fps_step)
     out = []
     for i in idx:
