@@ -96,12 +96,96 @@ def read_frame_folder(
     return out
 
 
+DECODE_MODES = ("exact", "keyframe", "sequential")
+
+
+def _packet_index(container, stream) -> tuple[np.ndarray, np.ndarray] | None:
+    """Presentation timestamps of every frame (sorted) and of the keyframes, from the packets
+    alone (no decoding); None when some packet has no timestamp (then only sequential works)."""
+    pts, keys = [], []
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the demuxer's final empty packet
+            continue
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+    if not keys:
+        return None
+    return np.sort(np.asarray(pts, np.int64)), np.sort(np.asarray(keys, np.int64))
+
+
+def _decode_sequential(container, stream, idx: np.ndarray) -> dict[int, object]:
+    """Frames idx (presentation order) by decoding every frame up to the last one."""
+    wanted, out = set(int(i) for i in idx), {}
+    for t, frame in enumerate(container.decode(stream)):
+        if t in wanted:
+            out[t] = frame.to_image()
+        if t >= idx[-1]:
+            break
+    return out
+
+
+def _decode_seeking(container, stream, idx, pts, keys, keyframe_only: bool) -> dict | None:
+    """Frames idx by seeking to the keyframe at or before each and decoding forward to it.
+
+    Exact mode gives the frames sequential decoding gives (matched by timestamp); keyframe mode
+    gives the keyframe itself (approximate: up to one GOP early). None: the stream did not behave
+    (a seek landed past the frame), so the caller decodes sequentially.
+    """
+    out: dict[int, object] = {}
+    frames = None  # the running decode iterator
+    last = None  # pts of the last frame it gave
+    image = None  # that frame, converted
+    for t in sorted(set(int(i) for i in idx)):
+        target = int(pts[t])
+        key = int(keys[max(0, np.searchsorted(keys, target, side="right") - 1)])
+        if keyframe_only:
+            target = key
+            if target == last:  # two sampled frames share a keyframe
+                out[t] = image
+                continue
+        if frames is None or last is None or key > last or target < last:
+            container.seek(key, stream=stream, backward=True, any_frame=False)
+            frames, last = container.decode(stream), None
+        for frame in frames:
+            if frame.pts is None:
+                return None
+            last = frame.pts
+            if frame.pts >= target:
+                break
+        else:
+            return None
+        if last != target and not (keyframe_only and last >= target):
+            return None
+        image = frame.to_image()
+        out[t] = image
+    return out
+
+
 def read_video_file(
-    path: str, num_frames: int, *, short_side: int, quality: int, fps: float = 0.0
+    path: str,
+    num_frames: int,
+    *,
+    short_side: int,
+    quality: int,
+    fps: float = 0.0,
+    mode: str = "exact",
+    threads: int = 0,
 ) -> list[bytes]:
-    """T frames of a video file decoded with PyAV; only the chosen frames are converted."""
+    """T frames of a video file decoded with PyAV; only the chosen frames are converted.
+
+    mode "exact" seeks to the keyframe before each sampled frame and decodes forward (the same
+    frames as decoding everything, much faster on long videos); "keyframe" returns the keyframe
+    at or before each sampled frame (approximate, for very long videos); "sequential" decodes
+    every frame up to the last sampled one. `threads`: FFmpeg decoding threads (0: FFmpeg's
+    choice; 1 when one process per core already fills the machine).
+    """
     import av
 
+    if mode not in DECODE_MODES:
+        raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
     if not os.path.isfile(path):
         raise SkipVideo(f"video file not found: {path}")
     try:
@@ -109,28 +193,41 @@ def read_video_file(
             stream = container.streams.video[0]
             n = int(stream.frames or 0)
             rate = float(stream.average_rate or 0)
-            if n <= 0:  # some containers do not store a frame count: count by decoding
-                n = sum(1 for _ in container.decode(video=0))
+            index = _packet_index(container, stream)
+            if n <= 0:  # some containers do not store a frame count
+                n = len(index[0]) if index is not None else -1
+            if n < 0:
+                n = sum(1 for _ in container.decode(video=0))  # no timestamps: count by decoding
         step = 0.0
         if fps > 0:
             if rate <= 0:
                 raise SkipVideo("fps sampling asked but the stream has no frame rate")
             step = rate / fps
         idx = sample_indices(n, num_frames, step)
-        wanted = {int(i): [] for i in idx}
+        images = None
         with av.open(path) as container:
-            for t, frame in enumerate(container.decode(video=0)):
-                if t in wanted:
-                    wanted[t] = _resize_encode(frame.to_image(), short_side, quality)
-                if t >= idx[-1]:
-                    break
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
+            if mode != "sequential" and index is not None and len(index[0]) == n:
+                if mode == "keyframe":
+                    stream.codec_context.skip_frame = "NONKEY"
+                images = _decode_seeking(
+                    container, stream, idx, index[0], index[1], mode == "keyframe"
+                )
+        if images is None:
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = threads
+                images = _decode_sequential(container, stream, idx)
     except SkipVideo:
         raise
     except Exception as e:  # noqa: BLE001 - FFmpeg errors come in many types
         raise SkipVideo(f"undecodable video: {type(e).__name__}: {e}") from e
-    missing = [t for t, v in wanted.items() if not v]
+    missing = [t for t in set(int(i) for i in idx) if t not in images]
     if missing:
         raise SkipVideo(
             f"stream ended early: {len(missing)} of {num_frames} sampled frames missing"
         )
-    return [wanted[int(i)] for i in idx]
+    return [_resize_encode(images[int(i)], short_side, quality) for i in idx]

@@ -49,6 +49,7 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
     short_side: int = 256
     jpeg_quality: int = 90
     multi_label: bool = False
+    keyframes_only: bool = False  # video files: the keyframe at or before each frame (approximate)
     beam: bool = False
     source_notes: str = ""  # where this dataset's split and class files come from
 
@@ -147,7 +148,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             list(dropped),
             len(entries) + len(dropped),
         )
-        process = _Processor(cfg, classes)
+        process = _Processor(cfg, classes, threads=1 if self._workers > 0 else 0)
         if self._workers > 0:
             from input_pipeline import build_pool  # noqa: PLC0415 - only the own build uses it
 
@@ -290,8 +291,9 @@ def _read_class_folders(split_dir: str) -> list:
 class _Processor:
     """Entry -> (key, example); raises SkipVideo with a reason. Picklable for Beam workers."""
 
-    def __init__(self, cfg: VideoFolderConfig, classes: list[str]):
+    def __init__(self, cfg: VideoFolderConfig, classes: list[str], threads: int = 0):
         self.cfg = cfg
+        self.threads = threads  # FFmpeg threads per video; 1 when a process runs per core
         self.classes = list(classes)
         self.index = {name: i for i, name in enumerate(classes)}
 
@@ -315,7 +317,10 @@ class _Processor:
                 entry.path, cfg.num_frames, fps_step=step, expected=entry.num_frames_hint, **kw
             )
         else:
-            frames = video_io.read_video_file(entry.path, cfg.num_frames, fps=cfg.fps, **kw)
+            mode = "keyframe" if cfg.keyframes_only else "exact"
+            frames = video_io.read_video_file(
+                entry.path, cfg.num_frames, fps=cfg.fps, mode=mode, threads=self.threads, **kw
+            )
         example = {
             "video": frames,
             "label": labels[0],
