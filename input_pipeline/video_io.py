@@ -127,25 +127,59 @@ def _decode_sequential(container, stream, idx: np.ndarray) -> dict[int, object]:
     return out
 
 
-def _decode_seeking(container, stream, idx, pts, keys, keyframe_only: bool) -> dict | None:
+def _sample(n: int, num_frames: int, fps: float, rate: float) -> np.ndarray:
+    step = 0.0
+    if fps > 0:
+        if rate <= 0:
+            raise SkipVideo("fps sampling asked but the stream has no frame rate")
+        step = rate / fps
+    return sample_indices(n, num_frames, step)
+
+
+def _key_before(keys: np.ndarray, target: int) -> int:
+    return int(keys[max(0, np.searchsorted(keys, target, side="right") - 1)])
+
+
+def _decode_keyframes(container, stream, idx, pts, keys) -> dict | None:
+    """The keyframe at or before each of frames idx (approximate: up to one GOP early).
+
+    Each keyframe packet is decoded alone (decode, drain, reset), so no other packet is decoded.
+    """
+    ctx = stream.codec_context
+    out: dict[int, object] = {}
+    by_key: dict[int, object] = {}
+    for t in sorted(set(int(i) for i in idx)):
+        key = _key_before(keys, int(pts[t]))
+        if key not in by_key:
+            container.seek(key, stream=stream, backward=True, any_frame=False)
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.pts >= key:
+                    break
+            else:
+                return None
+            if packet.pts != key:
+                return None
+            frames = list(ctx.decode(packet)) + list(ctx.decode(None))
+            ctx.flush_buffers()
+            if not frames:
+                return None
+            by_key[key] = frames[0].to_image()
+        out[t] = by_key[key]
+    return out
+
+
+def _decode_seeking(container, stream, idx, pts, keys) -> dict | None:
     """Frames idx by seeking to the keyframe at or before each and decoding forward to it.
 
-    Exact mode gives the frames sequential decoding gives (matched by timestamp); keyframe mode
-    gives the keyframe itself (approximate: up to one GOP early). None: the stream did not behave
-    (a seek landed past the frame), so the caller decodes sequentially.
+    Gives the frames sequential decoding gives (matched by timestamp). None: the stream did not
+    behave (a seek landed past the frame), so the caller decodes sequentially.
     """
     out: dict[int, object] = {}
     frames = None  # the running decode iterator
     last = None  # pts of the last frame it gave
-    image = None  # that frame, converted
     for t in sorted(set(int(i) for i in idx)):
         target = int(pts[t])
-        key = int(keys[max(0, np.searchsorted(keys, target, side="right") - 1)])
-        if keyframe_only:
-            target = key
-            if target == last:  # two sampled frames share a keyframe
-                out[t] = image
-                continue
+        key = _key_before(keys, target)
         if frames is None or last is None or key > last or target < last:
             container.seek(key, stream=stream, backward=True, any_frame=False)
             frames, last = container.decode(stream), None
@@ -157,10 +191,9 @@ def _decode_seeking(container, stream, idx, pts, keys, keyframe_only: bool) -> d
                 break
         else:
             return None
-        if last != target and not (keyframe_only and last >= target):
+        if last != target:
             return None
-        image = frame.to_image()
-        out[t] = image
+        out[t] = frame.to_image()
     return out
 
 
@@ -189,32 +222,25 @@ def read_video_file(
     if not os.path.isfile(path):
         raise SkipVideo(f"video file not found: {path}")
     try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            n = int(stream.frames or 0)
-            rate = float(stream.average_rate or 0)
-            index = _packet_index(container, stream)
-            if n <= 0:  # some containers do not store a frame count
-                n = len(index[0]) if index is not None else -1
-            if n < 0:
-                n = sum(1 for _ in container.decode(video=0))  # no timestamps: count by decoding
-        step = 0.0
-        if fps > 0:
-            if rate <= 0:
-                raise SkipVideo("fps sampling asked but the stream has no frame rate")
-            step = rate / fps
-        idx = sample_indices(n, num_frames, step)
         images = None
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = threads
-            if mode != "sequential" and index is not None and len(index[0]) == n:
+            n = int(stream.frames or 0)
+            rate = float(stream.average_rate or 0)
+            index = None if mode == "sequential" else _packet_index(container, stream)
+            if n <= 0 and index is not None:  # some containers do not store a frame count
+                n = len(index[0])
+            if n <= 0:  # nor timestamps: count by decoding
+                container.seek(0)
+                n = sum(1 for _ in container.decode(stream))
+            idx = _sample(n, num_frames, fps, rate)
+            if index is not None and len(index[0]) == n:
                 if mode == "keyframe":
-                    stream.codec_context.skip_frame = "NONKEY"
-                images = _decode_seeking(
-                    container, stream, idx, index[0], index[1], mode == "keyframe"
-                )
+                    images = _decode_keyframes(container, stream, idx, *index)
+                else:
+                    images = _decode_seeking(container, stream, idx, *index)
         if images is None:
             with av.open(path) as container:
                 stream = container.streams.video[0]
