@@ -171,29 +171,37 @@ def _decode_keyframes(container, stream, idx, pts, keys) -> dict | None:
 def _decode_seeking(container, stream, idx, pts, keys) -> dict | None:
     """Frames idx by seeking to the keyframe at or before each and decoding forward to it.
 
-    Gives the frames sequential decoding gives (matched by timestamp). None: the stream did not
-    behave (a seek landed past the frame), so the caller decodes sequentially.
+    Gives the frames sequential decoding gives (matched by timestamp). Packets that are not a
+    sampled frame are decoded with skip_frame=NONREF: frames no other frame refers to are not
+    decoded at all. None: the stream did not behave, so the caller decodes sequentially.
     """
+    ctx = stream.codec_context
+    wanted = {int(pts[int(t)]): int(t) for t in idx}
+    need = sorted(wanted)
     out: dict[int, object] = {}
-    frames = None  # the running decode iterator
-    last = None  # pts of the last frame it gave
-    for t in sorted(set(int(i) for i in idx)):
-        target = int(pts[t])
-        key = _key_before(keys, target)
-        if frames is None or last is None or key > last or target < last:
+    last = None  # pts of the last frame the decoder gave since the last seek
+    i = 0
+    while i < len(need):
+        key = _key_before(keys, need[i])
+        if last is None or key > last:
             container.seek(key, stream=stream, backward=True, any_frame=False)
-            frames, last = container.decode(stream), None
-        for frame in frames:
-            if frame.pts is None:
-                return None
-            last = frame.pts
-            if frame.pts >= target:
+            last = -(2**62)
+        for packet in container.demux(stream):
+            ctx.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            for frame in ctx.decode(packet):
+                if frame.pts is None:
+                    return None
+                last = frame.pts
+                t = wanted.get(frame.pts)
+                if t is not None and t not in out:
+                    out[t] = frame.to_image()
+            if wanted[need[i]] in out:
                 break
-        else:
-            return None
-        if last != target:
-            return None
-        out[t] = frame.to_image()
+        else:  # end of stream
+            return out if len(out) == len(wanted) else None
+        while i < len(need) and wanted[need[i]] in out:
+            i += 1
+    ctx.skip_frame = "DEFAULT"
     return out
 
 

@@ -10,12 +10,13 @@ from input_pipeline import video_io
 
 
 def _write_gop_video(path: str, n: int, gop: int) -> None:
-    """n distinct frames (a moving bar on a ramp), H.264 with B-frames and a keyframe every gop."""
+    """n distinct frames (a moving bar on a ramp), H.264 with B-frames (some of them not
+    referenced, which exact mode skips decoding) and a keyframe every gop."""
     yy, xx = np.mgrid[0:48, 0:64]
     with av.open(path, "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2"}
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "3"}
         for i in range(n):
             f = np.stack([(xx * 3 + i * 5) % 256, yy * 4, ((xx - i) % 64 < 8) * 200], -1)
             frame = av.VideoFrame.from_ndarray(f.astype(np.uint8), format="rgb24")
@@ -32,10 +33,15 @@ def gop_video(tmp_path_factory) -> str:
     return path
 
 
-@pytest.mark.parametrize("num_frames,fps", [(7, 0.0), (16, 0.0), (5, 5.0)])
-def test_exact_seek_equals_sequential_decode(gop_video, num_frames, fps):
+@pytest.mark.parametrize("num_frames,fps", [(7, 0.0), (16, 0.0), (45, 0.0), (5, 5.0)])
+def test_exact_seek_equals_sequential_decode(gop_video, num_frames, fps, monkeypatch):
     kw = dict(short_side=0, quality=95, fps=fps)
     seq = video_io.read_video_file(gop_video, num_frames, mode="sequential", **kw)
+
+    def no_fallback(*args):
+        raise AssertionError("exact mode fell back to decoding everything")
+
+    monkeypatch.setattr(video_io, "_decode_sequential", no_fallback)
     exact = video_io.read_video_file(gop_video, num_frames, mode="exact", **kw)
     assert len(exact) == num_frames
     assert exact == seq  # the same JPEG bytes: the same decoded pixels

@@ -1,10 +1,11 @@
 """video_folder: a user's own videos (files or AR-Net frame folders) as T JPEG frames per video.
 
-`tfds build input_pipeline/datasets/video_folder --config=NAME --manual_dir=DIR --data_dir=OUT`.
+`python -m input_pipeline.build video_folder --config=NAME --manual_dir=DIR --data_dir=OUT` (a
+process per core, resumable, no Beam), or `tfds build input_pipeline/datasets/video_folder ...`.
 Bad videos are skipped with a reason, counted, logged, and listed in
 `OUT/video_folder/NAME/VERSION/skip_report-<split>.tsv`; the build never aborts on one video.
-Configs with `beam=True` build through Apache Beam (DirectRunner here, Dataflow/Spark/Flink on a
-cluster: see the README).
+Under `tfds build`, configs with `beam=True` build through Apache Beam (DirectRunner here,
+Dataflow/Spark/Flink on a cluster: see the README).
 """
 
 from __future__ import annotations
