@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 
 import tensorflow_datasets as tfds
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.add_argument("--keep_cache", action="store_true", help="keep decoded videos after the build")
     args = p.parse_args(argv)
+    # A killed job (SIGTERM, e.g. a scheduler's preemption) unwinds like Ctrl-C: the pool's
+    # workers are stopped and the finished videos stay in the cache for the rerun.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if args.dataset == "video_folder":
         if not args.manual_dir:
