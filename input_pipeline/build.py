@@ -6,12 +6,13 @@ python -m input_pipeline.build salient_fashion --config=small --data_dir=OUT
 
 Writes the same dataset as `tfds build` (same examples, same bytes). Stop it at any time (Ctrl-C,
 a killed job): the rerun with the same arguments skips the videos already decoded, which wait in
-OUT/video_folder/NAME/build_cache-VERSION/ until the build finishes.
+OUT/video_folder/NAME/build_cache-VERSION-HASH/ until the build finishes.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import shutil
@@ -33,7 +34,9 @@ def build_video_folder(
 
     workers = workers or os.cpu_count() or 1
     probe = vf.Builder(config=config, data_dir=data_dir)
-    cache = os.path.join(os.path.dirname(probe.data_dir), f"build_cache-{probe.version}")
+    # The cache is only valid for these exact settings (T, size, fps, ...): name it by them.
+    digest = hashlib.sha1(repr(probe.builder_config).encode()).hexdigest()[:10]
+    cache = os.path.join(os.path.dirname(probe.data_dir), f"build_cache-{probe.version}-{digest}")
     builder = vf.Builder(config=config, data_dir=data_dir, workers=workers, cache_dir=cache)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
