@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from input_pipeline import decode, pipeline
+from input_pipeline import decode, pipeline, records
 
 
 def contact_sheet(frames: np.ndarray, evidence: np.ndarray | None, per_row: int = 8) -> Image.Image:
@@ -45,7 +45,7 @@ def inspect_record(
     source = tfds.data_source(
         dataset, split=split, data_dir=data_dir, decoders={"video": pipeline._PassThrough()}
     )
-    record = source[index]
+    record = records.read_record(source, index)
     video_id = record["video_id"]
     video_id = video_id.decode() if isinstance(video_id, bytes) else str(video_id)
     encoded = list(record["video"])
@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--out", default=None, help="PNG path for the contact sheet")
     args = p.parse_args(argv)
-    summary = inspect_record(args.dataset, args.split, args.data_dir, args.index, args.out)
+    try:
+        summary = inspect_record(args.dataset, args.split, args.data_dir, args.index, args.out)
+    except (IndexError, records.CorruptRecordError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     schema = summary.pop("schema")
     print(schema)
     for key, value in summary.items():

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import decode
+from input_pipeline import decode, records
 
 HOST_ONLY_KEYS = ("video_id", "index", "encoded_frames", "crop_box", "flip")
 
@@ -135,7 +135,7 @@ class _ExampleLoader:
         self.views = tuple(views)
 
     def __call__(self, index: int, position: int) -> dict[str, Any]:
-        record = self.source[int(index)]
+        record = records.read_record(self.source, int(index))
         video_id = record["video_id"]
         vid = video_id.decode() if isinstance(video_id, bytes) else str(video_id)
         frames = list(record["video"])

@@ -63,14 +63,28 @@ def _natural_key(name: str):
 
 
 def read_frame_folder(
-    path: str, num_frames: int, *, short_side: int, quality: int, fps_step: float = 0.0
+    path: str,
+    num_frames: int,
+    *,
+    short_side: int,
+    quality: int,
+    fps_step: float = 0.0,
+    expected: int = 0,
 ) -> list[bytes]:
-    """T frames of an AR-Net/OCSampler frame folder (image_00001.jpg, ...), in natural order."""
+    """T frames of an AR-Net/OCSampler frame folder (image_00001.jpg, ...), in natural order.
+
+    `expected` is the frame count of the list line: a folder holding fewer frames is skipped (an
+    interrupted extraction would otherwise be sampled over the part that is there).
+    """
     if not os.path.isdir(path):
         raise SkipVideo(f"frame folder not found: {path}")
     names = sorted(
         (n for n in os.listdir(path) if n.lower().endswith(FRAME_EXTENSIONS)), key=_natural_key
     )
+    if expected and len(names) < expected:
+        raise SkipVideo(
+            f"frame folder incomplete: {len(names)} frames on disk, the list says {expected}"
+        )
     idx = sample_indices(len(names), num_frames, fps_step)
     out = []
     for i in idx:
@@ -82,41 +96,172 @@ def read_frame_folder(
     return out
 
 
+DECODE_MODES = ("exact", "keyframe", "sequential")
+
+
+def _packet_index(container, stream) -> tuple[np.ndarray, np.ndarray] | None:
+    """Presentation timestamps of every frame (sorted) and of the keyframes, from the packets
+    alone (no decoding); None when some packet has no timestamp (then only sequential works)."""
+    pts, keys = [], []
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the demuxer's final empty packet
+            continue
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+    if not keys:
+        return None
+    return np.sort(np.asarray(pts, np.int64)), np.sort(np.asarray(keys, np.int64))
+
+
+def _decode_sequential(container, stream, idx: np.ndarray) -> dict[int, object]:
+    """Frames idx (presentation order) by decoding every frame up to the last one."""
+    wanted, out = set(int(i) for i in idx), {}
+    for t, frame in enumerate(container.decode(stream)):
+        if t in wanted:
+            out[t] = frame.to_image()
+        if t >= idx[-1]:
+            break
+    return out
+
+
+def _sample(n: int, num_frames: int, fps: float, rate: float) -> np.ndarray:
+    step = 0.0
+    if fps > 0:
+        if rate <= 0:
+            raise SkipVideo("fps sampling asked but the stream has no frame rate")
+        step = rate / fps
+    return sample_indices(n, num_frames, step)
+
+
+def _key_before(keys: np.ndarray, target: int) -> int:
+    return int(keys[max(0, np.searchsorted(keys, target, side="right") - 1)])
+
+
+def _decode_keyframes(container, stream, idx, pts, keys) -> dict | None:
+    """The keyframe at or before each of frames idx (approximate: up to one GOP early).
+
+    Each keyframe packet is decoded alone (decode, drain, reset), so no other packet is decoded.
+    """
+    ctx = stream.codec_context
+    out: dict[int, object] = {}
+    by_key: dict[int, object] = {}
+    for t in sorted(set(int(i) for i in idx)):
+        key = _key_before(keys, int(pts[t]))
+        if key not in by_key:
+            container.seek(key, stream=stream, backward=True, any_frame=False)
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.pts >= key:
+                    break
+            else:
+                return None
+            if packet.pts != key:
+                return None
+            frames = list(ctx.decode(packet)) + list(ctx.decode(None))
+            ctx.flush_buffers()
+            if not frames:
+                return None
+            by_key[key] = frames[0].to_image()
+        out[t] = by_key[key]
+    return out
+
+
+def _decode_seeking(container, stream, idx, pts, keys) -> dict | None:
+    """Frames idx by seeking to the keyframe at or before each and decoding forward to it.
+
+    Gives the frames sequential decoding gives (matched by timestamp). Packets that are not a
+    sampled frame are decoded with skip_frame=NONREF: frames no other frame refers to are not
+    decoded at all. None: the stream did not behave, so the caller decodes sequentially.
+    """
+    ctx = stream.codec_context
+    wanted = {int(pts[int(t)]): int(t) for t in idx}
+    need = sorted(wanted)
+    out: dict[int, object] = {}
+    last = None  # pts of the last frame the decoder gave since the last seek
+    i = 0
+    while i < len(need):
+        key = _key_before(keys, need[i])
+        if last is None or key > last:
+            container.seek(key, stream=stream, backward=True, any_frame=False)
+            last = -(2**62)
+        for packet in container.demux(stream):
+            ctx.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            for frame in ctx.decode(packet):
+                if frame.pts is None:
+                    return None
+                last = frame.pts
+                t = wanted.get(frame.pts)
+                if t is not None and t not in out:
+                    out[t] = frame.to_image()
+            if wanted[need[i]] in out:
+                break
+        else:  # end of stream
+            return out if len(out) == len(wanted) else None
+        while i < len(need) and wanted[need[i]] in out:
+            i += 1
+    ctx.skip_frame = "DEFAULT"
+    return out
+
+
 def read_video_file(
-    path: str, num_frames: int, *, short_side: int, quality: int, fps: float = 0.0
+    path: str,
+    num_frames: int,
+    *,
+    short_side: int,
+    quality: int,
+    fps: float = 0.0,
+    mode: str = "exact",
+    threads: int = 0,
 ) -> list[bytes]:
-    """T frames of a video file decoded with PyAV; only the chosen frames are converted."""
+    """T frames of a video file decoded with PyAV; only the chosen frames are converted.
+
+    mode "exact" seeks to the keyframe before each sampled frame and decodes forward (the same
+    frames as decoding everything, much faster on long videos); "keyframe" returns the keyframe
+    at or before each sampled frame (approximate, for very long videos); "sequential" decodes
+    every frame up to the last sampled one. `threads`: FFmpeg decoding threads (0: FFmpeg's
+    choice; 1 when one process per core already fills the machine).
+    """
     import av
 
+    if mode not in DECODE_MODES:
+        raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
     if not os.path.isfile(path):
         raise SkipVideo(f"video file not found: {path}")
     try:
+        images = None
         with av.open(path) as container:
             stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
             n = int(stream.frames or 0)
             rate = float(stream.average_rate or 0)
-            if n <= 0:  # some containers do not store a frame count: count by decoding
-                n = sum(1 for _ in container.decode(video=0))
-        step = 0.0
-        if fps > 0:
-            if rate <= 0:
-                raise SkipVideo("fps sampling asked but the stream has no frame rate")
-            step = rate / fps
-        idx = sample_indices(n, num_frames, step)
-        wanted = {int(i): [] for i in idx}
-        with av.open(path) as container:
-            for t, frame in enumerate(container.decode(video=0)):
-                if t in wanted:
-                    wanted[t] = _resize_encode(frame.to_image(), short_side, quality)
-                if t >= idx[-1]:
-                    break
+            index = None if mode == "sequential" else _packet_index(container, stream)
+            if n <= 0 and index is not None:  # some containers do not store a frame count
+                n = len(index[0])
+            if n <= 0:  # nor timestamps: count by decoding
+                container.seek(0)
+                n = sum(1 for _ in container.decode(stream))
+            idx = _sample(n, num_frames, fps, rate)
+            if index is not None and len(index[0]) == n:
+                if mode == "keyframe":
+                    images = _decode_keyframes(container, stream, idx, *index)
+                else:
+                    images = _decode_seeking(container, stream, idx, *index)
+        if images is None:
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = threads
+                images = _decode_sequential(container, stream, idx)
     except SkipVideo:
         raise
     except Exception as e:  # noqa: BLE001 - FFmpeg errors come in many types
         raise SkipVideo(f"undecodable video: {type(e).__name__}: {e}") from e
-    missing = [t for t, v in wanted.items() if not v]
+    missing = [t for t in set(int(i) for i in idx) if t not in images]
     if missing:
         raise SkipVideo(
             f"stream ended early: {len(missing)} of {num_frames} sampled frames missing"
         )
-    return [wanted[int(i)] for i in idx]
+    return [_resize_encode(images[int(i)], short_side, quality) for i in idx]

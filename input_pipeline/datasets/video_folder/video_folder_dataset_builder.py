@@ -1,10 +1,11 @@
 """video_folder: a user's own videos (files or AR-Net frame folders) as T JPEG frames per video.
 
-`tfds build input_pipeline/datasets/video_folder --config=NAME --manual_dir=DIR --data_dir=OUT`.
+`python -m input_pipeline.build video_folder --config=NAME --manual_dir=DIR --data_dir=OUT` (a
+process per core, resumable, no Beam), or `tfds build input_pipeline/datasets/video_folder ...`.
 Bad videos are skipped with a reason, counted, logged, and listed in
 `OUT/video_folder/NAME/VERSION/skip_report-<split>.tsv`; the build never aborts on one video.
-Configs with `beam=True` build through Apache Beam (DirectRunner here, Dataflow/Spark/Flink on a
-cluster: see the README).
+Under `tfds build`, configs with `beam=True` build through Apache Beam (DirectRunner here,
+Dataflow/Spark/Flink on a cluster: see the README).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import re
 import sys
 
 import numpy as np
@@ -48,6 +50,7 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
     short_side: int = 256
     jpeg_quality: int = 90
     multi_label: bool = False
+    keyframes_only: bool = False  # video files: the keyframe at or before each frame (approximate)
     beam: bool = False
     source_notes: str = ""  # where this dataset's split and class files come from
 
@@ -95,9 +98,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "default"
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, workers: int = 0, cache_dir: str | None = None, **kwargs):
+        """`workers` > 0: decode videos in that many processes (`python -m input_pipeline.build`),
+        keeping each finished video in `cache_dir` so a stopped build resumes without redoing it.
+        """
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
+        self._workers = workers
+        self._cache_dir = cache_dir
+        # TFDS builds into a temporary `incomplete.*` folder renamed to this one at the end: the
+        # skip report is written there and logged under the name it will have.
+        self._final_data_dir = os.fspath(self.data_dir)
 
     def _info(self) -> tfds.core.DatasetInfo:
         cfg = self.builder_config
@@ -119,25 +130,43 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = os.fspath(dl_manager.manual_dir)
-        classes, entries = read_manual_dir(root, self.builder_config.splits)
+        cfg = self.builder_config
+        classes, entries, dropped = read_manual_dir(root, cfg.splits, cfg.multi_label)
         self.info.features["label"].names = classes
         self.info.features["labels"].feature.names = classes
         return {
-            split: self._generate_examples(split, entries[split], classes)
-            for split in self.builder_config.splits
+            split: self._generate_examples(split, entries[split], classes, dropped[split])
+            for split in cfg.splits
         }
 
-    def _generate_examples(self, split: str, entries: list, classes: list[str]):
+    def _generate_examples(self, split: str, entries: list, classes: list[str], dropped: list):
         cfg = self.builder_config
-        report = os.path.join(os.fspath(self.data_dir), f"skip_report-{split}.tsv")
-        process = _Processor(cfg, classes)
+        name = f"skip_report-{split}.tsv"
+        report = _Report(
+            os.path.join(os.fspath(self.data_dir), name),
+            os.path.join(self._final_data_dir, name),
+            split,
+            list(dropped),
+            len(entries) + len(dropped),
+        )
+        process = _Processor(cfg, classes, threads=1 if self._workers > 0 else 0)
+        if self._workers > 0:
+            from input_pipeline import build_pool  # noqa: PLC0415 - only the own build uses it
+
+            cache = os.path.join(self._cache_dir, split) if self._cache_dir else None
+            return build_pool.generate(entries, process, report, self._workers, cache)
         if cfg.beam:
-            return _beam_transform(split, entries, process, report)
-        return _python_generator(split, entries, process, report)
+            return _beam_transform(entries, process, report)
+        return _python_generator(entries, process, report)
 
 
-def read_manual_dir(root: str, splits: tuple[str, ...]) -> tuple[list[str], dict[str, list]]:
-    """Class names and the entries of each split; errors name the path and the layout."""
+def read_manual_dir(
+    root: str, splits: tuple[str, ...], multi_label: bool = True
+) -> tuple[list[str], dict[str, list], dict[str, list[tuple[str, str, str]]]]:
+    """Class names, the entries of each split, and the list lines dropped per split (with why).
+
+    Errors name the path and the expected layout.
+    """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"manual_dir {root!r} does not exist.\n{LAYOUT}")
     classes_file = os.path.join(root, "classes.txt")
@@ -146,11 +175,12 @@ def read_manual_dir(root: str, splits: tuple[str, ...]) -> tuple[list[str], dict
         with open(classes_file) as f:
             classes = [line.strip() for line in f if line.strip()]
     entries: dict[str, list] = {}
+    dropped: dict[str, list[tuple[str, str, str]]] = {split: [] for split in splits}
     for split in splits:
         list_file = os.path.join(root, f"{split}.txt")
         split_dir = os.path.join(root, split)
         if os.path.isfile(list_file):
-            entries[split] = _read_list_file(root, list_file)
+            entries[split], dropped[split] = _read_list_file(root, list_file, classes, multi_label)
         elif os.path.isdir(split_dir):
             entries[split] = _read_class_folders(split_dir)
         else:
@@ -162,26 +192,89 @@ def read_manual_dir(root: str, splits: tuple[str, ...]) -> tuple[list[str], dict
         if any(os.path.isfile(os.path.join(root, f"{s}.txt")) for s in splits):
             raise FileNotFoundError(f"{classes_file} is missing.\n{LAYOUT}")
         classes = sorted({e.labels[0] for es in entries.values() for e in es})
-    return classes, entries
+    return classes, entries, dropped
 
 
-def _read_list_file(root: str, list_file: str) -> list:
-    out = []
+def _resolve(root: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(root, path)
+
+
+def _split_line(root: str, line: str) -> tuple[str, list[str]]:
+    """(path, other tokens) of one list line; paths may contain spaces.
+
+    A tab-separated line is `<path>\t<rest>`. Otherwise the path is the longest run of leading
+    whitespace-separated tokens that names an existing file or folder (else the first token), so
+    `my video.mp4 3` reads `my video.mp4`, not `my` with the labels `video.mp4 3`.
+    """
+    if "\t" in line:
+        head, _, rest = line.partition("\t")
+        return head.strip(), rest.split()
+    spans = [m.span() for m in re.finditer(r"\S+", line)]
+    for k in range(len(spans), 1, -1):
+        candidate = line[spans[0][0] : spans[k - 1][1]]
+        if os.path.exists(_resolve(root, candidate)):
+            return candidate, [line[a:b] for a, b in spans[k:]]
+    return line[spans[0][0] : spans[0][1]], [line[a:b] for a, b in spans[1:]]
+
+
+def _label_of(token: str, index: dict[str, int]) -> int | None:
+    """Class index of a label token (0-based int or class name); None if not in the list."""
+    if token.lstrip("-").isdigit():
+        i = int(token)
+        return i if 0 <= i < len(index) else None
+    return index.get(token)
+
+
+def _read_list_file(
+    root: str, list_file: str, classes: list[str] | None, multi_label: bool
+) -> tuple[list, list[tuple[str, str, str]]]:
+    """Entries of one list file, duplicates merged; and the lines dropped, with a reason.
+
+    Lists made from per-segment annotations repeat a video once per segment. Multi-label configs
+    keep one entry with the union of the labels; single-label configs keep the first line and
+    drop later lines whose label differs (they go to the skip report).
+    """
+    index = {name: i for i, name in enumerate(classes or [])}
+    by_id: dict[str, list] = {}  # video_id -> [entry, line number]
+    dropped = []
+    name = os.path.basename(list_file)
     with open(list_file) as f:
-        for line in f:
-            tokens = line.split()
-            if not tokens:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
                 continue
-            path = tokens[0] if os.path.isabs(tokens[0]) else os.path.join(root, tokens[0])
-            hint, labels = 0, tokens[1:]
-            is_folder = os.path.isdir(path) or not tokens[0].lower().endswith(
-                video_io.VIDEO_EXTENSIONS
-            )
-            if is_folder and len(tokens) >= 3 and tokens[1].isdigit():
-                hint, labels = int(tokens[1]), tokens[2:]
-            video_id = f"{os.path.relpath(path, root)}"
-            out.append(video_io.Entry(video_id, path, tuple(labels), hint))
-    return out
+            rel, tokens = _split_line(root, line.rstrip("\r\n"))
+            path = _resolve(root, rel)
+            hint, labels = 0, tokens
+            is_folder = os.path.isdir(path) or not rel.lower().endswith(video_io.VIDEO_EXTENSIONS)
+            if is_folder and len(tokens) >= 2 and tokens[0].isdigit():
+                hint, labels = int(tokens[0]), tokens[1:]
+            video_id = os.path.relpath(path, root)
+            bad = [t for t in labels if classes is not None and _label_of(t, index) is None]
+            if bad:  # dropped per line, so a bad line does not spoil a duplicate's good one
+                dropped.append((video_id, path, f"label {bad[0]!r} is not in the class list"))
+                continue
+            entry = video_io.Entry(video_id, path, tuple(labels), hint)
+            if video_id not in by_id:
+                by_id[video_id] = [entry, lineno]
+                continue
+            first, first_line = by_id[video_id]
+            if multi_label:
+                merged = tuple(dict.fromkeys(first.labels + entry.labels))
+                by_id[video_id][0] = dataclasses.replace(first, labels=merged)
+                continue
+            a = [_label_of(t, index) for t in first.labels[:1]]
+            b = [_label_of(t, index) for t in entry.labels[:1]]
+            if a != b:
+                dropped.append(
+                    (
+                        video_id,
+                        path,
+                        f"duplicate with a different label: {name} line {lineno} says "
+                        f"{' '.join(entry.labels)!r}, line {first_line} says "
+                        f"{' '.join(first.labels)!r}; kept line {first_line}",
+                    )
+                )
+    return [e for e, _ in by_id.values()], dropped
 
 
 def _read_class_folders(split_dir: str) -> list:
@@ -199,33 +292,36 @@ def _read_class_folders(split_dir: str) -> list:
 class _Processor:
     """Entry -> (key, example); raises SkipVideo with a reason. Picklable for Beam workers."""
 
-    def __init__(self, cfg: VideoFolderConfig, classes: list[str]):
+    def __init__(self, cfg: VideoFolderConfig, classes: list[str], threads: int = 0):
         self.cfg = cfg
+        self.threads = threads  # FFmpeg threads per video; 1 when a process runs per core
         self.classes = list(classes)
         self.index = {name: i for i, name in enumerate(classes)}
 
     def _label(self, token: str) -> int:
-        if token.lstrip("-").isdigit():
-            i = int(token)
-            if 0 <= i < len(self.classes):
-                return i
-        elif token in self.index:
-            return self.index[token]
-        raise video_io.SkipVideo(f"label {token!r} is not in the class list")
+        i = _label_of(token, self.index)
+        if i is None:
+            raise video_io.SkipVideo(f"label {token!r} is not in the class list")
+        return i
 
     def __call__(self, entry) -> tuple[str, dict]:
         cfg = self.cfg
         if not entry.labels:
             raise video_io.SkipVideo("no label")
-        labels = [self._label(t) for t in entry.labels]
+        labels = list(dict.fromkeys(self._label(t) for t in entry.labels))
         if not cfg.multi_label and len(labels) > 1:
             labels = labels[:1]
         kw = dict(short_side=cfg.short_side, quality=cfg.jpeg_quality)
         if os.path.isdir(entry.path):
             step = cfg.frame_folder_fps / cfg.fps if cfg.fps > 0 and cfg.frame_folder_fps else 0.0
-            frames = video_io.read_frame_folder(entry.path, cfg.num_frames, fps_step=step, **kw)
+            frames = video_io.read_frame_folder(
+                entry.path, cfg.num_frames, fps_step=step, expected=entry.num_frames_hint, **kw
+            )
         else:
-            frames = video_io.read_video_file(entry.path, cfg.num_frames, fps=cfg.fps, **kw)
+            mode = "keyframe" if cfg.keyframes_only else "exact"
+            frames = video_io.read_video_file(
+                entry.path, cfg.num_frames, fps=cfg.fps, mode=mode, threads=self.threads, **kw
+            )
         example = {
             "video": frames,
             "label": labels[0],
@@ -236,21 +332,32 @@ class _Processor:
         return entry.video_id, example
 
 
-def _write_report(path: str, split: str, skipped: list, total: int) -> None:
-    reasons = collections.Counter(r.split(":")[0] for _, _, r in skipped)
-    lines = ["video_id\tpath\treason"] + [f"{v}\t{p}\t{r}" for v, p, r in sorted(skipped)]
-    epath.Path(path).write_text("\n".join(lines) + "\n")
-    logging.warning(
-        "video_folder %s: skipped %d of %d videos %s; list in %s",
-        split,
-        len(skipped),
-        total,
-        dict(reasons),
-        path,
-    )
+@dataclasses.dataclass
+class _Report:
+    """Where one split's skip report is written, the name it is logged under, and its rows."""
+
+    write_path: str
+    shown_path: str
+    split: str
+    dropped: list  # list lines dropped before decoding (conflicting duplicates)
+    total: int  # list lines, dropped ones included
+
+    def write(self, skipped: list) -> None:
+        rows = sorted(self.dropped + list(skipped))
+        reasons = collections.Counter(r.split(":")[0] for _, _, r in rows)
+        lines = ["video_id\tpath\treason"] + [f"{v}\t{p}\t{r}" for v, p, r in rows]
+        epath.Path(self.write_path).write_text("\n".join(lines) + "\n")
+        logging.warning(
+            "video_folder %s: skipped %d of %d list lines %s; list in %s",
+            self.split,
+            len(rows),
+            self.total,
+            dict(reasons),
+            self.shown_path,
+        )
 
 
-def _python_generator(split, entries, process, report):
+def _python_generator(entries, process, report):
     skipped = []
     for entry in entries:
         try:
@@ -258,10 +365,10 @@ def _python_generator(split, entries, process, report):
         except video_io.SkipVideo as e:
             logging.warning("Skipping %s: %s", entry.video_id, e)
             skipped.append((entry.video_id, entry.path, str(e)))
-    _write_report(report, split, skipped, len(entries))
+    report.write(skipped)
 
 
-def _beam_transform(split, entries, process, report):
+def _beam_transform(entries, process, report):
     beam = tfds.core.lazy_imports.apache_beam
 
     class _Process(beam.DoFn):
@@ -281,7 +388,7 @@ def _beam_transform(split, entries, process, report):
             _ = (
                 results.skipped
                 | "Collect" >> beam.combiners.ToList()
-                | "Report" >> beam.Map(lambda s: _write_report(report, split, s, len(entries)))
+                | "Report" >> beam.Map(report.write)
             )
             return results.examples
 

@@ -1,0 +1,116 @@
+"""Fault injection for the video_folder build: duplicate list lines, paths with spaces, incomplete
+frame folders, and a skip report that is where the log says it is (issue 11 items 1-4)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+import tensorflow_datasets as tfds
+
+from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+from tests.test_datasets_video_folder import _brightness_ramp, _write_frames, _write_mp4
+
+T = 4
+
+
+def _manual(root, lines: str, videos=("a.mp4", "b.mp4")) -> str:
+    os.makedirs(root / "videos", exist_ok=True)
+    (root / "classes.txt").write_text("archery\nbowling\ncycling\n")
+    for name in videos:
+        _write_mp4(str(root / "videos" / name), _brightness_ramp(8, 16, 16))
+    (root / "train.txt").write_text(lines)
+    return str(root)
+
+
+def _build(manual: str, data_dir: str, name: str, multi_label: bool):
+    config = vf.VideoFolderConfig(
+        name=name, splits=("train",), num_frames=T, short_side=16, multi_label=multi_label
+    )
+    builder = vf.Builder(config=config, data_dir=data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
+    return builder
+
+
+def _records(data_dir: str, name: str) -> dict[str, dict]:
+    source = tfds.data_source(f"video_folder/{name}", split="train", data_dir=data_dir)
+    return {r["video_id"].decode(): r for r in (source[i] for i in range(len(source)))}
+
+
+def _report_rows(builder) -> list[list[str]]:
+    path = os.path.join(os.fspath(builder.data_dir), "skip_report-train.tsv")
+    return [line.split("\t") for line in open(path).read().splitlines()[1:]]
+
+
+def test_duplicate_lines_merge_labels_in_multi_label_configs(tmp_path):
+    lines = "videos/a.mp4 0\nvideos/b.mp4 1\nvideos/a.mp4 2\nvideos/a.mp4 archery\n"
+    manual = _manual(tmp_path / "m", lines)
+    builder = _build(manual, str(tmp_path / "out"), "dup_multi", multi_label=True)
+    recs = _records(str(tmp_path / "out"), "dup_multi")
+    assert sorted(recs) == ["videos/a.mp4", "videos/b.mp4"]
+    assert [int(x) for x in recs["videos/a.mp4"]["labels"]] == [0, 2]
+    assert _report_rows(builder) == []
+
+
+def test_conflicting_duplicate_keeps_first_line_and_is_reported(tmp_path):
+    lines = "videos/a.mp4 0\nvideos/b.mp4 1\nvideos/a.mp4 2\nvideos/a.mp4 archery\n"
+    manual = _manual(tmp_path / "m", lines)
+    builder = _build(manual, str(tmp_path / "out"), "dup_single", multi_label=False)
+    recs = _records(str(tmp_path / "out"), "dup_single")
+    assert sorted(recs) == ["videos/a.mp4", "videos/b.mp4"]
+    assert int(recs["videos/a.mp4"]["label"]) == 0
+    rows = _report_rows(builder)
+    assert len(rows) == 1, rows  # line 4 names the same class as line 1: not a conflict
+    assert rows[0][0] == "videos/a.mp4"
+    assert rows[0][2].startswith("duplicate with a different label: train.txt line 3 says '2'")
+    assert rows[0][2].endswith("kept line 1")
+
+
+def test_logged_skip_report_path_exists_after_the_build(tmp_path, caplog):
+    manual = _manual(tmp_path / "m", "videos/a.mp4 0\nvideos/b.mp4 7\n")
+    with caplog.at_level(logging.WARNING):
+        _build(manual, str(tmp_path / "out"), "report_path", multi_label=False)
+    logged = [
+        m.group(1)
+        for r in caplog.records
+        if (m := re.search(r"list in (\S+skip_report-train\.tsv)", r.getMessage()))
+    ]
+    assert logged, [r.getMessage() for r in caplog.records]
+    assert os.path.isfile(logged[0]), logged[0]
+    assert "incomplete" not in logged[0]
+    assert "label '7' is not in the class list" in open(logged[0]).read()
+
+
+def test_paths_with_spaces_read_as_the_file_they_name(tmp_path):
+    lines = "videos/my clip.mp4 1\nvideos/b  two.mp4\t2\n"
+    manual = _manual(tmp_path / "m", lines, videos=("my clip.mp4", "b  two.mp4"))
+    builder = _build(manual, str(tmp_path / "out"), "spaces", multi_label=False)
+    recs = _records(str(tmp_path / "out"), "spaces")
+    assert {k: int(v["label"]) for k, v in recs.items()} == {
+        "videos/my clip.mp4": 1,
+        "videos/b  two.mp4": 2,
+    }
+    assert _report_rows(builder) == []
+
+
+def test_frame_folder_with_fewer_frames_than_listed_is_skipped_with_both_counts(tmp_path):
+    root = tmp_path / "m"
+    (root).mkdir()
+    (root / "classes.txt").write_text("archery\nbowling\n")
+    _write_frames(str(root / "frames" / "full"), _brightness_ramp(8, 16, 16))
+    _write_frames(str(root / "frames" / "cut"), _brightness_ramp(8, 16, 16))
+    (root / "train.txt").write_text("frames/full 8 0\nframes/cut 30 1\n")
+    builder = _build(str(root), str(tmp_path / "out"), "short_folder", multi_label=False)
+    assert sorted(_records(str(tmp_path / "out"), "short_folder")) == ["frames/full"]
+    rows = _report_rows(builder)
+    assert [r[0] for r in rows] == ["frames/cut"]
+    assert rows[0][2] == "frame folder incomplete: 8 frames on disk, the list says 30"
+
+
+def test_list_lines_split_on_tab_or_longest_existing_prefix(tmp_path):
+    (tmp_path / "a b").mkdir()
+    (tmp_path / "a b" / "c.mp4").write_bytes(b"")
+    assert vf._split_line(str(tmp_path), "a b/c.mp4 3 4") == ("a b/c.mp4", ["3", "4"])
+    assert vf._split_line(str(tmp_path), "x y.mp4\t3 4") == ("x y.mp4", ["3", "4"])
+    assert vf._split_line(str(tmp_path), "missing.mp4 3") == ("missing.mp4", ["3"])
