@@ -123,8 +123,10 @@ class _ExampleLoader:
         crop_scale_min: float,
         seed: int,
         views: Sequence[str],
+        sampler_cache: Any = None,
     ):
         self.source = source
+        self.sampler_cache = sampler_cache  # a sampler_cache.SamplerCache: no decode, no record
         self.num_classes = num_classes
         self.num_frames = num_frames
         self.sampler_size = sampler_size
@@ -135,6 +137,8 @@ class _ExampleLoader:
         self.views = tuple(views)
 
     def __call__(self, index: int, position: int) -> dict[str, Any]:
+        if self.sampler_cache is not None:
+            return self._from_sampler_cache(index, position)
         record = self.source[int(index)]
         video_id = record["video_id"]
         vid = video_id.decode() if isinstance(video_id, bytes) else str(video_id)
@@ -169,21 +173,21 @@ class _ExampleLoader:
             out["encoded_frames"] = _object_array(frames)
             out["crop_box"] = np.asarray(box, np.float32)
             out["flip"] = np.bool_(flip)
-        labels = np.zeros(self.num_classes, np.float32)
-        labels[np.asarray(record.get("labels", [record["label"]]), np.int64)] = 1.0
-        labels[int(record["label"])] = 1.0
-        evidence = record.get("evidence")
+        out.update(_label_fields(record, video_id, index, self.num_classes, self.num_frames))
+        return out
+
+    def _from_sampler_cache(self, index: int, position: int) -> dict[str, Any]:
+        """The sampler view from the uint8 cache: no JPEG, no array_record read."""
+        cache = self.sampler_cache
+        if self.augment:
+            rng = np.random.default_rng([self.seed, 1, position])
+            frames = cache.augmented(index, rng, self.crop_scale_min)
+        else:
+            frames = cache.video(index)
+        record = cache.record(index)
+        out: dict[str, Any] = {"sampler_frames": frames}
         out.update(
-            label=np.int32(record["label"]),
-            labels=labels,
-            evidence=(
-                np.asarray(evidence, bool)
-                if evidence is not None
-                else np.zeros(self.num_frames, bool)
-            ),
-            mask=np.float32(1.0),
-            video_id=video_id if isinstance(video_id, bytes) else str(video_id).encode(),
-            index=np.int64(index),
+            _label_fields(record, record["video_id"], index, self.num_classes, self.num_frames)
         )
         return out
 
@@ -208,6 +212,26 @@ class _ExampleLoader:
             index=np.int64(-1),
         )
         return out
+
+
+def _label_fields(
+    record: Mapping[str, Any], video_id: Any, index: int, num_classes: int, num_frames: int
+) -> dict[str, Any]:
+    """label, multi-hot labels, evidence, mask, video_id and index of one example."""
+    labels = np.zeros(num_classes, np.float32)
+    labels[np.asarray(record.get("labels", [record["label"]]), np.int64)] = 1.0
+    labels[int(record["label"])] = 1.0
+    evidence = record.get("evidence")
+    return dict(
+        label=np.int32(record["label"]),
+        labels=labels,
+        evidence=(
+            np.asarray(evidence, bool) if evidence is not None else np.zeros(num_frames, bool)
+        ),
+        mask=np.float32(1.0),
+        video_id=video_id if isinstance(video_id, bytes) else str(video_id).encode(),
+        index=np.int64(index),
+    )
 
 
 def _object_array(items: Sequence[Any]) -> np.ndarray:
@@ -275,7 +299,8 @@ def create_dataset(
     processes, the last batch padded with mask=0 rows. `views` picks what to produce: "sampler"
     (sampler_frames), "recognizer" (frames), "encoded" (host-only encoded_frames [b,T] JPEG
     bytes, crop_box [b,4], flip [b] for `decode.decode_frames` of only the frames a sampler
-    chose: the decode-aware path).
+    chose: the decode-aware path). With `data.sampler_cache_dir` set and views=("sampler",), the
+    sampler view comes from `input_pipeline.sampler_cache` arrays instead of JPEGs.
     """
     if process_index is None or process_count is None:
         import jax
@@ -323,17 +348,26 @@ def create_dataset(
     else:
         steps_per_epoch = math.ceil(n / global_batch_size)
     meta = DatasetMeta(num_examples=n, steps_per_epoch=steps_per_epoch, **fields)
+    sampler_size = int(_cfg(data_config, "sampler_size", 128))
+    sampler_cache = None
+    cache_dir = _cfg(data_config, "sampler_cache_dir", "")
+    if cache_dir and set(views) == {"sampler"}:  # other views need the JPEGs anyway
+        from input_pipeline.sampler_cache import SamplerCache
+
+        sampler_cache = SamplerCache(cache_dir, name, split, sampler_size)
+        sampler_cache.check(n, meta.num_frames)
     loader = _ExampleLoader(
         source,
         num_classes=meta.num_classes,
         num_frames=meta.num_frames,
-        sampler_size=int(_cfg(data_config, "sampler_size", 128)),
+        sampler_size=sampler_size,
         recognizer_size=int(_cfg(data_config, "recognizer_size", 224)),
         train=train,
         augment=bool(_cfg(data_config, "augment", True)),
         crop_scale_min=float(_cfg(data_config, "crop_scale_min", 0.25)),
         seed=seed,
         views=views,
+        sampler_cache=sampler_cache,
     )
     if train:
         plan = _train_plan(

@@ -9,6 +9,8 @@ from PIL import Image
 
 from input_pipeline import decode
 
+pytest_plugins = ("input_fixtures",)  # the session-scoped tiny datasets
+
 
 def _jpeg(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -38,3 +40,70 @@ def test_draft_on_odd_width_frame_matches_full_decode_closely():
     slow = decode.decode_frames([enc], 128, draft=False).astype(float)
     assert np.abs(fast - slow).mean() < 3.0
     assert not np.array_equal(fast, slow)  # the draft really applied
+
+
+def _batches(data_dir, split, *, train, n=2, batch=4, **overrides):
+    from input_fixtures import data_config
+
+    from input_pipeline import pipeline
+
+    it, _ = pipeline.create_dataset(
+        data_config(data_dir, num_threads=1, **overrides),
+        split,
+        train=train,
+        global_batch_size=batch,
+        seed=3,
+        process_index=0,
+        process_count=1,
+        views=("sampler",),
+    )
+    return [next(it) for _ in range(n)]
+
+
+def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir, tmp_path):
+    from input_fixtures import data_config
+
+    from input_pipeline import sampler_cache
+
+    cfg = data_config(tiny_fashion_dir)
+    for split in ("train", "test"):
+        index = sampler_cache.write_cache(
+            cfg.name, split, cfg.sampler_size, str(tmp_path), data_dir=tiny_fashion_dir
+        )
+        assert index["complete"] and index["num_frames"] == cfg.num_frames
+    cached = dict(sampler_cache_dir=str(tmp_path))
+    # Eval (centre crop, padded last batch) and train without augmentation: identical bytes.
+    for split, train, extra in (("test", False, {}), ("train", True, dict(augment=False))):
+        decoded = _batches(tiny_fashion_dir, split, train=train, n=4, **extra)
+        from_cache = _batches(tiny_fashion_dir, split, train=train, n=4, **extra, **cached)
+        for a, b in zip(decoded, from_cache, strict=True):
+            assert sorted(a) == sorted(b)
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # Train with augmentation: deterministic per (seed, position), and really cropped.
+    plain = _batches(tiny_fashion_dir, "train", train=True, augment=False, **cached)
+    aug1 = _batches(tiny_fashion_dir, "train", train=True, **cached)
+    aug2 = _batches(tiny_fashion_dir, "train", train=True, **cached)
+    for p, a1, a2 in zip(plain, aug1, aug2, strict=True):
+        np.testing.assert_array_equal(a1["sampler_frames"], a2["sampler_frames"])
+        np.testing.assert_array_equal(p["index"], a1["index"])
+        assert a1["sampler_frames"].shape == p["sampler_frames"].shape
+        assert not np.array_equal(a1["sampler_frames"], p["sampler_frames"])
+
+
+def test_sampler_cache_missing_or_mismatched_says_how_to_write_it(tiny_fashion_dir, tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="python -m input_pipeline.sampler_cache"):
+        _batches(tiny_fashion_dir, "test", train=False, sampler_cache_dir=str(tmp_path))
+
+
+def test_crop_resize_full_box_is_identity_and_flip_mirrors():
+    from input_pipeline import sampler_cache
+
+    frames = np.stack([_frame(16, 16, seed) for seed in range(3)])
+    same = sampler_cache.crop_resize(frames, (0.0, 0.0, 16.0, 16.0), 16, flip=False)
+    np.testing.assert_array_equal(same, frames)
+    flipped = sampler_cache.crop_resize(frames, (2.0, 3.0, 12.0, 13.0), 16, flip=True)
+    unflipped = sampler_cache.crop_resize(frames, (2.0, 3.0, 12.0, 13.0), 16, flip=False)
+    np.testing.assert_array_equal(flipped, unflipped[:, :, ::-1])
