@@ -107,3 +107,74 @@ def test_crop_resize_full_box_is_identity_and_flip_mirrors():
     flipped = sampler_cache.crop_resize(frames, (2.0, 3.0, 12.0, 13.0), 16, flip=True)
     unflipped = sampler_cache.crop_resize(frames, (2.0, 3.0, 12.0, 13.0), 16, flip=False)
     np.testing.assert_array_equal(flipped, unflipped[:, :, ::-1])
+
+
+def test_jax_crop_resize_matches_pil_and_flips():
+    import jax.numpy as jnp
+
+    from input_pipeline import gpu_decode
+
+    frames = np.stack([_frame(96, 64, seed) for seed in range(2)])
+    boxes = [(10.5, 4.0, 70.5, 60.0), (0.0, 0.0, 96.0, 64.0)]
+    got = np.asarray(
+        gpu_decode.crop_resize(
+            jnp.asarray(frames), jnp.asarray(boxes), jnp.asarray([False, True]), 32
+        )
+    )
+    for i in range(2):
+        want = np.asarray(Image.fromarray(frames[i]).resize((32, 32), Image.BILINEAR, box=boxes[i]))
+        want = want[:, ::-1] if i == 1 else want
+        assert np.abs(got[i].astype(float) - want).mean() < 2.0
+
+
+def test_gpu_decoder_falls_back_to_host_on_cpu():
+    import pytest
+
+    from input_pipeline import gpu_decode
+
+    ok, why = gpu_decode.gpu_decode_status()
+    assert not ok and "cpu" in why
+    assert isinstance(gpu_decode.make_decoder("auto"), gpu_decode.HostDecoder)
+    with pytest.raises(RuntimeError, match="kind='host'"):
+        gpu_decode.make_decoder("gpu")
+
+
+class _PilGpuDecoder:
+    """The GPU decoder's batching with PIL standing in for nvJPEG, so it runs on CPU."""
+
+    def __new__(cls):
+        import jax.numpy as jnp
+
+        from input_pipeline import gpu_decode
+
+        class Fake(gpu_decode.GpuDecoder):
+            def __init__(self):
+                self._videos, self._decoded, self.decoded_frames = None, [], 0
+
+            def _decode_images(self, frames):
+                self.decoded_frames += len(frames)
+                return [np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in frames]
+
+            def _stack_to_jax(self, images):
+                return jnp.asarray(np.stack(images))
+
+        return Fake()
+
+
+def test_gpu_decoder_views_match_host_and_decode_each_frame_once():
+    from input_pipeline import gpu_decode
+
+    videos = [
+        [_jpeg(_frame(96, 72, s)) for s in range(4)],
+        [_jpeg(_frame(80, 64, s)) for s in range(4, 8)],  # another frame size in the batch
+    ]
+    boxes = [(8.0, 4.0, 72.0, 68.0), None]
+    flips = [True, False]
+    gpu, host = _PilGpuDecoder(), gpu_decode.HostDecoder()
+    for size, indices in ((16, None), (32, np.array([[3, 1], [0, 2]]))):
+        kw = dict(indices=indices, boxes=boxes, flips=flips)
+        got = np.asarray(gpu.view(videos, size, **kw)).astype(float)
+        want = host.view(videos, size, **kw).astype(float)
+        assert got.shape == want.shape == (2, 4 if indices is None else 2, size, size, 3)
+        assert np.abs(got - want).mean() < 3.0
+    assert gpu.decoded_frames == 8  # the K-frame view reused the batch decoded for the sampler
