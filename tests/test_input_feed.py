@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from input_pipeline import decode
@@ -92,8 +93,6 @@ def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir,
 
 
 def test_sampler_cache_missing_or_mismatched_says_how_to_write_it(tiny_fashion_dir, tmp_path):
-    import pytest
-
     with pytest.raises(FileNotFoundError, match="python -m input_pipeline.sampler_cache"):
         _batches(tiny_fashion_dir, "test", train=False, sampler_cache_dir=str(tmp_path))
 
@@ -128,8 +127,6 @@ def test_jax_crop_resize_matches_pil_and_flips():
 
 
 def test_gpu_decoder_falls_back_to_host_on_cpu():
-    import pytest
-
     from input_pipeline import gpu_decode
 
     ok, why = gpu_decode.gpu_decode_status()
@@ -139,30 +136,39 @@ def test_gpu_decoder_falls_back_to_host_on_cpu():
         gpu_decode.make_decoder("gpu")
 
 
-class _PilGpuDecoder:
-    """The GPU decoder's batching with PIL standing in for nvJPEG, so it runs on CPU."""
+def _pil_gpu_decoder(torch=None):
+    """The GPU decoder's batching with PIL standing in for nvJPEG, so it runs on CPU. With `torch`,
+    frames are torch CHW tensors permuted to HWC and reach JAX by DLPack, as on the GPU."""
+    import jax.numpy as jnp
 
-    def __new__(cls):
-        import jax.numpy as jnp
-
-        from input_pipeline import gpu_decode
-
-        class Fake(gpu_decode.GpuDecoder):
-            def __init__(self):
-                self._videos, self._decoded, self.decoded_frames = None, [], 0
-
-            def _decode_images(self, frames):
-                self.decoded_frames += len(frames)
-                return [np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in frames]
-
-            def _stack_to_jax(self, images):
-                return jnp.asarray(np.stack(images))
-
-        return Fake()
-
-
-def test_gpu_decoder_views_match_host_and_decode_each_frame_once():
     from input_pipeline import gpu_decode
+
+    class Fake(gpu_decode.GpuDecoder):
+        def __init__(self):
+            self._torch, self._videos, self._decoded, self.decoded_frames = torch, None, [], 0
+
+        def _decode_images(self, frames):
+            self.decoded_frames += len(frames)
+            images = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in frames]
+            if torch is None:
+                return images
+            return [
+                torch.from_numpy(im.transpose(2, 0, 1).copy()).permute(1, 2, 0) for im in images
+            ]
+
+        def _stack_to_jax(self, images):
+            if torch is None:
+                return jnp.asarray(np.stack(images))
+            return super()._stack_to_jax(images)
+
+    return Fake()
+
+
+@pytest.mark.parametrize("frames_in", ["numpy", "torch_dlpack"])
+def test_gpu_decoder_views_match_host_and_decode_each_frame_once(frames_in):
+    from input_pipeline import gpu_decode
+
+    torch = pytest.importorskip("torch") if frames_in == "torch_dlpack" else None
 
     videos = [
         [_jpeg(_frame(96, 72, s)) for s in range(4)],
@@ -170,7 +176,7 @@ def test_gpu_decoder_views_match_host_and_decode_each_frame_once():
     ]
     boxes = [(8.0, 4.0, 72.0, 68.0), None]
     flips = [True, False]
-    gpu, host = _PilGpuDecoder(), gpu_decode.HostDecoder()
+    gpu, host = _pil_gpu_decoder(torch), gpu_decode.HostDecoder()
     for size, indices in ((16, None), (32, np.array([[3, 1], [0, 2]]))):
         kw = dict(indices=indices, boxes=boxes, flips=flips)
         got = np.asarray(gpu.view(videos, size, **kw)).astype(float)
@@ -178,3 +184,23 @@ def test_gpu_decoder_views_match_host_and_decode_each_frame_once():
         assert got.shape == want.shape == (2, 4 if indices is None else 2, size, size, 3)
         assert np.abs(got - want).mean() < 3.0
     assert gpu.decoded_frames == 8  # the K-frame view reused the batch decoded for the sampler
+
+
+def test_gpu_check_script_reports_the_fallback_and_input_rates_on_cpu(tmp_path):
+    import importlib.util
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "launch" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.main([f"--out={tmp_path}", "--tiny", "--dtypes="]) == 0  # no models: fast
+    lines = [json.loads(x) for x in (tmp_path / "gpu_check.jsonl").read_text().splitlines()]
+    checks = [x["check"] for x in lines]
+    assert checks[0] == "env" and checks[-1] == "done" and "error" not in checks
+    assert lines[0]["gpu_decode"] is False and "not 'gpu'" in lines[0]["gpu_decode_why"]
+    inputs = [x for x in lines if x["check"] == "input"]
+    assert {x["view"] for x in inputs} == {"sampler_all_t", "recognizer_k", "recognizer_all_t"}
+    assert all(x["videos_per_s"] > 0 and x["decoder"].startswith("host") for x in inputs)
+    assert "augment_in_step" in checks
