@@ -169,8 +169,8 @@ class GpuDecoder:
             for t in ts:
                 img = self._decoded[b][t]
                 h, w = int(img.shape[0]), int(img.shape[1])
-                box = boxes[b] if boxes is not None and boxes[b] is not None else None
-                box = box or decode.center_box(w, h)
+                box = None if boxes is None else boxes[b]
+                box = decode.center_box(w, h) if box is None else tuple(float(v) for v in box)
                 items.append((img, box, bool(flips[b]) if flips is not None else False))
         out = _resize_grouped(items, size, self._stack_to_jax)
         return out.reshape(len(videos), -1, size, size, 3)

@@ -174,7 +174,7 @@ def test_gpu_decoder_views_match_host_and_decode_each_frame_once(frames_in):
         [_jpeg(_frame(96, 72, s)) for s in range(4)],
         [_jpeg(_frame(80, 64, s)) for s in range(4, 8)],  # another frame size in the batch
     ]
-    boxes = [(8.0, 4.0, 72.0, 68.0), None]
+    boxes = [np.array((8.0, 4.0, 72.0, 68.0), np.float32), None]  # as batch["crop_box"] has it
     flips = [True, False]
     gpu, host = _pil_gpu_decoder(torch), gpu_decode.HostDecoder()
     for size, indices in ((16, None), (32, np.array([[3, 1], [0, 2]]))):
