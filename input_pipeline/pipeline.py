@@ -124,9 +124,11 @@ class _ExampleLoader:
         seed: int,
         views: Sequence[str],
         sampler_cache: Any = None,
+        augment_in_step: bool = False,
     ):
         self.source = source
         self.sampler_cache = sampler_cache  # a sampler_cache.SamplerCache: no decode, no record
+        self.augment_in_step = augment_in_step  # cached view: box + flip keys, step augments
         self.num_classes = num_classes
         self.num_frames = num_frames
         self.sampler_size = sampler_size
@@ -179,13 +181,18 @@ class _ExampleLoader:
     def _from_sampler_cache(self, index: int, position: int) -> dict[str, Any]:
         """The sampler view from the uint8 cache: no JPEG, no array_record read."""
         cache = self.sampler_cache
-        if self.augment:
+        out: dict[str, Any] = {}
+        if self.augment and self.augment_in_step:  # the jitted step crops and flips
             rng = np.random.default_rng([self.seed, 1, position])
-            frames = cache.augmented(index, rng, self.crop_scale_min)
+            box, flip = cache.draw(rng, self.crop_scale_min)
+            out.update(sampler_box=np.asarray(box, np.float32), sampler_flip=np.bool_(flip))
+            out["sampler_frames"] = cache.video(index)
+        elif self.augment:
+            rng = np.random.default_rng([self.seed, 1, position])
+            out["sampler_frames"] = cache.augmented(index, rng, self.crop_scale_min)
         else:
-            frames = cache.video(index)
+            out["sampler_frames"] = cache.video(index)
         record = cache.record(index)
-        out: dict[str, Any] = {"sampler_frames": frames}
         out.update(
             _label_fields(record, record["video_id"], index, self.num_classes, self.num_frames)
         )
@@ -356,6 +363,9 @@ def create_dataset(
 
         sampler_cache = SamplerCache(cache_dir, name, split, sampler_size)
         sampler_cache.check(n, meta.num_frames)
+        where = _cfg(data_config, "sampler_cache_augment", "host")
+        if where not in ("host", "step"):
+            raise ValueError(f"config.data.sampler_cache_augment={where!r}: use 'host' or 'step'")
     loader = _ExampleLoader(
         source,
         num_classes=meta.num_classes,
@@ -368,6 +378,7 @@ def create_dataset(
         seed=seed,
         views=views,
         sampler_cache=sampler_cache,
+        augment_in_step=_cfg(data_config, "sampler_cache_augment", "host") == "step",
     )
     if train:
         plan = _train_plan(

@@ -7,8 +7,11 @@ Writes CACHE/<name with / as __>/<split>-<size>.npy (uint8 [N, T, size, size, 3]
 view exactly as `decode.decode_frames(frames, size)` makes it) and a .json index beside it (video
 ids, labels, evidence, shapes, the dataset it came from), so a cached sampler stage reads no
 array_record at all. Training reads it by memmap when `config.data.
-sampler_cache_dir=CACHE`: random access, no decode. Augmentation (random resized crop + flip) is
-applied to the cached arrays on the host, inside the cached centre square. Disk: T * size^2 * 3
+sampler_cache_dir=CACHE`: random access, no decode. Augmentation (random resized crop + flip,
+inside the cached centre square) runs on the host (PIL, default), or, with
+`config.data.sampler_cache_augment='step'`, in the jitted step: the batch then carries the
+unaugmented frames plus `sampler_box` [B, 4] and `sampler_flip` [B], and the step calls
+`augment_in_step` (not wired into the trainer yet). Disk: T * size^2 * 3
 bytes per video, 7.9 GB per 10k videos at T=16, 128 px.
 """
 
@@ -82,13 +85,15 @@ class SamplerCache:
         """uint8 [T, s, s, 3]: the centre-crop view of example `index`, read from disk."""
         return np.array(self.frames[int(index)])
 
+    def draw(self, rng: np.random.Generator, crop_scale_min: float) -> tuple[decode.Box, bool]:
+        """The random resized crop box (cached pixels) and flip of one video."""
+        box = decode.random_resized_box(rng, self.size, self.size, (crop_scale_min, 1.0))
+        return box, bool(rng.random() < 0.5)
+
     def augmented(self, index: int, rng: np.random.Generator, crop_scale_min: float) -> np.ndarray:
-        """A random resized crop + flip of the cached view, the same for all T frames."""
-        frames = self.frames[int(index)]
-        s = self.size
-        box = decode.random_resized_box(rng, s, s, (crop_scale_min, 1.0))
-        flip = bool(rng.random() < 0.5)
-        return crop_resize(frames, box, s, flip=flip)
+        """A random resized crop + flip of the cached view, the same for all T frames (host)."""
+        box, flip = self.draw(rng, crop_scale_min)
+        return crop_resize(self.frames[int(index)], box, self.size, flip=flip)
 
 
 def crop_resize(frames: np.ndarray, box: decode.Box, size: int, *, flip: bool) -> np.ndarray:
@@ -103,6 +108,20 @@ def crop_resize(frames: np.ndarray, box: decode.Box, size: int, *, flip: bool) -
             view = np.asarray(img.resize((size, size), Image.BILINEAR, box=box))
         out[t] = view[:, ::-1] if flip else view
     return out
+
+
+def augment_in_step(frames: Any, boxes: Any, flips: Any) -> Any:
+    """In a jitted step: uint8 [B, T, s, s, 3] with `sampler_box` [B, 4] and `sampler_flip` [B]
+    (what create_dataset adds under data.sampler_cache_augment='step') -> the augmented frames."""
+    import jax.numpy as jnp
+
+    from input_pipeline.gpu_decode import crop_resize as device_crop_resize
+
+    b, t, h, w, c = frames.shape
+    out = device_crop_resize(
+        frames.reshape(b * t, h, w, c), jnp.repeat(boxes, t, axis=0), jnp.repeat(flips, t), w
+    )
+    return out.reshape(b, t, w, w, c)
 
 
 def write_cache(

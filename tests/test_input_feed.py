@@ -92,6 +92,29 @@ def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir,
         assert not np.array_equal(a1["sampler_frames"], p["sampler_frames"])
 
 
+def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_path):
+    import jax.numpy as jnp
+    from input_fixtures import data_config
+
+    from input_pipeline import sampler_cache
+
+    cfg = data_config(tiny_fashion_dir)
+    sampler_cache.write_cache(
+        cfg.name, "train", cfg.sampler_size, str(tmp_path), data_dir=tiny_fashion_dir
+    )
+    cached = dict(sampler_cache_dir=str(tmp_path))
+    host = _batches(tiny_fashion_dir, "train", train=True, **cached)
+    plain = _batches(tiny_fashion_dir, "train", train=True, augment=False, **cached)
+    step = _batches(tiny_fashion_dir, "train", train=True, sampler_cache_augment="step", **cached)
+    for h, p, s in zip(host, plain, step, strict=True):
+        np.testing.assert_array_equal(s["sampler_frames"], p["sampler_frames"])  # unaugmented
+        assert s["sampler_box"].shape == (4, 4) and s["sampler_flip"].shape == (4,)
+        moved = sampler_cache.augment_in_step(
+            jnp.asarray(s["sampler_frames"]), s["sampler_box"], s["sampler_flip"]
+        )
+        assert np.abs(np.asarray(moved, float) - h["sampler_frames"]).mean() < 3.0
+
+
 def test_sampler_cache_missing_or_mismatched_says_how_to_write_it(tiny_fashion_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m input_pipeline.sampler_cache"):
         _batches(tiny_fashion_dir, "test", train=False, sampler_cache_dir=str(tmp_path))
