@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         if not wanted(name):
             continue
         steps = max(4, n // args.batch_size)
+        if not train:  # one pass over the split: leave the warm-up batch out
+            steps = max(1, min(steps, -(-len(source) // args.batch_size) - 1))
         videos = steps * args.batch_size
         if "encoded" not in views:
             config = {**base, **extra}
