@@ -34,7 +34,10 @@ SAMPLER_GMACS = 1.641  # all T frames
 RECOGNIZER_GMACS_PER_FRAME = 3.972
 ACCEL_WORK = {  # view -> (GMACs per video, what the accelerator runs on it)
     "sampler_stage": (3 * SAMPLER_GMACS, "sampler training, fwd+bwd, T=16 @128"),
-    "recognizer_stage": (3 * 6 * RECOGNIZER_GMACS_PER_FRAME, "recognizer training, K=6 @224"),
+    "recognizer_stage": (  # config.recognizer_training.frames_per_video = 8 TSN segments
+        3 * 8 * RECOGNIZER_GMACS_PER_FRAME,
+        "recognizer training, fwd+bwd, 8 TSN frames @224",
+    ),
     "inference_decode_aware": (
         SAMPLER_GMACS + 6 * RECOGNIZER_GMACS_PER_FRAME,
         "NSNet inference: sampler T=16 + recognizer K=6",
