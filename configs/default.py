@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.crop_scale_min = 0.25
     c.data.num_threads = 2
     c.data.prefetch = 2
+    # `python -m input_pipeline.sampler_cache --out_dir=DIR` output: the sampler stage then reads
+    # uint8 arrays from DIR instead of decoding JPEGs (augmentation on the host). "" = decode.
+    c.data.sampler_cache_dir = ""
 
     # ---- model -----------------------------------------------------------------------------
     c.model = ml_collections.ConfigDict()
