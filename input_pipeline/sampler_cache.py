@@ -97,16 +97,23 @@ class SamplerCache:
 
 
 def crop_resize(frames: np.ndarray, box: decode.Box, size: int, *, flip: bool) -> np.ndarray:
-    """uint8 [T, h, w, 3] -> [T, size, size, 3]: the same box and flip for every frame (PIL)."""
+    """uint8 [T, h, w, 3] -> [T, size, size, 3]: the same box and flip for every frame (PIL).
+
+    The flip is PIL's (a C loop); a numpy ::-1 copy cost as much as the resize itself.
+    """
     out = np.empty((frames.shape[0], size, size, 3), np.uint8)
     full = tuple(float(v) for v in box) == (0.0, 0.0, frames.shape[2], frames.shape[1])
+    same = full and frames.shape[1:3] == (size, size)
     for t in range(frames.shape[0]):
-        if full and frames.shape[1:3] == (size, size):
-            view = np.asarray(frames[t])
-        else:
-            img = Image.fromarray(np.ascontiguousarray(frames[t]))
-            view = np.asarray(img.resize((size, size), Image.BILINEAR, box=box))
-        out[t] = view[:, ::-1] if flip else view
+        if same and not flip:
+            out[t] = frames[t]
+            continue
+        img = Image.fromarray(np.asarray(frames[t]))
+        if not same:
+            img = img.resize((size, size), Image.BILINEAR, box=box)
+        if flip:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        out[t] = np.asarray(img)
     return out
 
 
