@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = [
         ("iterator_sampler_stage", ("sampler",), True, {}),
         ("iterator_recognizer_stage", ("recognizer",), True, {}),
+        ("iterator_recognizer_stage_tsn", ("recognizer",), True, {"recognizer_train_frames": 8}),
         ("iterator_inference_decode_aware", ("encoded",), False, {}),
         ("iterator_all_T", ("sampler", "recognizer"), False, {}),
     ]
@@ -267,13 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         "sampler_stage_cached": "iterator_sampler_stage_cached",
         "sampler_stage_cached_step": "iterator_sampler_stage_cached_step",
         "recognizer_stage": "iterator_recognizer_stage",
+        "recognizer_stage_tsn": "iterator_recognizer_stage_tsn",
         "inference_decode_aware": "iterator_inference_decode_aware",
         "all_T": "iterator_all_T",
     }
     for view, measured in feeds.items():
         if measured not in per_core:
             continue
-        gmacs, what = ACCEL_WORK[view.replace("_cached", "").replace("_step", "")]
+        base_view = view.replace("_cached", "").replace("_step", "").replace("_tsn", "")
+        gmacs, what = ACCEL_WORK[base_view]
         demand = macs_per_s / (gmacs * 1e9)
         _emit(
             measure="accelerator_" + view,

@@ -125,10 +125,12 @@ class _ExampleLoader:
         views: Sequence[str],
         sampler_cache: Any = None,
         augment_in_step: bool = False,
+        train_frames: int = 0,
     ):
         self.source = source
         self.sampler_cache = sampler_cache  # a sampler_cache.SamplerCache: no decode, no record
         self.augment_in_step = augment_in_step  # cached view: box + flip keys, step augments
+        self.train_frames = train_frames  # recognizer-only training: TSN frames picked here
         self.num_classes = num_classes
         self.num_frames = num_frames
         self.sampler_size = sampler_size
@@ -162,6 +164,9 @@ class _ExampleLoader:
             flip = bool(rng.random() < 0.5)
         else:
             box = decode.center_box(width, height)
+        if self.train_frames and self.views == ("recognizer",):  # decode only what trains
+            rng = np.random.default_rng([self.seed, 2, position])
+            frames = [frames[i] for i in tsn_indices(rng, len(frames), self.train_frames)]
         # Sampler view alone: a low-res DCT decode. Both views: one decode per frame, sized for
         # the recognizer, resized twice (cheaper than two decodes).
         pairs = (("sampler_frames", "sampler"), ("frames", "recognizer"))
@@ -219,6 +224,16 @@ class _ExampleLoader:
             index=np.int64(-1),
         )
         return out
+
+
+def tsn_indices(rng: np.random.Generator, num_frames: int, n: int) -> np.ndarray:
+    """One random frame from each of n equal segments of num_frames (TSN), as the recognizer
+    step's `_tsn_segments` picks them; all frames when n <= 0 or n >= num_frames."""
+    if n <= 0 or n >= num_frames:
+        return np.arange(num_frames)
+    starts = np.floor(np.arange(n) * num_frames / n).astype(np.int64)
+    lengths = np.floor((np.arange(n) + 1) * num_frames / n).astype(np.int64) - starts
+    return starts + rng.integers(0, lengths)
 
 
 def _label_fields(
@@ -308,6 +323,9 @@ def create_dataset(
     bytes, crop_box [b,4], flip [b] for `decode.decode_frames` of only the frames a sampler
     chose: the decode-aware path). With `data.sampler_cache_dir` set and views=("sampler",), the
     sampler view comes from `input_pipeline.sampler_cache` arrays instead of JPEGs.
+    Train with views=("recognizer",) and `data.recognizer_train_frames=n` (> 0): `frames` holds
+    n TSN frames [b, n, ...] instead of T, so only those are decoded (set it to
+    recognizer_training.frames_per_video; the step keeps n frames as they are).
     """
     if process_index is None or process_count is None:
         import jax
@@ -379,6 +397,7 @@ def create_dataset(
         views=views,
         sampler_cache=sampler_cache,
         augment_in_step=_cfg(data_config, "sampler_cache_augment", "host") == "step",
+        train_frames=int(_cfg(data_config, "recognizer_train_frames", 0)) if train else 0,
     )
     if train:
         plan = _train_plan(

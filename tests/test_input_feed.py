@@ -227,3 +227,43 @@ def test_gpu_check_script_reports_the_fallback_and_input_rates_on_cpu(tmp_path):
     assert {x["view"] for x in inputs} == {"sampler_all_t", "recognizer_k", "recognizer_all_t"}
     assert all(x["videos_per_s"] > 0 and x["decoder"].startswith("host") for x in inputs)
     assert "augment_in_step" in checks
+
+
+def test_tsn_indices_pick_one_frame_per_segment():
+    from input_pipeline.pipeline import tsn_indices
+
+    rng = np.random.default_rng(0)
+    for t, n in ((16, 8), (16, 6), (6, 3)):
+        idx = tsn_indices(rng, t, n)
+        starts = np.floor(np.arange(n) * t / n).astype(int)
+        ends = np.floor((np.arange(n) + 1) * t / n).astype(int)
+        assert np.all((starts <= idx) & (idx < ends))
+    np.testing.assert_array_equal(tsn_indices(rng, 6, 0), np.arange(6))
+    np.testing.assert_array_equal(tsn_indices(rng, 6, 6), np.arange(6))
+
+
+def test_recognizer_stage_decodes_only_its_tsn_frames(tiny_fashion_dir):
+    from input_fixtures import data_config
+
+    from input_pipeline import pipeline
+
+    def batches(**overrides):
+        it, _ = pipeline.create_dataset(
+            data_config(tiny_fashion_dir, num_threads=1, **overrides),
+            "train",
+            train=True,
+            global_batch_size=4,
+            seed=5,
+            process_index=0,
+            process_count=1,
+            views=("recognizer",),
+        )
+        return [next(it) for _ in range(2)]
+
+    full, picked = batches(), batches(recognizer_train_frames=3)
+    for step, (f, p) in enumerate(zip(full, picked, strict=True)):
+        assert p["frames"].shape == (4, 3) + f["frames"].shape[2:]
+        for row in range(4):
+            rng = np.random.default_rng([5, 2, step * 4 + row])  # the loader's stream
+            idx = pipeline.tsn_indices(rng, f["frames"].shape[1], 3)
+            np.testing.assert_array_equal(p["frames"][row], f["frames"][row][idx])  # same crop

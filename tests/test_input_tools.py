@@ -46,7 +46,7 @@ def test_bench_prints_one_json_line_per_measurement(tiny_fashion_dir, tmp_path, 
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     measures = {x["measure"]: x for x in lines}
     views = ("sampler_stage", "sampler_stage_cached", "sampler_stage_cached_step")
-    views += ("recognizer_stage",)
+    views += ("recognizer_stage", "recognizer_stage_tsn")
     views += ("inference_decode_aware", "all_T")
     assert {"decode_sampler_center", "decode_recognizer_k"} <= set(measures)
     assert {f"iterator_{v}" for v in views} <= set(measures)
