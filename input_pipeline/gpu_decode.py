@@ -60,11 +60,13 @@ def gpu_decode_status() -> tuple[bool, str]:
     try:
         import torch
         import torchvision.io  # noqa: F401
-    except ImportError as e:
-        return False, f"torchvision is not importable ({e}); pip install torch torchvision"
-    if not torch.cuda.is_available():
-        return False, "torch has no CUDA device (a CPU-only torch build?)"
-    return True, f"torch {torch.__version__} CUDA decode on {torch.cuda.get_device_name(0)}"
+
+        if not torch.cuda.is_available():
+            return False, "torch has no CUDA device (a CPU-only torch build?)"
+        name = torch.cuda.get_device_name(0)
+    except Exception as e:  # noqa: BLE001 - ImportError, or a CUDA library that fails to load
+        return False, f"torch/torchvision unusable ({type(e).__name__}: {e}); host decode instead"
+    return True, f"torch {torch.__version__} CUDA decode on {name}"
 
 
 class HostDecoder:
