@@ -228,7 +228,7 @@ class _ExampleLoader:
 
 def tsn_indices(rng: np.random.Generator, num_frames: int, n: int) -> np.ndarray:
     """One random frame from each of n equal segments of num_frames (TSN), as the recognizer
-    step's `_tsn_segments` picks them; all frames when n <= 0 or n >= num_frames."""
+    step's `tsn_segments` picks them; all frames when n <= 0 or n >= num_frames."""
     if n <= 0 or n >= num_frames:
         return np.arange(num_frames)
     starts = np.floor(np.arange(n) * num_frames / n).astype(np.int64)
@@ -325,7 +325,7 @@ def create_dataset(
     sampler view comes from `input_pipeline.sampler_cache` arrays instead of JPEGs.
     Train with views=("recognizer",) and `data.recognizer_train_frames=n` (> 0): `frames` holds
     n TSN frames [b, n, ...] instead of T, so only those are decoded (set it to
-    recognizer_training.frames_per_video; the step keeps n frames as they are).
+    recognizer_training.frames_per_video; train.step.tsn_segments keeps n frames as they are).
     """
     if process_index is None or process_count is None:
         import jax
