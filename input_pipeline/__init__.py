@@ -1,6 +1,12 @@
 """Input pipeline: TFDS video builders and a random-access, multi-host video loader.
 
-Importing the package registers the builders, so `tfds.builder('salient_fashion')` works.
+Importing the package registers the builders, so `tfds.builder('salient_fashion')` works. Without
+TensorFlow Datasets installed (e.g. a GPU box that only runs `launch/gpu_check.py`), the package
+still imports, and the modules that need no TFDS (decode, gpu_decode) work.
 """
 
-from input_pipeline import datasets  # noqa: F401
+try:
+    from input_pipeline import datasets  # noqa: F401
+except ModuleNotFoundError as e:
+    if (e.name or "").split(".")[0] not in ("tensorflow_datasets", "tensorflow"):
+        raise

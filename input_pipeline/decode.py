@@ -55,6 +55,19 @@ def random_resized_box(
     return center_box(width, height)
 
 
+def draft_scale(box: Box, size: int) -> int:
+    """Largest JPEG DCT scale (8, 4, 2 or 1) at which the crop `box` still spans >= `size` px.
+
+    The crop, not the frame, sets it: a 256-px crop of a 341x256 frame drafts at 1/2 for a 128-px
+    view. Smaller crops decode at a finer scale, so no view is ever upsampled by the draft.
+    """
+    span = min(box[2] - box[0], box[3] - box[1])
+    for scale in (8, 4, 2):
+        if span / scale >= size:
+            return scale
+    return 1
+
+
 def decode_frame_sizes(
     encoded: bytes,
     sizes: Sequence[int],
@@ -71,17 +84,15 @@ def decode_frame_sizes(
     full_w, full_h = img.size
     if box is None:
         box = center_box(full_w, full_h)
-    x0, y0, x1, y1 = box
-    size = max(sizes)
-    if draft and img.format == "JPEG":
-        # Smallest DCT scale that still leaves >= size pixels across the crop.
-        need = (math.ceil(full_w * size / (x1 - x0)), math.ceil(full_h * size / (y1 - y0)))
-        if 2 * need[0] <= full_w and 2 * need[1] <= full_h:  # else no scale applies
-            img.draft("RGB", need)
-    w, h = img.size
-    sx, sy = w / full_w, h / full_h
-    img = img.convert("RGB")
-    scaled = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+    scale = draft_scale(box, max(sizes)) if draft and img.format == "JPEG" else 1
+    if scale > 1:
+        # PIL picks the largest of 8/4/2 that is <= min(W // w, H // h): floor keeps it at `scale`.
+        img.draft("RGB", (full_w // scale, full_h // scale))
+    if img.size == (full_w, full_h):
+        scale = 1  # the draft did not apply (e.g. a progressive JPEG with several tiles)
+    # libjpeg's scaled IDCT maps original x to x / scale (the last pixel may be partial).
+    scaled = tuple(v / scale for v in box)
+    img = img.convert("RGB") if img.mode != "RGB" else img
     out = []
     for s in sizes:
         view = img.resize((s, s), Image.BILINEAR, box=scaled)

@@ -123,8 +123,14 @@ class _ExampleLoader:
         crop_scale_min: float,
         seed: int,
         views: Sequence[str],
+        sampler_cache: Any = None,
+        augment_in_step: bool = False,
+        train_frames: int = 0,
     ):
         self.source = source
+        self.sampler_cache = sampler_cache  # a sampler_cache.SamplerCache: no decode, no record
+        self.augment_in_step = augment_in_step  # cached view: box + flip keys, step augments
+        self.train_frames = train_frames  # recognizer-only training: TSN frames picked here
         self.num_classes = num_classes
         self.num_frames = num_frames
         self.sampler_size = sampler_size
@@ -135,6 +141,8 @@ class _ExampleLoader:
         self.views = tuple(views)
 
     def __call__(self, index: int, position: int) -> dict[str, Any]:
+        if self.sampler_cache is not None:
+            return self._from_sampler_cache(index, position)
         record = records.read_record(self.source, int(index))
         video_id = record["video_id"]
         vid = video_id.decode() if isinstance(video_id, bytes) else str(video_id)
@@ -156,6 +164,9 @@ class _ExampleLoader:
             flip = bool(rng.random() < 0.5)
         else:
             box = decode.center_box(width, height)
+        if self.train_frames and self.views == ("recognizer",):  # decode only what trains
+            rng = np.random.default_rng([self.seed, 2, position])
+            frames = [frames[i] for i in tsn_indices(rng, len(frames), self.train_frames)]
         # Sampler view alone: a low-res DCT decode. Both views: one decode per frame, sized for
         # the recognizer, resized twice (cheaper than two decodes).
         pairs = (("sampler_frames", "sampler"), ("frames", "recognizer"))
@@ -169,21 +180,26 @@ class _ExampleLoader:
             out["encoded_frames"] = _object_array(frames)
             out["crop_box"] = np.asarray(box, np.float32)
             out["flip"] = np.bool_(flip)
-        labels = np.zeros(self.num_classes, np.float32)
-        labels[np.asarray(record.get("labels", [record["label"]]), np.int64)] = 1.0
-        labels[int(record["label"])] = 1.0
-        evidence = record.get("evidence")
+        out.update(_label_fields(record, video_id, index, self.num_classes, self.num_frames))
+        return out
+
+    def _from_sampler_cache(self, index: int, position: int) -> dict[str, Any]:
+        """The sampler view from the uint8 cache: no JPEG, no array_record read."""
+        cache = self.sampler_cache
+        out: dict[str, Any] = {}
+        if self.augment and self.augment_in_step:  # the jitted step crops and flips
+            rng = np.random.default_rng([self.seed, 1, position])
+            box, flip = cache.draw(rng, self.crop_scale_min)
+            out.update(sampler_box=np.asarray(box, np.float32), sampler_flip=np.bool_(flip))
+            out["sampler_frames"] = cache.video(index)
+        elif self.augment:
+            rng = np.random.default_rng([self.seed, 1, position])
+            out["sampler_frames"] = cache.augmented(index, rng, self.crop_scale_min)
+        else:
+            out["sampler_frames"] = cache.video(index)
+        record = cache.record(index)
         out.update(
-            label=np.int32(record["label"]),
-            labels=labels,
-            evidence=(
-                np.asarray(evidence, bool)
-                if evidence is not None
-                else np.zeros(self.num_frames, bool)
-            ),
-            mask=np.float32(1.0),
-            video_id=video_id if isinstance(video_id, bytes) else str(video_id).encode(),
-            index=np.int64(index),
+            _label_fields(record, record["video_id"], index, self.num_classes, self.num_frames)
         )
         return out
 
@@ -208,6 +224,36 @@ class _ExampleLoader:
             index=np.int64(-1),
         )
         return out
+
+
+def tsn_indices(rng: np.random.Generator, num_frames: int, n: int) -> np.ndarray:
+    """One random frame from each of n equal segments of num_frames (TSN), as the recognizer
+    step's `tsn_segments` picks them; all frames when n <= 0 or n >= num_frames."""
+    if n <= 0 or n >= num_frames:
+        return np.arange(num_frames)
+    starts = np.floor(np.arange(n) * num_frames / n).astype(np.int64)
+    lengths = np.floor((np.arange(n) + 1) * num_frames / n).astype(np.int64) - starts
+    return starts + rng.integers(0, lengths)
+
+
+def _label_fields(
+    record: Mapping[str, Any], video_id: Any, index: int, num_classes: int, num_frames: int
+) -> dict[str, Any]:
+    """label, multi-hot labels, evidence, mask, video_id and index of one example."""
+    labels = np.zeros(num_classes, np.float32)
+    labels[np.asarray(record.get("labels", [record["label"]]), np.int64)] = 1.0
+    labels[int(record["label"])] = 1.0
+    evidence = record.get("evidence")
+    return dict(
+        label=np.int32(record["label"]),
+        labels=labels,
+        evidence=(
+            np.asarray(evidence, bool) if evidence is not None else np.zeros(num_frames, bool)
+        ),
+        mask=np.float32(1.0),
+        video_id=video_id if isinstance(video_id, bytes) else str(video_id).encode(),
+        index=np.int64(index),
+    )
 
 
 def _object_array(items: Sequence[Any]) -> np.ndarray:
@@ -275,7 +321,11 @@ def create_dataset(
     processes, the last batch padded with mask=0 rows. `views` picks what to produce: "sampler"
     (sampler_frames), "recognizer" (frames), "encoded" (host-only encoded_frames [b,T] JPEG
     bytes, crop_box [b,4], flip [b] for `decode.decode_frames` of only the frames a sampler
-    chose: the decode-aware path).
+    chose: the decode-aware path). With `data.sampler_cache_dir` set and views=("sampler",), the
+    sampler view comes from `input_pipeline.sampler_cache` arrays instead of JPEGs.
+    Train with views=("recognizer",) and `data.recognizer_train_frames=n` (> 0): `frames` holds
+    n TSN frames [b, n, ...] instead of T, so only those are decoded (set it to
+    recognizer_training.frames_per_video; train.step.tsn_segments keeps n frames as they are).
     """
     if process_index is None or process_count is None:
         import jax
@@ -323,17 +373,31 @@ def create_dataset(
     else:
         steps_per_epoch = math.ceil(n / global_batch_size)
     meta = DatasetMeta(num_examples=n, steps_per_epoch=steps_per_epoch, **fields)
+    sampler_size = int(_cfg(data_config, "sampler_size", 128))
+    sampler_cache = None
+    cache_dir = _cfg(data_config, "sampler_cache_dir", "")
+    if cache_dir and set(views) == {"sampler"}:  # other views need the JPEGs anyway
+        from input_pipeline.sampler_cache import SamplerCache
+
+        sampler_cache = SamplerCache(cache_dir, name, split, sampler_size)
+        sampler_cache.check(n, meta.num_frames)
+        where = _cfg(data_config, "sampler_cache_augment", "host")
+        if where not in ("host", "step"):
+            raise ValueError(f"config.data.sampler_cache_augment={where!r}: use 'host' or 'step'")
     loader = _ExampleLoader(
         source,
         num_classes=meta.num_classes,
         num_frames=meta.num_frames,
-        sampler_size=int(_cfg(data_config, "sampler_size", 128)),
+        sampler_size=sampler_size,
         recognizer_size=int(_cfg(data_config, "recognizer_size", 224)),
         train=train,
         augment=bool(_cfg(data_config, "augment", True)),
         crop_scale_min=float(_cfg(data_config, "crop_scale_min", 0.25)),
         seed=seed,
         views=views,
+        sampler_cache=sampler_cache,
+        augment_in_step=_cfg(data_config, "sampler_cache_augment", "host") == "step",
+        train_frames=int(_cfg(data_config, "recognizer_train_frames", 0)) if train else 0,
     )
     if train:
         plan = _train_plan(

@@ -143,26 +143,31 @@ def make_decode_aware_fn(
     recognizer_size: int,
     pool: Executor | None = None,
     sample: Callable[..., dict[str, jax.Array]] | None = None,
+    decoder: Any = None,
 ) -> Callable[..., dict[str, Any]]:
     """f(variables, videos, boxes=None, flips=None) -> logits, indices, scores, timings.
 
     Low-res decode of all T -> sampler -> top-K -> full-res decode of only those K -> recognizer.
     `timings` splits the call into decode_s and compute_s (wall clock, nothing overlapped).
-    `sample` reuses an already compiled `make_sample_fn(model)`.
+    `sample` reuses an already compiled `make_sample_fn(model)`. `decoder`: an
+    `input_pipeline.gpu_decode` decoder; default: nvJPEG on the GPU when JAX runs there and
+    torchvision is installed, else PIL on the host with `pool`.
     """
+    from input_pipeline import gpu_decode
+
     sample = sample or make_sample_fn(model)
     recognize = make_recognize_selected_fn(model)
+    decoder = decoder or gpu_decode.make_decoder("auto", pool)
 
     def run(variables, videos, boxes=None, flips=None) -> dict[str, Any]:
         t0 = time.perf_counter()
-        low = decode_batch(videos, sampler_size, boxes=boxes, flips=flips, pool=pool)
+        low = jax.block_until_ready(decoder.view(videos, sampler_size, boxes=boxes, flips=flips))
         t1 = time.perf_counter()
         sampled = sample(variables, low)
         indices = np.asarray(sampled["indices"])  # the host needs them to decode: a sync point
         t2 = time.perf_counter()
-        high = decode_batch(
-            videos, recognizer_size, indices=indices, boxes=boxes, flips=flips, pool=pool
-        )
+        high = decoder.view(videos, recognizer_size, indices=indices, boxes=boxes, flips=flips)
+        high = jax.block_until_ready(high)
         t3 = time.perf_counter()
         logits = jax.block_until_ready(recognize(variables, high))
         t4 = time.perf_counter()
@@ -173,5 +178,5 @@ def make_decode_aware_fn(
             "timings": {"decode_s": (t1 - t0) + (t3 - t2), "compute_s": (t2 - t1) + (t4 - t3)},
         }
 
-    run.sample, run.recognize = sample, recognize
+    run.sample, run.recognize, run.decoder = sample, recognize, decoder
     return run
