@@ -126,6 +126,13 @@ def _write_run_info(config: Any, workdir: str, mesh) -> None:
         "global_batch_size": config.batch_size,
         "local_batch_size": config.batch_size // jax.process_count(),
     }
+    try:  # predict and export label their outputs with these
+        meta = pipeline.dataset_meta_fields(
+            pipeline.load_builder(config.data.name, config.data.data_dir)
+        )
+        info["class_names"] = list(meta["class_names"])
+    except (FileNotFoundError, ValueError):
+        info["class_names"] = None
     (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=1))
     (epath.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=1))
 
