@@ -1,0 +1,156 @@
+"""predict: JSON lines per video from files, folders, lists and trees; bad inputs are one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import av
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from nsnet_jax.inference.jitted import make_inference_fn
+from nsnet_jax.inference.predictor import PredictOptions, predict
+from nsnet_jax.inference.trained import load_trained
+from nsnet_jax.inference.video_reader import open_frame_folder, open_video_file
+from tests.trained_fixtures import CLASS_NAMES, tiny_predict_config, write_workdir
+
+pytest_plugins = ("trained_fixtures",)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _frames(n: int, seed: int, h: int = 36, w: int = 48) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 3, 4, 3), dtype=np.uint8)
+    return [np.asarray(Image.fromarray(b).resize((w, h), Image.BILINEAR)) for b in base]
+
+
+def _write_mp4(path: str, frames: list[np.ndarray], rate: int = 10) -> None:
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _write_folder(folder: str, frames: list[np.ndarray]) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(os.path.join(folder, f"image_{i + 1:05d}.jpg"), quality=95)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("videos")
+    tree = root / "tree" / "cats"
+    tree.mkdir(parents=True)
+    paths = {
+        "mp4": str(tree / "a.mp4"),
+        "mp4_b": str(root / "tree" / "b.mp4"),
+        "folder": str(root / "tree" / "c_frames"),
+        "short": str(root / "short.mp4"),
+        "corrupt": str(root / "corrupt.mp4"),
+        "empty_dir": str(root / "empty"),
+        "missing": str(root / "nope.mp4"),
+        "list": str(root / "list.txt"),
+    }
+    _write_mp4(paths["mp4"], _frames(20, 0))
+    _write_mp4(paths["mp4_b"], _frames(13, 1))
+    _write_folder(paths["folder"], _frames(9, 2))
+    _write_mp4(paths["short"], _frames(3, 3))
+    with open(paths["corrupt"], "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    os.makedirs(paths["empty_dir"])
+    with open(paths["list"], "w") as f:
+        f.write("tree/cats/a.mp4 0\ntree/c_frames 9 1\n")
+    return paths
+
+
+def _run(workdir: str, inputs, **opts) -> tuple[list[dict], dict]:
+    lines: list[dict] = []
+    summary = predict(load_trained(workdir), inputs, lines.append, PredictOptions(**opts))
+    return lines, summary
+
+
+def test_reader_samples_like_video_folder_and_decodes_k_on_demand(videos):
+    v = open_video_file(videos["mp4"], 6, 16, 32)
+    assert v.low.shape == (6, 16, 16, 3) and v.low.dtype == np.uint8
+    np.testing.assert_array_equal(v.frame_numbers, ((np.arange(6) + 0.5) * 20 / 6).astype(int))
+    np.testing.assert_allclose(v.timestamps, v.frame_numbers / 10.0, atol=1e-6)
+    assert v.full([1, 4]).shape == (2, 32, 32, 3)
+    f = open_frame_folder(videos["folder"], 6, 16, 32, fps=3.0)
+    assert f.timestamps[0] == pytest.approx(f.frame_numbers[0] / 3.0)
+    assert open_frame_folder(videos["folder"], 6, 16, 32).timestamps[0] is None
+
+
+def test_predict_every_input_form_and_bad_inputs_are_lines(tiny_workdir, videos):
+    inputs = [videos[k] for k in ("mp4", "folder", "list", "short", "corrupt", "empty_dir",
+                                  "missing")]  # fmt: skip
+    inputs.append(os.path.dirname(videos["mp4_b"]))  # the tree: a.mp4, b.mp4, c_frames
+    lines, summary = _run(tiny_workdir, inputs, batch_size=3, folder_fps=5.0)
+    assert summary["videos"] == len(lines) == 11
+    ok = [x for x in lines if "error" not in x]
+    bad = {x["path"]: x["error"] for x in lines if "error" in x}
+    assert summary["ok"] == len(ok) == 7 and summary["errors"] == len(bad) == 4
+    assert "shorter than asked: 3 frames" in bad[videos["short"]]
+    assert "undecodable video" in bad[videos["corrupt"]]
+    assert "no videos" in bad[videos["empty_dir"]] and "not found" in bad[videos["missing"]]
+    for x in ok:
+        assert len(x["top"]) == 5 and x["top"][0]["class"] in CLASS_NAMES
+        assert sum(t["prob"] for t in x["top"]) == pytest.approx(1.0, abs=1e-4)
+        assert len(x["selected"]) == 2 and len(x["scores"]) == 6 and x["gmacs"] > 0
+        assert x["selected"] == sorted(x["selected"])
+    by_path = {}
+    for x in ok:
+        by_path.setdefault(x["path"], []).append(x)
+    # the same video through a file path, a list file and a tree gives the same line
+    a = by_path[videos["mp4"]]
+    assert len(a) == 3 and a[0] == a[1] == a[2]
+    assert all(s is not None for s in a[0]["selected_seconds"])
+    assert by_path[videos["folder"]][0]["selected_seconds"][0] is not None
+
+
+def test_predict_matches_the_jitted_model_on_the_frames_it_read(tiny_workdir, videos):
+    trained = load_trained(tiny_workdir)
+    lines, _ = _run(tiny_workdir, [videos["mp4"], videos["mp4_b"]], batch_size=2)
+    vids = [open_video_file(videos[k], 6, 16, 32) for k in ("mp4", "mp4_b")]
+    low = np.stack([v.low for v in vids])
+    high = np.stack([np.stack([v.full([t])[0] for t in range(6)]) for v in vids])
+    ref = jax.device_get(make_inference_fn(trained.model)(trained.variables, low, high))
+    probs = jax.nn.softmax(ref["logits"])
+    for i, line in enumerate(lines):
+        assert line["selected"] == ref["indices"][i].tolist()
+        np.testing.assert_allclose(line["scores"], ref["scores"][i], atol=1e-5)
+        assert line["top"][0]["index"] == int(np.argmax(probs[i]))
+        assert line["top"][0]["prob"] == pytest.approx(float(probs[i].max()), abs=1e-5)
+
+
+def test_checkpoint_of_another_config_is_one_clear_error(tiny_workdir, tmp_path):
+    other = str(tmp_path / "other")
+    write_workdir(other, tiny_predict_config(model__recognizer__width=0.25))
+    with pytest.raises(ValueError, match="does not fit the config"):
+        load_trained(tiny_workdir, checkpoint=os.path.join(other, "sampler", "final"))
+
+
+def test_cli_writes_lines_summary_and_contact_sheets(tiny_workdir, videos, tmp_path):
+    out, sheets = str(tmp_path / "pred.jsonl"), str(tmp_path / "sheets")
+    cmd = [sys.executable, "-m", "nsnet_jax.predict", f"--workdir={tiny_workdir}", f"--out={out}",
+           f"--contact_sheets={sheets}", videos["mp4"], videos["missing"]]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(x) for x in open(out)]
+    assert len(lines) == 2 and "error" in lines[1]
+    assert os.path.isfile(lines[0]["contact_sheet"])
+    summary = json.loads(open(out + ".summary.json").read())
+    assert summary["ok"] == 1 and summary["errors"] == 1
+    bad = subprocess.run(cmd[:3] + [f"--workdir={tmp_path}", videos["mp4"]], cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode != 0 and "not a training workdir" in bad.stderr.splitlines()[-1]
