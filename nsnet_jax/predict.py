@@ -24,6 +24,9 @@ _BATCH = flags.DEFINE_integer("batch_size", 8, "Videos per batch (a multiple of 
 _THREADS = flags.DEFINE_integer("num_threads", 4, "Decoding threads.")
 _FPS = flags.DEFINE_float("fps", 0.0, "Frame folders: their extraction rate, for timestamps.")
 _SAMPLE_FPS = flags.DEFINE_float("sample_fps", 0.0, "Video files: sample at this rate.")
+_PIPELINE_VIEWS = flags.DEFINE_bool(
+    "pipeline_views", False, "Frame folders: decode all T at full size as evaluation does."
+)
 _SHEETS = flags.DEFINE_string("contact_sheets", None, "Write a contact sheet PNG per video here.")
 
 
@@ -48,6 +51,7 @@ def main(argv: list[str]) -> None:
     options = PredictOptions(
         batch_size=_BATCH.value, num_threads=_THREADS.value, folder_fps=_FPS.value,
         sample_fps=_SAMPLE_FPS.value, contact_sheet_dir=_SHEETS.value,
+        pipeline_views=_PIPELINE_VIEWS.value,
     )  # fmt: skip
     summary = predict(trained, inputs, write, options)
     if _OUT.value:

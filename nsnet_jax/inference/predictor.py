@@ -39,6 +39,7 @@ class PredictOptions:
     sample_fps: float = 0.0  # sample video files at this rate instead of T segment centres
     top: int = 5
     contact_sheet_dir: str | None = None
+    pipeline_views: bool = False  # frame folders: both views from one full decode, as in eval
     log_every_s: float = 10.0
 
 
@@ -74,6 +75,7 @@ def _open(src: Source, config: Any, opts: PredictOptions) -> OpenVideo | str:
         return open_source(
             src.path, src.kind, d.num_frames, d.sampler_size, d.recognizer_size,
             folder_fps=opts.folder_fps, sample_fps=opts.sample_fps,
+            pipeline_views=opts.pipeline_views,
         )  # fmt: skip
     except SkipVideo as e:
         return str(e)

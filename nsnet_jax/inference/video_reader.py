@@ -55,9 +55,19 @@ def _natural_key(name: str):
 
 
 def open_frame_folder(
-    path: str, num_frames: int, sampler_size: int, recognizer_size: int, fps: float = 0.0
+    path: str,
+    num_frames: int,
+    sampler_size: int,
+    recognizer_size: int,
+    fps: float = 0.0,
+    pipeline_views: bool = False,
 ) -> OpenVideo:
-    """T frames of a folder of images, uniformly sampled as `video_io.read_frame_folder` does."""
+    """T frames of a folder of images, uniformly sampled as `video_io.read_frame_folder` does.
+
+    `pipeline_views`: decode every candidate once at full size and make both views from it, as
+    the training/evaluation pipeline does (bit-identical to evaluation on exported splits, and
+    T full decodes instead of K).
+    """
     try:
         names = sorted(
             (n for n in os.listdir(path) if n.lower().endswith(FRAME_EXTENSIONS)),
@@ -77,6 +87,13 @@ def open_frame_folder(
         except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
             raise SkipVideo(f"undecodable frame {names[idx[t]]}: {type(e).__name__}: {e}") from e
 
+    if pipeline_views:
+        try:
+            low, high = decode.decode_video_views(blobs, (sampler_size, recognizer_size))
+        except decode.CorruptFrameError as e:
+            raise SkipVideo(str(e)) from e
+        times = [float(i) / fps if fps > 0 else None for i in idx]
+        return OpenVideo(low, idx, times, lambda chosen: high[np.asarray(chosen, int)])
     low = np.stack([decode_at(t, sampler_size) for t in range(len(idx))])
     times = [float(i) / fps if fps > 0 else None for i in idx]
     return OpenVideo(
@@ -164,6 +181,7 @@ def open_source(
     *,
     folder_fps: float = 0.0,
     sample_fps: float = 0.0,
+    pipeline_views: bool = False,
 ) -> OpenVideo:
     """A `sources.Source` opened; every failure is a `SkipVideo` with the reason.
 
@@ -172,7 +190,9 @@ def open_source(
     """
     try:
         if kind == "frames":
-            return open_frame_folder(path, num_frames, sampler_size, recognizer_size, folder_fps)
+            return open_frame_folder(
+                path, num_frames, sampler_size, recognizer_size, folder_fps, pipeline_views
+            )
         return open_video_file(path, num_frames, sampler_size, recognizer_size, sample_fps)
     except SkipVideo:
         raise

@@ -464,6 +464,7 @@ def run_eval_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
 
     variables = _restore_stage_variables(config, workdir, model, mesh, "sampler")
     results = evaluate.evaluate(config, model, variables, mesh)
+    evaluate.write_per_video(os.path.join(workdir, "eval"), results.pop("per_video"))
     if jax.process_index() == 0:
         out = epath.Path(workdir) / "eval"
         out.mkdir(parents=True, exist_ok=True)
