@@ -221,3 +221,20 @@ def test_predict_on_exported_split_agrees_with_evaluation(split_run):
           f"agreement {stats[False][1]:.3f}, accuracy {stats[False][2]:.3f} vs "
           f"{nsnet['top1']:.3f}")  # fmt: skip
     assert stats[False][0] >= 0.5 and stats[False][1] >= 0.5
+
+
+def test_worst_failures_are_confident_nsnet_errors_the_oracle_got_right():
+    from nsnet_jax.demo import worst_failures
+
+    def line(vid, method, pred, prob, label=0):
+        return {"video_id": vid, "method": method, "k": 2, "labels": [label],
+                "top5": [[pred, prob]], "selected": [0, 1]}  # fmt: skip
+
+    lines = [
+        line("a", "nsnet", 1, 0.9), line("a", "oracle", 0, 0.8),  # fails, oracle right: in
+        line("b", "nsnet", 1, 0.6), line("b", "oracle", 0, 0.8),  # in, less confident
+        line("c", "nsnet", 1, 0.99), line("c", "oracle", 1, 0.8),  # oracle wrong too: out
+        line("d", "nsnet", 0, 0.99), line("d", "oracle", 0, 0.8),  # nsnet right: out
+    ]  # fmt: skip
+    assert [x["video_id"] for x in worst_failures(lines, 2, 5)] == ["a", "b"]
+    assert worst_failures(lines, 1, 5) == []
