@@ -25,7 +25,7 @@ _THREADS = flags.DEFINE_integer("num_threads", 4, "Decoding threads.")
 _FPS = flags.DEFINE_float("fps", 0.0, "Frame folders: their extraction rate, for timestamps.")
 _SAMPLE_FPS = flags.DEFINE_float("sample_fps", 0.0, "Video files: sample at this rate.")
 _PIPELINE_VIEWS = flags.DEFINE_bool(
-    "pipeline_views", False, "Frame folders: decode all T at full size as evaluation does."
+    "pipeline_views", False, "All T frames at full size, both views from them, as evaluation does."
 )
 _SHEETS = flags.DEFINE_string("contact_sheets", None, "Write a contact sheet PNG per video here.")
 

@@ -29,11 +29,13 @@ def _frames(n: int, seed: int, h: int = 36, w: int = 48) -> list[np.ndarray]:
     return [np.asarray(Image.fromarray(b).resize((w, h), Image.BILINEAR)) for b in base]
 
 
-def _write_mp4(path: str, frames: list[np.ndarray], rate: int = 10) -> None:
+def _write_mp4(path: str, frames: list[np.ndarray], rate: int = 10, gop: int = 0) -> None:
     with av.open(path, "w") as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 container.mux(packet)
@@ -89,6 +91,17 @@ def test_reader_samples_like_video_folder_and_decodes_k_on_demand(videos):
     f = open_frame_folder(videos["folder"], 6, 16, 32, fps=3.0)
     assert f.timestamps[0] == pytest.approx(f.frame_numbers[0] / 3.0)
     assert open_frame_folder(videos["folder"], 6, 16, 32).timestamps[0] is None
+
+
+def test_seeking_reads_the_same_frames_as_decoding_through(tmp_path):
+    path = str(tmp_path / "long.mp4")
+    _write_mp4(path, _frames(150, 5), rate=10, gop=8)
+    through = open_video_file(path, 6, 16, 32, seek_gap_s=0)
+    seeking = open_video_file(path, 6, 16, 32, seek_gap_s=1.0)  # gaps are 2.5 s: seeks
+    np.testing.assert_array_equal(seeking.frame_numbers, through.frame_numbers)
+    np.testing.assert_array_equal(seeking.low, through.low)
+    np.testing.assert_array_equal(seeking.full([0, 5]), through.full([0, 5]))
+    assert seeking.timestamps == through.timestamps
 
 
 def test_predict_every_input_form_and_bad_inputs_are_lines(tiny_workdir, videos):

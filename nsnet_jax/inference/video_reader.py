@@ -116,10 +116,56 @@ def _count_frames(path: str) -> tuple[int, float]:
     return n, rate
 
 
+def _decode_wanted(container, idx: np.ndarray, rate: float, seek_gap_s: float) -> dict:
+    """{sampled frame number: decoded picture}, seeking over long gaps (constant frame rate)."""
+    stream = container.streams.video[0]
+    wanted: dict[int, object] = {int(i): None for i in idx}
+    tb, start = stream.time_base, stream.start_time or 0
+    can_seek = seek_gap_s > 0 and rate > 0 and tb is not None
+    if not can_seek:
+        for t, frame in enumerate(container.decode(stream)):
+            if t in wanted:
+                wanted[t] = frame  # a decoded picture (YUV); converted later at each size
+            if t >= idx[-1]:
+                break
+        return wanted
+    gap = seek_gap_s * rate
+    frames = None
+    pos = -1  # frame number of the last decoded picture
+
+    def number(frame) -> int:
+        return int(round(float((frame.pts - start) * tb) * rate))
+
+    for t in sorted(wanted):
+        if frames is None or t - pos > gap:
+            container.seek(start + int(t / rate / tb), stream=stream, backward=True)
+            frames = container.decode(stream)
+        for frame in frames:
+            if frame.pts is None:
+                raise SkipVideo("frames without timestamps: cannot seek (use seek_gap_s=0)")
+            pos = number(frame)
+            if pos >= t:
+                wanted[t] = frame
+                break
+    return wanted
+
+
 def open_video_file(
-    path: str, num_frames: int, sampler_size: int, recognizer_size: int, sample_fps: float = 0.0
+    path: str,
+    num_frames: int,
+    sampler_size: int,
+    recognizer_size: int,
+    sample_fps: float = 0.0,
+    all_full: bool = False,
+    seek_gap_s: float = 4.0,
 ) -> OpenVideo:
-    """T frames of a video file, decoded once; `sample_fps` > 0: at that rate (centred window)."""
+    """T frames of a video file, decoded once; `sample_fps` > 0: at that rate (centred window).
+
+    Where the next sampled frame is more than `seek_gap_s` seconds ahead, the reader seeks to the
+    keyframe before it instead of decoding the frames in between (0: never seek).
+    `all_full`: convert all T candidates at full size up front, both views from that (the
+    baseline that decode-aware reading is measured against).
+    """
     import av
 
     if not os.path.isfile(path):
@@ -132,13 +178,8 @@ def open_video_file(
                 raise SkipVideo("fps sampling asked but the stream has no frame rate")
             step = rate / sample_fps
         idx = sample_indices(n, num_frames, step)
-        wanted: dict[int, object] = {int(i): None for i in idx}
         with av.open(path) as container:
-            for t, frame in enumerate(container.decode(video=0)):
-                if t in wanted:
-                    wanted[t] = frame  # a decoded picture (YUV); converted later at each size
-                if t >= idx[-1]:
-                    break
+            wanted = _decode_wanted(container, idx, rate, seek_gap_s)
     except SkipVideo:
         raise
     except Exception as e:  # noqa: BLE001 - FFmpeg errors come in many types
@@ -159,9 +200,13 @@ def open_video_file(
             img = frame.to_image()
         return _square(img, size)
 
-    low = np.stack([view(f, sampler_size) for f in frames])
     times = [float(f.time) if f.time is not None else (i / rate if rate else None)
              for f, i in zip(frames, idx, strict=True)]  # fmt: skip
+    if all_full:
+        high = np.stack([view(f, recognizer_size) for f in frames])
+        low = np.stack([_square(Image.fromarray(x), sampler_size) for x in high])
+        return OpenVideo(low, idx, times, lambda chosen: high[np.asarray(chosen, int)])
+    low = np.stack([view(f, sampler_size) for f in frames])
     return OpenVideo(
         low,
         idx,
@@ -187,13 +232,17 @@ def open_source(
 
     `folder_fps`: the rate frame folders were extracted at (their timestamps; 0: unknown).
     `sample_fps`: sample video files at this rate instead of T segment centres.
+    `pipeline_views`: all T candidates at full size, both views from them (T full-size
+    conversions instead of K; for frame folders bit-identical to evaluation).
     """
     try:
         if kind == "frames":
             return open_frame_folder(
                 path, num_frames, sampler_size, recognizer_size, folder_fps, pipeline_views
             )
-        return open_video_file(path, num_frames, sampler_size, recognizer_size, sample_fps)
+        return open_video_file(
+            path, num_frames, sampler_size, recognizer_size, sample_fps, pipeline_views
+        )
     except SkipVideo:
         raise
     except Exception as e:  # noqa: BLE001 - a bad file must not stop the run
