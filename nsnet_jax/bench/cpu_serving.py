@@ -5,7 +5,8 @@
 Paths, all on the same uint8 batch and random weights: JAX jit float32 (the default, what predict
 runs), JAX with the model in bfloat16, JAX one video per call, the exported TF SavedModel (jax2tf,
 run by TensorFlow's XLA), and the PyTorch reference eager and with `torch.compile` (if torch is
-installed). XLA flags and thread counts are fixed per process, so they are not in this table.
+installed). XLA flags are fixed per process: `--paths=jax_f32 --torch=false --tf=false` with
+XLA_FLAGS set times one flag set (launch/cpu_flags.sh alternates them in subprocesses).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _BATCH = flags.DEFINE_integer("batch", 2, "Videos per call.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Round-robin rounds.")
 _TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch eager and torch.compile.")
 _TF = flags.DEFINE_bool("tf", True, "Include the exported TF SavedModel.")
+_PATHS = flags.DEFINE_list("paths", None, "Only these paths (default: all).")
 
 
 def _paths(config, batch: int) -> dict:
@@ -84,7 +86,10 @@ def main(argv: list[str]) -> None:
     del argv
     config, batch = _CONFIG.value, _BATCH.value
     paths = _paths(config, batch)
+    if _PATHS.value:
+        paths = {k: v for k, v in paths.items() if k in _PATHS.value}
     context = {"config": config.data.name, "batch": batch, "cpus": os.cpu_count(),
+               "xla_flags": os.environ.get("XLA_FLAGS", ""),
                "load_avg_1m": os.getloadavg()[0], "jax": jax.__version__}  # fmt: skip
     first = {}
     for name, fn in paths.items():  # compile and warm up, one after the other
