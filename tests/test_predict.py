@@ -236,8 +236,8 @@ def test_predict_on_exported_split_agrees_with_evaluation(split_run):
     assert stats[False][0] >= 0.5 and stats[False][1] >= 0.5
 
 
-def test_worst_failures_are_confident_nsnet_errors_the_oracle_got_right():
-    from nsnet_jax.demo import worst_failures
+def test_worst_failures_are_confident_nsnet_errors_the_oracle_got_right(tmp_path):
+    from nsnet_jax.demo import plot_worst_failures, worst_failures
 
     def line(vid, method, pred, prob, label=0):
         return {"video_id": vid, "method": method, "k": 2, "labels": [label],
@@ -251,3 +251,9 @@ def test_worst_failures_are_confident_nsnet_errors_the_oracle_got_right():
     ]  # fmt: skip
     assert [x["video_id"] for x in worst_failures(lines, 2, 5)] == ["a", "b"]
     assert worst_failures(lines, 1, 5) == []
+    (tmp_path / "eval").mkdir()
+    for x in lines:
+        x.update(sampler_scores=[0.1, 0.9, 0.3, 0.2], evidence=[2])
+    (tmp_path / "eval" / "per_video.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    png = str(tmp_path / "worst.png")
+    assert plot_worst_failures(str(tmp_path), png, 2, CLASS_NAMES) == 2 and os.path.getsize(png)
