@@ -184,6 +184,9 @@ def split_run(tiny_fashion_dir, tmp_path_factory):
     write_workdir(workdir, config, seed=3)
     trained = load_trained(workdir)
     results = evaluate.evaluate(config, trained.model, trained.variables, data_mesh())
+    os.makedirs(os.path.join(workdir, "eval"))
+    with open(os.path.join(workdir, "eval", "results.json"), "w") as f:
+        json.dump({k: v for k, v in results.items() if k != "per_video"}, f)
     folders = str(tmp_path_factory.mktemp("split_files"))
     rows = export_split_frames(config.data, config.data.eval_split, folders)
     return workdir, results, rows, folders
@@ -257,3 +260,16 @@ def test_worst_failures_are_confident_nsnet_errors_the_oracle_got_right(tmp_path
     (tmp_path / "eval" / "per_video.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     png = str(tmp_path / "worst.png")
     assert plot_worst_failures(str(tmp_path), png, 2, CLASS_NAMES) == 2 and os.path.getsize(png)
+
+
+def test_cli_split_check_reports_top1_beside_evaluation(split_run, tmp_path):
+    workdir, results, rows, _ = split_run
+    frames, out = tmp_path / "frames", tmp_path / "p.jsonl"
+    cmd = [sys.executable, "-m", "nsnet_jax.predict", f"--workdir={workdir}", "--split=test",
+           f"--split_dir={frames}", "--pipeline_views", f"--out={out}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    split = json.loads(proc.stderr.strip().splitlines()[-1])["summary"]["split"]
+    nsnet = next(r for r in results["rows"] if r["method"] == "nsnet" and r["k"] == 2)
+    assert split["predicted"] == split["videos"] == len(rows)
+    assert split["top1"] == pytest.approx(nsnet["top1"]) == split["evaluation_nsnet_top1"]

@@ -47,3 +47,16 @@ def export_split_frames(
             t = len(os.listdir(r["folder"]))
             f.write(f"{os.path.basename(r['folder'])} {t} {' '.join(map(str, r['labels']))}\n")
     return rows
+
+
+def accuracy_against_split(lines: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict:
+    """predict's top-1 on an exported split, matched to `rows` by folder; errors count as wrong."""
+    by_folder = {os.path.abspath(r["folder"]): r for r in rows}
+    correct = matched = 0
+    for line in lines:
+        row = by_folder.get(os.path.abspath(line["path"]))
+        if row is None:
+            continue
+        matched += 1
+        correct += "top" in line and line["top"][0]["index"] in row["labels"]
+    return {"videos": len(rows), "predicted": matched, "top1": correct / max(1, len(rows))}
