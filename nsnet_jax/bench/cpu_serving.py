@@ -31,7 +31,7 @@ _PATHS = flags.DEFINE_list("paths", None, "Only these paths (default: all).")
 
 
 def _paths(config, batch: int) -> dict:
-    from nsnet_jax.bench.run import random_frames, random_variables
+    from nsnet_jax.bench.common import random_frames, random_variables
     from nsnet_jax.inference.jitted import make_inference_fn
     from nsnet_jax.inference.trained import TrainedModel
     from nsnet_jax.models.nsnet import build_model

@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
     del argv
     import jax
 
-    from nsnet_jax.bench.run import random_variables
+    from nsnet_jax.bench.common import random_variables
     from nsnet_jax.inference.predictor import PredictOptions, predict
     from nsnet_jax.inference.trained import TrainedModel
     from nsnet_jax.models.nsnet import build_model
