@@ -1,10 +1,11 @@
-"""The main job: build salient_fashion if needed, train every stage, evaluate, draw two figures.
+"""The main job: build salient_fashion if needed, train every stage, evaluate, draw three figures.
 
     python -m nsnet_jax.demo --workdir=/tmp/nsnet_demo [--config.x=y ...]
 
 Figures in the workdir: `accuracy_vs_gmacs.png` (each method's accuracy against its GMACs per video
-at K = 1, 2, 4) and `selections.png` (test videos: every candidate frame with the sampler's score,
-the frames NSNet selects and the ground-truth evidence frames).
+at K = 1, 2, 4), `selections.png` (test videos: every candidate frame with the sampler's score,
+the frames NSNet selects and the ground-truth evidence frames) and `worst_failures.png` (NSNet's
+most confident wrong answers among the videos oracle-K gets right, from eval/per_video.jsonl).
 """
 
 from __future__ import annotations
@@ -115,6 +116,55 @@ def plot_selections(config: Any, workdir: str, path: str, num_videos: int = 4) -
     plt.close(fig)
 
 
+def worst_failures(per_video: list[dict[str, Any]], k: int, n: int) -> list[dict[str, Any]]:
+    """NSNet's most confident wrong answers at K among videos the oracle-K gets right."""
+    oracle_right = {
+        x["video_id"]
+        for x in per_video
+        if x["method"] == "oracle" and x["k"] == k and x["top5"][0][0] in x["labels"]
+    }
+    wrong = [
+        x
+        for x in per_video
+        if x["method"] == "nsnet" and x["k"] == k and x["top5"][0][0] not in x["labels"]
+        and x["video_id"] in oracle_right
+    ]  # fmt: skip
+    return sorted(wrong, key=lambda x: -x["top5"][0][1])[:n]
+
+
+def plot_worst_failures(workdir: str, path: str, k: int, class_names: list[str], n: int = 6) -> int:
+    """Sampler scores of the worst NSNet failures (oracle right): selected red, evidence green."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(os.path.join(workdir, "eval", "per_video.jsonl")) as f:
+        lines = [json.loads(x) for x in f]
+    worst = worst_failures(lines, k, n)
+    if not worst:
+        return 0
+    fig, axes = plt.subplots(len(worst), 1, figsize=(7, 1.3 * len(worst)), squeeze=False)
+    for ax, x in zip(axes[:, 0], worst, strict=True):
+        t = np.arange(len(x["sampler_scores"]))
+        colors = ["red" if i in x["selected"] else "0.7" for i in t]
+        ax.bar(t, x["sampler_scores"], color=colors)
+        for e in x.get("evidence", []):
+            ax.axvspan(e - 0.5, e + 0.5, color="limegreen", alpha=0.3)
+        true = ", ".join(class_names[c] for c in x["labels"])
+        pred, prob = class_names[x["top5"][0][0]], x["top5"][0][1]
+        ax.set_title(f"{x['video_id']}: true {true}, NSNet-{k} says {pred} ({prob:.2f})",
+                     fontsize=7)  # fmt: skip
+        ax.set_xticks(t)
+        ax.tick_params(labelsize=6)
+    fig.suptitle("worst NSNet failures where the oracle was right: sampler score per frame; "
+                 "red: selected, green: evidence", fontsize=7)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return len(worst)
+
+
 def run(config: Any, workdir: str) -> dict[str, Any]:
     from nsnet_jax.train.stages import train_and_evaluate
 
@@ -124,6 +174,10 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     results = summaries["eval"]
     plot_accuracy_vs_gmacs(results, os.path.join(workdir, "accuracy_vs_gmacs.png"))
     plot_selections(config, workdir, os.path.join(workdir, "selections.png"))
+    names = json.loads(open(os.path.join(workdir, "run_info.json")).read()).get("class_names")
+    names = names or [str(i) for i in range(config.data.num_classes)]
+    failures = os.path.join(workdir, "worst_failures.png")
+    plot_worst_failures(workdir, failures, config.model.num_select, names)
     log.info("figures: %s/accuracy_vs_gmacs.png, %s/selections.png", workdir, workdir)
     log.info("total %.1f minutes", (time.time() - start) / 60)
     return summaries

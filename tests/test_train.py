@@ -85,6 +85,10 @@ def test_all_stages_run_and_report_every_method(finished_run):
     assert "| nsnet | 2 |" in (Path(workdir) / "eval" / "results.md").read_text()
     info = json.loads((Path(workdir) / "run_info.json").read_text())
     assert info["devices"] == 8 and info["global_batch_size"] == 8
+    assert info["class_names"][:2] == ["T-shirt/top", "Trouser"]  # predict's labels
+    per_video = (Path(workdir) / "eval" / "per_video.jsonl").read_text().splitlines()
+    assert len(per_video) == len(rows) * TINY["num_test"]  # every method and K, every video
+    assert "per_video" not in results
     logged = {k for _, scalars in writer.scalars for k in scalars}
     assert {"recognizer/loss", "sampler/loss", "sampler/frame", "sampler/video"} <= logged
 

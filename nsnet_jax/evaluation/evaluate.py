@@ -57,7 +57,7 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
 
     logits = {(m, k): [] for m in methods for k in ks}
     chosen = {(m, k): [] for m in methods for k in ks}
-    all_logits, labels, evidence = [], [], []
+    all_logits, labels, evidence, ids, sampler_scores = [], [], [], [], []
     timing_batch = None
     for step, host in enumerate(batches):
         keep = host["mask"] > 0
@@ -76,6 +76,8 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
             all_logits.append(host_local(all_frames(variables, batch["frames"]), mesh)[keep])
         labels.append(host["labels"][keep])
         evidence.append(host["evidence"][keep])
+        ids.append(np.asarray(host["video_id"])[keep])
+        sampler_scores.append(scores[keep])
         if step % 10 == 0:
             log.info("eval: batch %d/%d", step + 1, meta.steps_per_epoch)
 
@@ -104,7 +106,16 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
     speeds = _measure_speeds(config, mesh, variables, timing_batch, ks, methods, model)
     for row in rows:
         row["videos_per_s"] = speeds.get((row["method"], row["k"]))
+    local = {(m, k): (np.concatenate(logits[(m, k)]), np.concatenate(chosen[(m, k)]))
+             for m in methods for k in ks}  # fmt: skip
+    if baselines:
+        local[("all", config.data.num_frames)] = (np.concatenate(all_logits), None)
+    per_video = per_video_lines(
+        np.concatenate(ids), np.concatenate(labels), np.concatenate(sampler_scores), local,
+        evidence=np.concatenate(evidence) if meta.has_evidence else None,
+    )  # fmt: skip
     return {
+        "per_video": per_video,
         "split": config.data.eval_split,
         "num_videos": int(len(labels_all)),
         "has_evidence": meta.has_evidence,
@@ -112,6 +123,52 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         "devices": jax.device_count(),
         "rows": rows,
     }
+
+
+def per_video_lines(
+    video_ids: np.ndarray,
+    labels: np.ndarray,
+    sampler_scores: np.ndarray,
+    outputs: dict[tuple[str, int], tuple[np.ndarray, np.ndarray | None]],
+    top: int = 5,
+    evidence: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """One line per (video, method, K): labels, predicted top-5, selected frames, sampler scores.
+
+    `outputs` maps (method, K) to (logits [N, C], selected indices [N, K] or None for all-T).
+    """
+    lines = []
+    for (method, k), (logits, idx) in outputs.items():
+        probs = np.asarray(jax.nn.softmax(np.asarray(logits, np.float32), axis=-1))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+        for i, vid in enumerate(video_ids):
+            lines.append({
+                "video_id": vid.decode() if isinstance(vid, bytes) else str(vid),
+                "labels": np.flatnonzero(labels[i]).tolist(),
+                "method": method,
+                "k": int(k),
+                "top5": [[int(c), round(float(probs[i, c]), 6)] for c in order[i]],
+                "selected": list(range(k)) if idx is None else [int(t) for t in idx[i]],
+                "sampler_scores": [round(float(x), 6) for x in sampler_scores[i]],
+            })  # fmt: skip
+            if evidence is not None:
+                lines[-1]["evidence"] = np.flatnonzero(evidence[i]).tolist()
+    return lines
+
+
+def write_per_video(eval_dir: str, lines: list[dict[str, Any]]) -> str:
+    """`per_video.jsonl` beside results.json; on a pod each process writes its own rows."""
+    import json
+
+    from etils import epath
+
+    name = "per_video.jsonl"
+    if jax.process_count() > 1:
+        name = f"per_video-{jax.process_index():05d}-of-{jax.process_count():05d}.jsonl"
+    path = epath.Path(eval_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return str(path)
 
 
 def _with_k(config: Any, k: int) -> Any:

@@ -150,6 +150,13 @@ def _write_run_info(config: Any, workdir: str, mesh) -> None:
         "global_batch_size": config.batch_size,
         "local_batch_size": config.batch_size // jax.process_count(),
     }
+    try:  # predict and export label their outputs with these
+        meta = pipeline.dataset_meta_fields(
+            pipeline.load_builder(config.data.name, config.data.data_dir)
+        )
+        info["class_names"] = list(meta["class_names"])
+    except (FileNotFoundError, ValueError):
+        info["class_names"] = None
     _write_config_json(config, workdir)
     (epath.Path(workdir) / "run_info.json").write_text(json.dumps(info, indent=1))
 
@@ -530,6 +537,7 @@ def run_eval_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
 
     variables = _restore_stage_variables(config, workdir, model, mesh, "sampler")
     results = evaluate.evaluate(config, model, variables, mesh)
+    evaluate.write_per_video(os.path.join(workdir, "eval"), results.pop("per_video"))
     if jax.process_index() == 0:
         out = epath.Path(workdir) / "eval"
         out.mkdir(parents=True, exist_ok=True)

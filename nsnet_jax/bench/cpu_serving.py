@@ -1,0 +1,116 @@
+"""CPU serving paths for a trained NSNet, timed round-robin in one process (JSON lines).
+
+    python -m nsnet_jax.bench.cpu_serving --config=configs/activitynet.py --batch=2 --repeats=3
+
+Paths, all on the same uint8 batch and random weights: JAX jit float32 (the default, what predict
+runs), JAX with the model in bfloat16, JAX one video per call, the exported TF SavedModel (jax2tf,
+run by TensorFlow's XLA), and the PyTorch reference eager and with `torch.compile` (if torch is
+installed). XLA flags are fixed per process: `--paths=jax_f32 --torch=false --tf=false` with
+XLA_FLAGS set times one flag set (launch/cpu_flags.sh alternates them in subprocesses).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.")
+_BATCH = flags.DEFINE_integer("batch", 2, "Videos per call.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Round-robin rounds.")
+_TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch eager and torch.compile.")
+_TF = flags.DEFINE_bool("tf", True, "Include the exported TF SavedModel.")
+_PATHS = flags.DEFINE_list("paths", None, "Only these paths (default: all).")
+
+
+def _paths(config, batch: int) -> dict:
+    from nsnet_jax.bench.common import random_frames, random_variables
+    from nsnet_jax.inference.jitted import make_inference_fn
+    from nsnet_jax.inference.trained import TrainedModel
+    from nsnet_jax.models.nsnet import build_model
+
+    model = build_model(config)
+    variables = jax.device_put(random_variables(model, config))
+    lo, hi = random_frames(config, batch)
+    paths = {}
+    f32 = make_inference_fn(model).jitted
+    paths["jax_f32"] = lambda: f32(variables, lo, hi)["logits"]
+    one = [(lo[i : i + 1], hi[i : i + 1]) for i in range(batch)]
+    paths["jax_f32_batch1"] = lambda: [f32(variables, a, b)["logits"] for a, b in one]
+    bf_config = config.copy_and_resolve_references()
+    with bf_config.unlocked():
+        bf_config.model.dtype = "bfloat16"
+    bf16 = make_inference_fn(build_model(bf_config)).jitted
+    paths["jax_bf16"] = lambda: bf16(variables, lo, hi)["logits"]
+    if _TF.value:
+        import tensorflow as tf
+
+        from nsnet_jax.inference.export import export_saved_model
+
+        out = tempfile.mkdtemp(prefix="nsnet_tf_")
+        trained = TrainedModel(config, model, variables, (), "random")
+        loaded = tf.saved_model.load(export_saved_model(trained, os.path.join(out, "sm")))
+        serve = loaded.signatures["serving_default"]
+        lo_tf, hi_tf = tf.constant(lo), tf.constant(hi)
+        paths["tf_saved_model"] = lambda: serve(sampler_frames=lo_tf, frames=hi_tf)[
+            "logits"
+        ].numpy()
+    if _TORCH.value:
+        import torch
+
+        from nsnet_jax.bench import torch_reference as tr
+
+        tmodel = tr.build_torch_nsnet(config)
+        tr.load_jax_variables(tmodel, jax.device_get(variables), config)
+        tmodel.eval()
+        lo_t, hi_t = torch.from_numpy(lo.copy()), torch.from_numpy(hi.copy())
+        compiled = torch.compile(tmodel)
+
+        def run(m):
+            with torch.inference_mode():
+                return m(lo_t, hi_t)[0]
+
+        paths["torch_eager"] = lambda: run(tmodel)
+        paths["torch_compile"] = lambda: run(compiled)
+    return paths
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config, batch = _CONFIG.value, _BATCH.value
+    paths = _paths(config, batch)
+    if _PATHS.value:
+        paths = {k: v for k, v in paths.items() if k in _PATHS.value}
+    context = {"config": config.data.name, "batch": batch, "cpus": os.cpu_count(),
+               "xla_flags": os.environ.get("XLA_FLAGS", ""),
+               "load_avg_1m": os.getloadavg()[0], "jax": jax.__version__}  # fmt: skip
+    first = {}
+    for name, fn in paths.items():  # compile and warm up, one after the other
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        first[name] = time.perf_counter() - t0
+        jax.block_until_ready(fn())
+    rounds = {name: [] for name in paths}
+    for _ in range(_REPEATS.value):
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            rounds[name].append(time.perf_counter() - t0)
+    for name, times in rounds.items():
+        med = float(np.median(times))
+        record = {"name": name, "videos_per_s": round(batch / med, 4), "median_s": round(med, 4),
+                  "times_s": [round(t, 3) for t in times], "first_call_s": round(first[name], 2),
+                  **context, "load_avg_1m_end": os.getloadavg()[0]}  # fmt: skip
+        print(json.dumps(record), flush=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    app.run(main)

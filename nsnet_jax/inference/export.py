@@ -1,0 +1,182 @@
+"""A trained NSNet as a TensorFlow SavedModel (jax2tf, native serialization) and a jax.export file.
+
+Serving signatures (batch size free, frames uint8 0..255, centre-cropped squares as in evaluation):
+
+    serving_default  sampler_frames [B,T,h,w,3], frames [B,T,H,W,3]
+                     -> logits [B,C] float32, indices [B,K] int32, scores [B,T] float32
+    sample           sampler_frames [B,T,h,w,3] -> indices [B,K], scores [B,T]
+    recognize        selected_frames [B,K,H,W,3] -> logits [B,C]
+
+Two uint8 inputs instead of one full-res input resized inside: the sampler view comes from a cheap
+low-resolution decode (PIL draft / a video decoder's scaler), which a resize inside the graph would
+waste, and it keeps the SavedModel's numbers equal to the training pipeline's two views. `sample`
+then `recognize` is the decode-aware path: decode only the K selected frames at full resolution.
+
+With native serialization the graph holds StableHLO for the platforms given (default: the one
+exporting), run by TF's XLA; the parameters are TF variables, so the SavedModel loads in
+TensorFlow / TF Serving without JAX or this project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nsnet_jax.inference.trained import TrainedModel
+from nsnet_jax.models.nsnet import NSNet
+from nsnet_jax.models.selection import gather_frames
+
+
+def portable_topk_indices(scores: jax.Array, k: int) -> jax.Array:
+    """`selection.topk_indices` through a stable sort: the same indices, ties to the lower index.
+
+    JAX >= 0.10 lowers `lax.top_k` to a StableHLO composite (`vhlo.composite_v2`) that the XLA in
+    TensorFlow 2.21 cannot deserialize; a sort is plain StableHLO that every consumer reads.
+    """
+    order = jnp.argsort(-scores, axis=-1, stable=True)
+    return jnp.sort(order[:, :k], axis=-1)
+
+
+def _sample_fn(model: NSNet):
+    def sample(variables, sampler_frames):
+        scores = model.apply(variables, sampler_frames, method=NSNet.sample)["scores"]
+        idx = portable_topk_indices(scores, model.num_select)
+        return idx.astype(jnp.int32), scores.astype(jnp.float32)
+
+    return sample
+
+
+def _nsnet_fn(model: NSNet):
+    """NSNet.__call__ with the portable top-k: sampler -> top-K -> recognizer on K frames."""
+    sample, recognize = _sample_fn(model), _recognize_fn(model)
+
+    def nsnet(variables, sampler_frames, frames):
+        idx, scores = sample(variables, sampler_frames)
+        return recognize(variables, gather_frames(frames, idx)), idx, scores
+
+    return nsnet
+
+
+def _recognize_fn(model: NSNet):
+    def recognize(variables, selected_frames):
+        logits = model.apply(variables, selected_frames, method=NSNet.recognize)["logits"]
+        return logits.astype(jnp.float32)
+
+    return recognize
+
+
+def input_specs(config: Any) -> dict[str, tuple[int, ...]]:
+    """Per-video shapes (no batch) of the three inputs."""
+    d, t, k = config.data, config.data.num_frames, config.model.num_select
+    return {
+        "sampler_frames": (t, d.sampler_size, d.sampler_size, 3),
+        "frames": (t, d.recognizer_size, d.recognizer_size, 3),
+        "selected_frames": (k, d.recognizer_size, d.recognizer_size, 3),
+    }
+
+
+def export_saved_model(
+    trained: TrainedModel, out_dir: str, platforms: Sequence[str] | None = None
+) -> str:
+    """Writes the SavedModel to `out_dir`; returns its path."""
+    import tensorflow as tf
+    from jax.experimental import jax2tf
+
+    model, variables = trained.model, jax.device_get(trained.variables)
+    specs = input_specs(trained.config)
+    tf_vars = jax.tree.map(lambda x: tf.Variable(np.asarray(x), trainable=False), variables)
+
+    def convert(fn, n_inputs):
+        return jax2tf.convert(
+            fn,
+            polymorphic_shapes=[None] + ["(b, ...)"] * n_inputs,
+            with_gradient=False,
+            native_serialization_platforms=tuple(platforms) if platforms else None,
+        )
+
+    nsnet_tf = convert(_nsnet_fn(model), 2)
+    sample_tf = convert(_sample_fn(model), 1)
+    recognize_tf = convert(_recognize_fn(model), 1)
+
+    def sig(name):
+        return tf.TensorSpec((None,) + specs[name], tf.uint8, name=name)
+
+    module = tf.Module()
+    module.variables_tree = tf.nest.flatten(tf_vars)  # tracked, so they are saved
+
+    @tf.function(input_signature=[sig("sampler_frames"), sig("frames")], autograph=False)
+    def serving(sampler_frames, frames):
+        logits, indices, scores = nsnet_tf(tf_vars, sampler_frames, frames)
+        return {"logits": logits, "indices": indices, "scores": scores}
+
+    @tf.function(input_signature=[sig("sampler_frames")], autograph=False)
+    def sample(sampler_frames):
+        indices, scores = sample_tf(tf_vars, sampler_frames)
+        return {"indices": indices, "scores": scores}
+
+    @tf.function(input_signature=[sig("selected_frames")], autograph=False)
+    def recognize(selected_frames):
+        return {"logits": recognize_tf(tf_vars, selected_frames)}
+
+    module.serving, module.sample, module.recognize = serving, sample, recognize
+    tf.saved_model.save(
+        module,
+        out_dir,
+        signatures={"serving_default": serving, "sample": sample, "recognize": recognize},
+    )
+    return out_dir
+
+
+def export_jax(trained: TrainedModel, path: str, platforms: Sequence[str] | None = None) -> str:
+    """A serialized `jax.export` module of the whole NSNet, parameters baked in, batch symbolic.
+
+    Load with `jax.export.deserialize(open(path, 'rb').read()).call(sampler_frames, frames)`.
+    """
+    variables = jax.device_get(trained.variables)
+    fn = _nsnet_fn(trained.model)
+    specs = input_specs(trained.config)
+    (b,) = jax.export.symbolic_shape("b")
+    args = [
+        jax.ShapeDtypeStruct((b,) + specs[name], jnp.uint8) for name in ("sampler_frames", "frames")
+    ]
+    exported = jax.export.export(
+        jax.jit(lambda s, f: fn(variables, s, f)),
+        platforms=tuple(platforms) if platforms else None,
+    )(*args)
+    with open(path, "wb") as f:
+        f.write(exported.serialize())
+    return path
+
+
+def export_all(
+    trained: TrainedModel,
+    out_dir: str,
+    *,
+    platforms: Sequence[str] | None = None,
+    with_jax_export: bool = True,
+) -> dict[str, Any]:
+    """SavedModel in `out_dir/saved_model`, `nsnet.jax_export` and `signature.json` beside it."""
+    os.makedirs(out_dir, exist_ok=True)
+    saved = export_saved_model(trained, os.path.join(out_dir, "saved_model"), platforms)
+    info: dict[str, Any] = {
+        "saved_model": saved,
+        "inputs": {k: list(v) for k, v in input_specs(trained.config).items()},
+        "num_select": int(trained.config.model.num_select),
+        "class_names": list(trained.class_names),
+        "checkpoint": trained.checkpoint,
+        "platforms": list(platforms) if platforms else [jax.default_backend()],
+        "frames": "uint8 RGB 0..255, centre square crop of the short side, resized (bilinear)",
+    }
+    if with_jax_export:
+        info["jax_export"] = export_jax(
+            trained, os.path.join(out_dir, "nsnet.jax_export"), platforms
+        )
+    with open(os.path.join(out_dir, "signature.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    return info
