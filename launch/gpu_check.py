@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # ---- models: compute alone, then end to end from JPEG bytes
+    from nsnet_jax.bench.flops import xla_flops
     from nsnet_jax.inference import decode_aware as da
 
     gmacs = None
@@ -262,12 +263,9 @@ def main(argv: list[str] | None = None) -> int:
             lo = jax.random.randint(key, (batch, t, s, s, 3), 0, 256).astype(jnp.uint8)
             hi = jax.random.randint(key, (batch, k, r, r, 3), 0, 256).astype(jnp.uint8)
             if gmacs is None:  # XLA's count on the lowered HLO: no extra compile
-                costs = [
-                    fn.lower(variables, x).cost_analysis()
-                    for fn, x in ((sample, lo), (recognize, hi))
-                ]
-                costs = [c[0] if isinstance(c, list) else c for c in costs]
-                gmacs = sum(float(c.get("flops", 0.0)) for c in costs) / 2 / 1e9 / batch
+                pairs = ((sample, lo), (recognize, hi))
+                flops = sum(xla_flops(fn, variables, x) for fn, x in pairs)
+                gmacs = flops / 2 / 1e9 / batch
             jax.block_until_ready(sample(variables, lo))
             jax.block_until_ready(recognize(variables, hi))
             compile_s = time.perf_counter() - start
