@@ -141,8 +141,7 @@ def _wait_for_peers(client: Any, seconds: float) -> set[int]:
 
 def _describe(failures: dict[int, str]) -> str:
     return "; ".join(
-        f"process {i} failed: {error} (its log has the traceback)"
-        for i, error in sorted(failures.items())
+        f"process {i} failed: {error} (see its log)" for i, error in sorted(failures.items())
     )
 
 
