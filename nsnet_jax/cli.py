@@ -9,7 +9,8 @@ the program writes, and --distributed (multi-host), handled the same way everywh
 ignored silently), calls `jax.distributed.initialize` first when asked, quiets library logging,
 validates the whole config before any work, and then calls `main(config, workdir, argv)`.
 Multi-host: pass --distributed (or set NSNET_DISTRIBUTED=1); on Cloud TPU and SLURM JAX finds its
-peers by itself, elsewhere give --coordinator_address, --num_processes and --process_id.
+peers by itself, elsewhere give --coordinator_address, --num_processes and --process_id. A process
+that fails stops the others promptly, naming itself and its error (nsnet_jax/train/faults.py).
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def define_flags(default_config: str | None = None, workdir: str = "none", defau
     flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (--distributed).")
     flags.DEFINE_integer("num_processes", None, "Number of processes (--distributed).")
     flags.DEFINE_integer("process_id", None, "This process's index (--distributed).")
+    flags.DEFINE_integer(
+        "heartbeat_timeout",
+        30,
+        "Seconds without a heartbeat after which a process counts as dead and the others stop "
+        "(--distributed; JAX's default is 100).",
+    )
 
 
 def reject_stray_arguments(argv: list[str]) -> None:
@@ -73,13 +80,9 @@ def setup(argv: list[str]) -> tuple[Any, str | None]:
     reject_stray_arguments(argv)
     f = flags.FLAGS
     if f.distributed:
-        import jax
+        from nsnet_jax.train import faults
 
-        jax.distributed.initialize(
-            coordinator_address=f.coordinator_address,
-            num_processes=f.num_processes,
-            process_id=f.process_id,
-        )
+        faults.initialize(f.coordinator_address, f.num_processes, f.process_id, f.heartbeat_timeout)
     quiet_library_logging()
     from nsnet_jax.config_checks import validate_config
 
@@ -103,7 +106,17 @@ def run(
         define_extra()
 
     def _main(args: list[str]) -> None:
-        config, wd = setup(args)
-        main(config, wd, args)
+        try:
+            config, wd = setup(args)
+            main(config, wd, args)
+        except (Exception, KeyboardInterrupt) as e:
+            from nsnet_jax.train import faults
+
+            if faults.is_multiprocess():  # an error in setup after the distributed init too
+                faults.fail(e)  # tells the peers which process failed and why; does not return
+            if getattr(e, "one_line", False):  # e.g. disk full: the message says it all
+                logging.getLogger("nsnet_jax").error("%s", e)
+                raise SystemExit(1) from None
+            raise
 
     app.run(_main, argv=argv)

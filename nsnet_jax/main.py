@@ -15,9 +15,9 @@ from nsnet_jax import cli
 
 def main(config: Any, workdir: str, argv: list[str]) -> None:
     import jax
-    from jax.experimental import multihost_utils
 
     from nsnet_jax.evaluation.evaluate import markdown_table
+    from nsnet_jax.train import faults
     from nsnet_jax.train.stages import train_and_evaluate
 
     logging.getLogger("nsnet_jax").info(
@@ -29,7 +29,7 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
     if "eval" in summaries and jax.process_index() == 0 and "rows" in summaries["eval"]:
         print(markdown_table(summaries["eval"]), flush=True)
     preempted = any(s.get("preempted") for s in summaries.values() if isinstance(s, dict))
-    multihost_utils.sync_global_devices("exit")  # no process leaves while others still save
+    faults.barrier("exit")  # no process leaves while others still save
     if preempted:
         sys.exit(143)
 

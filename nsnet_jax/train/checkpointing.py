@@ -4,12 +4,16 @@ A checkpoint holds the train state (step, params, batch_stats, opt_state) and a 
 data position: the input pipeline's order is a pure function of (seed, step), so the step is the
 position, and a resumed run reads exactly the batches an uninterrupted one would have.
 Saving is asynchronous, keep-N and atomic (Orbax writes to a temporary directory and renames).
+A full disk, wherever Orbax reports it (the save, a later save, the wait), becomes one
+`DiskFullError` line naming the directory, the free space and the step a rerun resumes from.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import signal
 from typing import Any
 
@@ -26,7 +30,94 @@ def absolute(path: str) -> str:
     return str(path) if "://" in str(path) else os.path.abspath(path)
 
 
+class DiskFullError(OSError):
+    """The disk filled up while saving; the message says where, how much was free, what to do."""
+
+    one_line = True  # cli prints the message alone: the traceback would add nothing
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.args[1]
+
+
+_NO_SPACE_TEXTS = ("No space left on device", "os_error_code='28'")
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC anywhere in the chain: an OSError, or Orbax's/TensorStore's wrapped text of one."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if any(text in str(e) for text in _NO_SPACE_TEXTS):
+            return True
+        stack += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+    return False
+
+
+def _free_mib(path: str) -> str:
+    """Free space on the filesystem of `path` (or its nearest existing parent), e.g. '1.5 MiB'."""
+    if "://" in path:
+        return "free space unknown"
+    p = os.path.abspath(path)
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    return f"{shutil.disk_usage(p).free / 2**20:.1f} MiB free on that filesystem"
+
+
+def _complete_steps(directory: str) -> list[int]:
+    """Steps whose checkpoint Orbax finished (unfinished ones keep a temporary suffix)."""
+    from etils import epath
+
+    path = epath.Path(directory)
+    if not path.exists():
+        return []
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
+
+
+def _disk_full(what: str, directory: str, checkpoints: str | None) -> DiskFullError:
+    """The one line: where, how much was free, and the step a rerun resumes from."""
+    if checkpoints is None:
+        resume = "rerun the same command"
+    else:
+        steps = _complete_steps(checkpoints)
+        start = f"resume from step {steps[-1]}" if steps else "start the stage again"
+        resume = f"rerun the same command to {start}"
+    return DiskFullError(
+        f"disk full while saving {what} to {directory} ({_free_mib(directory)}): free space or "
+        f"move --workdir, then {resume}"
+    )
+
+
+class _DropDiskFullTracebacks(logging.Filter):
+    """Orbax logs each failed background write with its traceback (hundreds of lines in all);
+    the DiskFullError raised at the save or wait says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or "orbax" not in record.pathname:
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        return not (is_disk_full(error) or any(t in record.getMessage() for t in _NO_SPACE_TEXTS))
+
+
+_FILTER = _DropDiskFullTracebacks()
+
+
+def _quiet_orbax_disk_full() -> None:
+    logger = logging.getLogger("absl")  # Orbax logs through absl.logging
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+
+
 def manager(directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+    _quiet_orbax_disk_full()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
     )
@@ -34,11 +125,38 @@ def manager(directory: str, *, max_to_keep: int = 3, async_save: bool = True):
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict, force: bool = False):
-    mngr.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        force=force,
-    )
+    """Starts saving `step` in the background (an earlier save's failure may surface here)."""
+    try:
+        mngr.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+            force=force,
+        )
+    except Exception as e:
+        if is_disk_full(e):
+            directory = str(mngr.directory)
+            raise _disk_full(f"the checkpoint of step {step}", directory, directory) from None
+        raise
+
+
+def wait(mngr: ocp.CheckpointManager) -> None:
+    """Waits for the background saves; a full disk becomes one DiskFullError line."""
+    try:
+        mngr.wait_until_finished()
+    except Exception as e:
+        if is_disk_full(e):
+            step = mngr.latest_step()
+            what = "a checkpoint" if step is None else f"the checkpoint of step {step}"
+            raise _disk_full(what, str(mngr.directory), str(mngr.directory)) from None
+        raise
+
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+    """`wait`, then close the manager."""
+    wait(mngr)
+    mngr.close()
 
 
 def _abstract(tree: Any) -> Any:
@@ -90,11 +208,20 @@ def shape_mismatches(
     return out
 
 
-def save_variables(path: str, variables: Any) -> None:
-    """A stage's final params + batch_stats, for the next stage, `init_from` and export."""
+def save_variables(path: str, variables: Any, resume_dir: str | None = None) -> None:
+    """A stage's final params + batch_stats, for the next stage, `init_from` and export.
+
+    `resume_dir`: the stage's checkpoint directory, named in the disk-full message.
+    """
+    _quiet_orbax_disk_full()
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(absolute(path), variables, force=True)
-    checkpointer.wait_until_finished()
+    try:
+        checkpointer.save(absolute(path), variables, force=True)
+        checkpointer.wait_until_finished()
+    except Exception as e:
+        if is_disk_full(e):
+            raise _disk_full("the final variables", absolute(path), resume_dir) from None
+        raise
 
 
 def restore_variables(path: str, target: Any | None = None) -> Any:

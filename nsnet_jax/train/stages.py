@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
-from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
 from nsnet_jax.config_checks import validate_config
@@ -37,7 +36,7 @@ from nsnet_jax.sharding import (
     host_local,
     replicated,
 )
-from nsnet_jax.train import STAGE_ORDER, checkpointing, losses, provenance
+from nsnet_jax.train import STAGE_ORDER, checkpointing, faults, losses, provenance
 from nsnet_jax.train.step import (
     TrainState,
     build_stage_optimizer,
@@ -103,7 +102,7 @@ def train_and_evaluate(
             provenance.write_record(config, workdir, stage)  # what the finished stage ran with
             done.parent.mkdir(parents=True, exist_ok=True)
             done.write_text(json.dumps(summary, indent=1, default=float))
-        multihost_utils.sync_global_devices(f"stage {stage} done")
+        faults.barrier(f"stage {stage} done")
         summaries[stage] = summary
     writer.flush()
     return summaries
@@ -281,18 +280,17 @@ def _train_stage(
                 progress.log(done, metrics_host)
             if preemption.agreed():
                 checkpointing.save(mngr, done, state.to_dict(), {"data_position": done}, force=True)
-                mngr.wait_until_finished()
+                checkpointing.wait(mngr)
                 log.warning("%s: preempted; checkpoint saved at step %d", name, done)
                 return {"preempted": True, "step": done}
             if done % config.checkpoint_every_steps == 0 and done < total:
                 checkpointing.save(mngr, done, state.to_dict(), {"data_position": done})
     if mngr.latest_step() != total:
         checkpointing.save(mngr, total, state.to_dict(), {"data_position": total}, force=True)
-    mngr.wait_until_finished()
-    mngr.close()
+    checkpointing.finish(mngr)
     parts = _FINAL_PARTS[name]
     final = {c: {p: getattr(state, c)[p] for p in parts} for c in ("params", "batch_stats")}
-    checkpointing.save_variables(_final_dir(workdir, name), final)
+    checkpointing.save_variables(_final_dir(workdir, name), final, resume_dir=ckpt_dir)
     return {"steps": total, "steps_per_epoch": meta.steps_per_epoch, **metrics_host}
 
 
@@ -440,7 +438,7 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
     correct = np.concatenate(corrects)
     with (out_dir / f"part-{jax.process_index():05d}.npz").open("wb") as f:
         np.savez(f, video_id=np.asarray(ids, dtype=str), p_gt=p_gt, correct=correct)
-    multihost_utils.sync_global_devices("pseudo labels written")
+    faults.barrier("pseudo labels written")
     table = load_pseudo_labels(workdir)
     hard = np.asarray(
         losses.pseudo_labels(
