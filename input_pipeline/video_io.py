@@ -121,7 +121,7 @@ def _decode_sequential(container, stream, idx: np.ndarray) -> dict[int, object]:
     wanted, out = set(int(i) for i in idx), {}
     for t, frame in enumerate(container.decode(stream)):
         if t in wanted:
-            out[t] = frame.to_image()
+            out[t] = frame
         if t >= idx[-1]:
             break
     return out
@@ -163,7 +163,7 @@ def _decode_keyframes(container, stream, idx, pts, keys) -> dict | None:
             ctx.flush_buffers()
             if not frames:
                 return None
-            by_key[key] = frames[0].to_image()
+            by_key[key] = frames[0]
         out[t] = by_key[key]
     return out
 
@@ -194,7 +194,7 @@ def _decode_seeking(container, stream, idx, pts, keys) -> dict | None:
                 last = frame.pts
                 t = wanted.get(frame.pts)
                 if t is not None and t not in out:
-                    out[t] = frame.to_image()
+                    out[t] = frame
             if wanted[need[i]] in out:
                 break
         else:  # end of stream
@@ -205,23 +205,18 @@ def _decode_seeking(container, stream, idx, pts, keys) -> dict | None:
     return out
 
 
-def read_video_file(
-    path: str,
-    num_frames: int,
-    *,
-    short_side: int,
-    quality: int,
-    fps: float = 0.0,
-    mode: str = "exact",
-    threads: int = 0,
-) -> list[bytes]:
-    """T frames of a video file decoded with PyAV; only the chosen frames are converted.
+def decode_sampled_frames(
+    path: str, num_frames: int, *, fps: float = 0.0, mode: str = "exact", threads: int = 0
+) -> tuple[np.ndarray, list]:
+    """(frame numbers [T], one decoded `av.VideoFrame` per number) of a video file.
 
-    mode "exact" seeks to the keyframe before each sampled frame and decodes forward (the same
-    frames as decoding everything, much faster on long videos); "keyframe" returns the keyframe
-    at or before each sampled frame (approximate, for very long videos); "sequential" decodes
-    every frame up to the last sampled one. `threads`: FFmpeg decoding threads (0: FFmpeg's
-    choice; 1 when one process per core already fills the machine).
+    The one long-video reader: dataset builds (`read_video_file`) and `predict` use it. mode
+    "exact" seeks to the keyframe before each sampled frame and decodes forward (the same frames as
+    decoding everything, much faster on long videos); "keyframe" returns the keyframe at or before
+    each sampled frame (approximate, for very long videos); "sequential" decodes every frame up to
+    the last sampled one. `threads`: FFmpeg decoding threads (0: FFmpeg's choice; 1 when one
+    process per core already fills the machine). Frames stay undecoded to RGB, so a caller
+    converts each at the sizes it needs (`frame.to_image(width=..., height=...)`).
     """
     import av
 
@@ -264,4 +259,19 @@ def read_video_file(
         raise SkipVideo(
             f"stream ended early: {len(missing)} of {num_frames} sampled frames missing"
         )
-    return [_resize_encode(images[int(i)], short_side, quality) for i in idx]
+    return idx, [images[int(i)] for i in idx]
+
+
+def read_video_file(
+    path: str,
+    num_frames: int,
+    *,
+    short_side: int,
+    quality: int,
+    fps: float = 0.0,
+    mode: str = "exact",
+    threads: int = 0,
+) -> list[bytes]:
+    """T frames of a video file as JPEG bytes at `short_side` (see `decode_sampled_frames`)."""
+    _, frames = decode_sampled_frames(path, num_frames, fps=fps, mode=mode, threads=threads)
+    return [_resize_encode(frame.to_image(), short_side, quality) for frame in frames]

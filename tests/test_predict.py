@@ -96,8 +96,8 @@ def test_reader_samples_like_video_folder_and_decodes_k_on_demand(videos):
 def test_seeking_reads_the_same_frames_as_decoding_through(tmp_path):
     path = str(tmp_path / "long.mp4")
     _write_mp4(path, _frames(150, 5), rate=10, gop=8)
-    through = open_video_file(path, 6, 16, 32, seek_gap_s=0)
-    seeking = open_video_file(path, 6, 16, 32, seek_gap_s=1.0)  # gaps are 2.5 s: seeks
+    through = open_video_file(path, 6, 16, 32, mode="sequential")
+    seeking = open_video_file(path, 6, 16, 32, mode="exact")  # gaps are 2.5 s: seeks
     np.testing.assert_array_equal(seeking.frame_numbers, through.frame_numbers)
     np.testing.assert_array_equal(seeking.low, through.low)
     np.testing.assert_array_equal(seeking.full([0, 5]), through.full([0, 5]))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from input_pipeline import decode
+from input_pipeline import decode, video_io
 from input_pipeline.video_io import FRAME_EXTENSIONS, SkipVideo, sample_indices
 
 
@@ -104,52 +104,6 @@ def open_frame_folder(
     )
 
 
-def _count_frames(path: str) -> tuple[int, float]:
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        n = int(stream.frames or 0)
-        rate = float(stream.average_rate or 0)
-        if n <= 0:  # some containers store no frame count: count by demuxing packets
-            n = sum(1 for p in container.demux(stream) if p.size and p.pts is not None)
-    return n, rate
-
-
-def _decode_wanted(container, idx: np.ndarray, rate: float, seek_gap_s: float) -> dict:
-    """{sampled frame number: decoded picture}, seeking over long gaps (constant frame rate)."""
-    stream = container.streams.video[0]
-    wanted: dict[int, object] = {int(i): None for i in idx}
-    tb, start = stream.time_base, stream.start_time or 0
-    can_seek = seek_gap_s > 0 and rate > 0 and tb is not None
-    if not can_seek:
-        for t, frame in enumerate(container.decode(stream)):
-            if t in wanted:
-                wanted[t] = frame  # a decoded picture (YUV); converted later at each size
-            if t >= idx[-1]:
-                break
-        return wanted
-    gap = seek_gap_s * rate
-    frames = None
-    pos = -1  # frame number of the last decoded picture
-
-    def number(frame) -> int:
-        return int(round(float((frame.pts - start) * tb) * rate))
-
-    for t in sorted(wanted):
-        if frames is None or t - pos > gap:
-            container.seek(start + int(t / rate / tb), stream=stream, backward=True)
-            frames = container.decode(stream)
-        for frame in frames:
-            if frame.pts is None:
-                raise SkipVideo("frames without timestamps: cannot seek (use seek_gap_s=0)")
-            pos = number(frame)
-            if pos >= t:
-                wanted[t] = frame
-                break
-    return wanted
-
-
 def open_video_file(
     path: str,
     num_frames: int,
@@ -157,39 +111,17 @@ def open_video_file(
     recognizer_size: int,
     sample_fps: float = 0.0,
     all_full: bool = False,
-    seek_gap_s: float = 4.0,
+    mode: str = "exact",
 ) -> OpenVideo:
     """T frames of a video file, decoded once; `sample_fps` > 0: at that rate (centred window).
 
-    Where the next sampled frame is more than `seek_gap_s` seconds ahead, the reader seeks to the
-    keyframe before it instead of decoding the frames in between (0: never seek).
+    Read by input_pipeline.video_io's reader, the one dataset builds use (`mode`: "exact" seeks
+    to the keyframe before each sampled frame, "keyframe" is approximate, "sequential" decodes
+    everything up to the last sampled frame).
     `all_full`: convert all T candidates at full size up front, both views from that (the
     baseline that decode-aware reading is measured against).
     """
-    import av
-
-    if not os.path.isfile(path):
-        raise SkipVideo(f"video file not found: {path}")
-    try:
-        n, rate = _count_frames(path)
-        step = 0.0
-        if sample_fps > 0:
-            if rate <= 0:
-                raise SkipVideo("fps sampling asked but the stream has no frame rate")
-            step = rate / sample_fps
-        idx = sample_indices(n, num_frames, step)
-        with av.open(path) as container:
-            wanted = _decode_wanted(container, idx, rate, seek_gap_s)
-    except SkipVideo:
-        raise
-    except Exception as e:  # noqa: BLE001 - FFmpeg errors come in many types
-        raise SkipVideo(f"undecodable video: {type(e).__name__}: {e}") from e
-    missing = [t for t, v in wanted.items() if v is None]
-    if missing:
-        raise SkipVideo(
-            f"stream ended early: {len(missing)} of {num_frames} sampled frames missing"
-        )
-    frames = [wanted[int(i)] for i in idx]
+    idx, frames = video_io.decode_sampled_frames(path, num_frames, fps=sample_fps, mode=mode)
 
     def view(frame, size: int) -> np.ndarray:
         w, h = frame.width, frame.height
@@ -200,8 +132,7 @@ def open_video_file(
             img = frame.to_image()
         return _square(img, size)
 
-    times = [float(f.time) if f.time is not None else (i / rate if rate else None)
-             for f, i in zip(frames, idx, strict=True)]  # fmt: skip
+    times = [float(f.time) if f.time is not None else None for f in frames]
     if all_full:
         high = np.stack([view(f, recognizer_size) for f in frames])
         low = np.stack([_square(Image.fromarray(x), sampler_size) for x in high])
