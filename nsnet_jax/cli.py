@@ -40,14 +40,19 @@ def quiet_library_logging() -> None:
     ours.propagate = False
 
 
-def define_flags(default_config: str | None = None, workdir: str = "none", default_workdir=None):
+def define_flags(
+    default_config: str | None = None,
+    workdir: str = "none",
+    default_workdir: str | None = None,
+    config_required: bool = True,
+) -> None:
     """--config, --workdir (`workdir`: 'required', 'optional' or 'none'), --distributed & co."""
     config_flags.DEFINE_config_file("config", default_config, "Config file (configs/NAME.py).")
     if workdir != "none":
         flags.DEFINE_string("workdir", default_workdir, "Directory the program writes to.")
         if workdir == "required" and default_workdir is None:
             flags.mark_flag_as_required("workdir")
-    if default_config is None:
+    if default_config is None and config_required:
         flags.mark_flag_as_required("config")
     flags.DEFINE_bool(
         "distributed",
@@ -75,9 +80,13 @@ def reject_stray_arguments(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected argument(s) {stray}{hint}")
 
 
-def setup(argv: list[str]) -> tuple[Any, str | None]:
-    """Distributed init (first of all JAX calls), logging, config validation; (config, workdir)."""
-    reject_stray_arguments(argv)
+def setup(argv: list[str], positional: bool = False) -> tuple[Any, str | None]:
+    """Distributed init (first of all JAX calls), logging, config validation; (config, workdir).
+
+    `positional`: the program takes positional arguments (predict's inputs), so none is stray.
+    """
+    if not positional:
+        reject_stray_arguments(argv)
     f = flags.FLAGS
     if f.distributed:
         from nsnet_jax.train import faults
@@ -86,7 +95,8 @@ def setup(argv: list[str]) -> tuple[Any, str | None]:
     quiet_library_logging()
     from nsnet_jax.config_checks import validate_config
 
-    validate_config(f.config)
+    if f.config is not None:
+        validate_config(f.config)
     workdir = f.workdir if "workdir" in f else None
     return f.config, workdir
 

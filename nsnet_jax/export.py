@@ -8,14 +8,14 @@ Instead of --workdir: --config=configs/NAME.py --checkpoint=RUN/sampler/final.
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from nsnet_jax.cli import quiet_library_logging
+from nsnet_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (default: the workdir's).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished training workdir.")
+# --config (default: the workdir's), --workdir (a finished training workdir) and --distributed come
+# from nsnet_jax/cli.py, as for every entry point.
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Default: WORKDIR/sampler/final.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _PLATFORMS = flags.DEFINE_list(
@@ -25,13 +25,11 @@ _JAX_EXPORT = flags.DEFINE_bool("jax_export", True, "Also write nsnet.jax_export
 flags.mark_flags_as_required(["out"])
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    quiet_library_logging()
+def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     from nsnet_jax.inference.export import export_all
     from nsnet_jax.inference.trained import load_trained
 
-    trained = load_trained(_WORKDIR.value, _CONFIG.value, _CHECKPOINT.value)
+    trained = load_trained(workdir, config, _CHECKPOINT.value)
     info = export_all(
         trained, _OUT.value, platforms=_PLATFORMS.value, with_jax_export=_JAX_EXPORT.value
     )
@@ -39,4 +37,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, workdir="optional", config_required=False)

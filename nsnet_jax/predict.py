@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from nsnet_jax.cli import quiet_library_logging
+from nsnet_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (default: the workdir's).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished training workdir.")
+# --config (default: the workdir's), --workdir (a finished training workdir) and --distributed come
+# from nsnet_jax/cli.py, as for every entry point.
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Default: WORKDIR/sampler/final.")
 _OUT = flags.DEFINE_string("out", None, "JSON lines file (default: stdout).")
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Videos per batch (a multiple of the devices).")
@@ -40,8 +40,7 @@ _SPLIT_DIR = flags.DEFINE_string("split_dir", None, "Where --split writes its fr
 _SHEETS = flags.DEFINE_string("contact_sheets", None, "Write a contact sheet PNG per video here.")
 
 
-def main(argv: list[str]) -> None:
-    quiet_library_logging()
+def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     from nsnet_jax.inference.predictor import PredictOptions, predict
     from nsnet_jax.inference.trained import load_trained
 
@@ -49,7 +48,7 @@ def main(argv: list[str]) -> None:
     if not inputs and not _SPLIT.value:
         sys.exit("predict: give one or more videos, frame folders, list files or directories")
     try:
-        trained = load_trained(_WORKDIR.value, _CONFIG.value, _CHECKPOINT.value)
+        trained = load_trained(workdir, config, _CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"predict: {e}")
     rows = None
@@ -84,14 +83,14 @@ def main(argv: list[str]) -> None:
         from nsnet_jax.inference.split_files import accuracy_against_split
 
         summary["split"] = {"name": _SPLIT.value, **accuracy_against_split(lines, rows)}
-        summary["split"]["evaluation_nsnet_top1"] = _evaluation_top1(trained)
+        summary["split"]["evaluation_nsnet_top1"] = _evaluation_top1(trained, workdir)
     print(json.dumps({"summary": summary}), file=sys.stderr)
 
 
-def _evaluation_top1(trained) -> float | None:
+def _evaluation_top1(trained, workdir: str | None) -> float | None:
     """NSNet's top-1 at the config's K in WORKDIR/eval/results.json, if evaluation ran."""
-    path = os.path.join(_WORKDIR.value or "", "eval", "results.json")
-    if not _WORKDIR.value or not os.path.exists(path):
+    path = os.path.join(workdir or "", "eval", "results.json")
+    if not workdir or not os.path.exists(path):
         return None
     with open(path) as f:
         rows = json.load(f)["rows"]
@@ -100,4 +99,4 @@ def _evaluation_top1(trained) -> float | None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, workdir="optional", config_required=False, positional=True)
