@@ -40,8 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_threads = 2
     c.data.prefetch = 2
     # `python -m input_pipeline.sampler_cache --out_dir=DIR` output: the sampler stage then reads
-    # uint8 arrays from DIR instead of decoding JPEGs (augmentation on the host). "" = decode.
+    # uint8 arrays from DIR instead of decoding JPEGs. "" = decode.
     c.data.sampler_cache_dir = ""
+    # with the cache: crop + flip on the host, or in the jitted step (the input then only reads)
+    c.data.sampler_cache_augment = "host"  # host | step
     # > 0: the recognizer stage's input decodes only this many TSN frames per video (set it to
     # recognizer_training.frames_per_video); 0 decodes all T and the step picks.
     c.data.recognizer_train_frames = 0

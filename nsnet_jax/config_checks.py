@@ -29,6 +29,7 @@ INIT_FORMATS = ("",) + PRETRAINED_FORMATS  # "" trains the backbone from scratch
 # dotted config field -> allowed values
 CHOICES: dict[str, tuple[str, ...]] = {
     "stage": STAGE_ORDER + ("all",),
+    "data.sampler_cache_augment": ("host", "step"),
     "model.dtype": tuple(DTYPES),
     "model.depthwise_impl": DEPTHWISE_IMPLS,
     "model.sampler.backbone": tuple(sorted(BACKBONES)),

@@ -381,3 +381,25 @@ def test_backbone_init_from_an_orbax_export(tmp_path, tiny_fashion_dir):
     got = variables["params"]["recognizer"]["backbone"]
     _assert_trees_close(got["conv1"], backbone["params"]["conv1"], atol=0)
     assert not np.allclose(got["fc"]["kernel"], backbone["params"]["fc"]["kernel"])
+
+
+def test_the_sampler_step_crops_and_flips_when_the_input_left_it_to_the_step():
+    config = tiny_config()
+    model = build_model(config)
+    variables = jax.jit(lambda k: init_variables(model, config, k))(jax.random.key(0))
+    tx, _ = build_stage_optimizer(config, "sampler", variables["params"], steps_per_epoch=10)
+    state = create_train_state(variables, tx)
+    step = jax.jit(make_train_step(config, model, "sampler", tx))
+    batch = synthetic_train_batch(config, "sampler", batch=4)
+    s = config.data.sampler_size
+    whole = {
+        **batch,
+        "sampler_box": np.tile([0.0, 0.0, s, s], (4, 1)),
+        "sampler_flip": np.zeros(4, bool),
+    }
+    half = {**whole, "sampler_box": np.tile([0.0, 0.0, s / 2, s / 2], (4, 1))}
+    plain = float(step(state, batch, jax.random.key(1))[1]["loss"])
+    np.testing.assert_allclose(
+        float(step(state, whole, jax.random.key(1))[1]["loss"]), plain, rtol=1e-5
+    )
+    assert abs(float(step(state, half, jax.random.key(1))[1]["loss"]) - plain) > 1e-4

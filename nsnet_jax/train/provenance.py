@@ -26,6 +26,7 @@ _RUN_FIELDS = (
     "data.num_threads",
     "data.prefetch",
     "data.sampler_cache_dir",
+    "data.sampler_cache_augment",
 )
 # the stage's result does not depend on these (prefixes of dotted fields)
 _IGNORED_BY_STAGE: dict[str, tuple[str, ...]] = {

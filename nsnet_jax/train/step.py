@@ -129,6 +129,16 @@ def pseudo_label_ratio(config: Any) -> float:
     return config.model.num_select / config.data.num_frames if r <= 0 else r
 
 
+def sampler_view(batch: dict) -> jax.Array:
+    """The sampler's frames; crops and flips them here when the input left that to the step
+    (data.sampler_cache_augment='step': the batch carries `sampler_box` and `sampler_flip`)."""
+    if "sampler_box" not in batch:
+        return batch["sampler_frames"]
+    from input_pipeline.sampler_cache import augment_in_step
+
+    return augment_in_step(batch["sampler_frames"], batch["sampler_box"], batch["sampler_flip"])
+
+
 def recognizer_loss_fn(config: Any, model: NSNet) -> LossFn:
     """Stage 1 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, metrics))."""
     n_frames = config.recognizer_training.frames_per_video
@@ -169,7 +179,7 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
         if not joint:
             params = {**params, "recognizer": jax.lax.stop_gradient(params["recognizer"])}
         out, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats}, batch["sampler_frames"], train=True,
+            {"params": params, "batch_stats": batch_stats}, sampler_view(batch), train=True,
             method=NSNet.sample, mutable=["batch_stats"],
         )  # fmt: skip
         batch_stats = merge_stats(batch_stats, updates["batch_stats"])
