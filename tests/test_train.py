@@ -222,6 +222,7 @@ ABLATIONS = [
     *({"model__sampler__temporal": t} for t in ("conv1d", "transformer")),
     {"selection__train_mode": "perturbed", "selection__num_samples": 8},
     {"selection__train_mode": "gumbel"},
+    {"selection__train_mode": "sinkhorn", "selection__sinkhorn_iters": 5},
     {"sampler_training__train_recognizer": True},
     {"model__recognizer__aggregation": "maxpool_mlp", "sampler_training__train_recognizer": True},
 ]
