@@ -1,6 +1,6 @@
 """Why the perturbed top-k did not train: variance and bias of its gradient estimate, as JSON lines.
 
-    python -m nsnet_jax.bench.relaxations [--repeats=200] [--reference_samples=100000]
+    python -m nsnet_jax.bench.relaxations [--repeats=200] [--reference_samples=N] [--loss_terms]
 
 The perturbed selection's backward pass estimates g^T J with J = d E[P(s + sigma Z)] / d s from
 S samples. For each spread of the scores across the T frames (std over frames; the fused scores
@@ -14,12 +14,18 @@ Estimators: `plain` (the original E[P Z] / sigma) and `centred` (E[(P - P(s)) Z]
 selection.perturbed_topk). The upstream gradient g = dL/dP has a large part that does not depend
 on the frame: <dL/dchosen_k, frame_t> with raw 0..255 pixels. The first line measures that ratio
 on the salient_fashion recognizer (random init, random frames) and the grid uses it.
+
+`--loss_terms` adds, per train_mode, the norm of the gradient on the sampler's parameters of the
+sampler loss and of `recognizer_loss_weight` x the recognizer loss through the selection (mean over
+keys; salient_fashion shapes, random weights and a synthetic batch), with the plain perturbed
+estimator as `perturbed_plain`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -108,11 +114,86 @@ def grid(ratio: float, repeats: int, reference_samples: int, sigma: float) -> li
     return rows
 
 
+def _plain_perturbed_topk():
+    """perturbed_topk with the original backward pass (no control variate), for comparison."""
+
+    @partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+    def topk(scores, k, num_samples, sigma, key):
+        return selection.perturbed_samples(scores, k, num_samples, sigma, key)[0].mean(0)
+
+    def fwd(scores, k, num_samples, sigma, key):
+        m, z = selection.perturbed_samples(scores, k, num_samples, sigma, key)
+        return m.mean(0), (m, z, key)
+
+    def bwd(k, num_samples, sigma, res, g):
+        m, z, key = res
+        grad = selection.perturbed_vjp_estimate(m, z, g, sigma, None)
+        return grad, jnp.zeros(key.shape, jax.dtypes.float0)
+
+    topk.defvjp(fwd, bwd)
+    return topk
+
+
+def loss_term_norms(num_keys: int = 8, num_samples: int = 20) -> list[dict]:
+    """|grad| on the sampler of the sampler loss and of the recognizer term, per train_mode."""
+    from configs import salient_fashion
+    from nsnet_jax.bench.common import synthetic_train_batch
+    from nsnet_jax.models.nsnet import build_model, init_variables
+    from nsnet_jax.train import step as train_step
+
+    rows = []
+    for mode in ("perturbed_plain", "perturbed", "gumbel", "sinkhorn"):
+        config = salient_fashion.get_config()
+        with config.unlocked():
+            config.selection.train_mode = mode.replace("_plain", "")
+            config.selection.num_samples = num_samples
+        model = build_model(config)
+        variables = init_variables(model, config, jax.random.key(0))
+        batch = synthetic_train_batch(config, "sampler", config.batch_size, seed=0)
+        original = selection.perturbed_topk
+        if mode == "perturbed_plain":
+            selection.perturbed_topk = _plain_perturbed_topk()
+        try:
+            loss_fn = train_step.sampler_loss_fn(config, model)
+
+            def parts(params, rng, loss_fn=loss_fn, stats=variables["batch_stats"], batch=batch):
+                _, (_, p) = loss_fn(params, stats, batch, rng)
+                return p
+
+            def sampler_grad(params, rng, term, parts=parts):
+                return jax.grad(lambda q: parts(q, rng)[term])(params)["sampler"]
+
+            grad_fn = jax.jit(sampler_grad, static_argnums=2)
+            norms = {"recognizer": [], "frame": []}
+            for i in range(num_keys):
+                for term in norms:
+                    g = grad_fn(variables["params"], jax.random.key(i), term)
+                    norms[term].append(
+                        float(jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree.leaves(g))))
+                    )
+        finally:
+            selection.perturbed_topk = original
+        weight = config.selection.recognizer_loss_weight
+        rows.append(
+            {
+                "train_mode": mode,
+                "num_samples": num_samples,
+                "sampler_grad_norm_frame_loss": sum(norms["frame"]) / num_keys,
+                "sampler_grad_norm_recognizer_term": weight * sum(norms["recognizer"]) / num_keys,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str]) -> None:
     args = dict(a.lstrip("-").split("=", 1) for a in argv[1:] if "=" in a)
     repeats = int(args.get("repeats", 200))
     reference = int(args.get("reference_samples", 100_000))
     sigma = float(args.get("sigma", 0.05))
+    if "--loss_terms" in argv:
+        loss_term_norms()
+        return
     measured = upstream_gradient_ratio()
     print(json.dumps({"upstream_gradient": measured}), flush=True)
     grid(measured["ratio"], repeats, reference, sigma)
