@@ -6,9 +6,10 @@
 Stages 1-2 run once in WORKDIR/base (or are reused from there); every variant then trains its own
 sampler (stage 3) from the same recognizer and pseudo labels once per seed (config.seed + i: the
 sampler's initialisation, data order and selection noise), in WORKDIR/<variant>/seed<i>, and is
-evaluated on every test video. Per-video results (top-1 correct, evidence hit) go to
-seed<i>/per_video.npz, so a stopped sweep resumes where it was (a finished seed is not retrained;
-an unfinished one resumes from its checkpoint). After every seed, WORKDIR/ablation.md (and .json,
+evaluated on every test video; seed 0 of every variant runs first, then seed 1, and so on.
+Per-video results (top-1 correct, evidence hit) go to seed<i>/per_video.npz, so a stopped sweep
+resumes where it was (a finished seed is not retrained; an unfinished one resumes from its
+checkpoint). After every seed, WORKDIR/ablation.md (and .json,
 .png) shows mean ± std over seeds per variant and K and, against `default`, the paired difference
 with a 95% interval from a bootstrap over test videos and seeds (seed i of a variant is paired
 with seed i of `default`: same initialisation and data order).
@@ -78,8 +79,8 @@ def run(
         train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
     results: dict[str, list[dict[str, np.ndarray]]] = {}
     rows: list[dict[str, Any]] = []
-    for name in names:
-        for seed in range(seeds):
+    for seed in range(seeds):  # seed-major: a stopped sweep has every variant at some seeds
+        for name in names:
             sdir = os.path.join(workdir, name, f"seed{seed}")
             path = os.path.join(sdir, "per_video.npz")
             if not os.path.exists(path):
