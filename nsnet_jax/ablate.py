@@ -76,7 +76,10 @@ def run(
         names = [REFERENCE, *names]
     base_dir = os.path.join(workdir, "base")
     for stage in ("recognizer", "pseudo_labels"):
-        train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
+        summary = train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
+        if summary.get(stage, {}).get("preempted"):
+            log.warning("ablation stopped (preempted) in the shared %s stage", stage)
+            return []
     results: dict[str, list[dict[str, np.ndarray]]] = {}
     rows: list[dict[str, Any]] = []
     for seed in range(seeds):  # seed-major: a stopped sweep has every variant at some seeds
