@@ -91,10 +91,12 @@ def get_config() -> ml_collections.ConfigDict:
 
     # ---- selection -------------------------------------------------------------------------
     c.selection = ml_collections.ConfigDict()
-    c.selection.train_mode = "none"  # none | perturbed | gumbel (gradients through top-k)
+    c.selection.train_mode = "none"  # none | perturbed | gumbel | sinkhorn (grads through top-k)
     c.selection.num_samples = 100  # perturbed: Monte-Carlo samples
     c.selection.sigma = 0.05  # perturbed: noise scale
     c.selection.temperature = 0.5  # gumbel: softmax temperature of the relaxation
+    c.selection.sinkhorn_epsilon = 0.05  # sinkhorn: entropic regularisation (normalised scores)
+    c.selection.sinkhorn_iters = 50  # sinkhorn: unrolled iterations
     c.selection.recognizer_loss_weight = 1.0  # weight of the recognizer loss through selection
 
     # ---- training stages -------------------------------------------------------------------

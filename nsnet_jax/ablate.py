@@ -1,11 +1,18 @@
-"""Ablation sweep over the method's open choices, sharing one recognizer and one pseudo-label pass.
+"""Ablation sweep over the open choices, over seeds, sharing one recognizer and pseudo labels.
 
     python -m nsnet_jax.ablate --config=configs/salient_fashion.py --workdir=/tmp/ablate \\
-        [--only=default,frame_only] [--config.sampler_training.num_epochs=1]
+        [--seeds=3] [--only=default,frame_loss_only] [--config.sampler_training.num_epochs=1]
 
 Stages 1-2 run once in WORKDIR/base (or are reused from there); every variant then trains its own
-sampler (stage 3) from the same recognizer and pseudo labels, and is evaluated. One table,
-WORKDIR/ablation.md (and .json), lists NSNet's accuracy and evidence recall per variant and K.
+sampler (stage 3) from the same recognizer and pseudo labels once per seed (config.seed + i: the
+sampler's initialisation, data order and selection noise), in WORKDIR/<variant>/seed<i>, and is
+evaluated on every test video; seed 0 of every variant runs first, then seed 1, and so on.
+Per-video results (top-1 correct, evidence hit) go to seed<i>/per_video.npz, so a stopped sweep
+resumes where it was (a finished seed is not retrained; an unfinished one resumes from its
+checkpoint). After every seed, WORKDIR/ablation.md (and .json,
+.png) shows mean ± std over seeds per variant and K and, against `default`, the paired difference
+with a 95% interval from a bootstrap over test videos and seeds (seed i of a variant is paired
+with seed i of `default`: same initialisation and data order).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import logging
 import os
 import shutil
 from typing import Any
+
+import numpy as np
 
 from nsnet_jax.config_checks import with_overrides
 
@@ -40,77 +49,291 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "temporal_transformer": {"model.sampler.temporal": "transformer"},
     "selection_perturbed": {"selection.train_mode": "perturbed", "selection.num_samples": 20},
     "selection_gumbel": {"selection.train_mode": "gumbel"},
+    "selection_sinkhorn": {"selection.train_mode": "sinkhorn"},
     "joint_finetune": {"sampler_training.train_recognizer": True},
 }
+REFERENCE = "default"
+METRICS = ("top1", "evidence_recall")
 
 
 def variant_config(base: Any, overrides: dict[str, Any]) -> Any:
     return with_overrides(base, {"stage": "all", **overrides})
 
 
-def run(config: Any, workdir: str, only: list[str] | None = None) -> list[dict[str, Any]]:
+def run(
+    config: Any, workdir: str, only: list[str] | None = None, seeds: int = 3
+) -> list[dict[str, Any]]:
+    """Trains and evaluates every (variant, seed) not yet done; returns the table's rows."""
     from nsnet_jax.train.stages import train_and_evaluate
 
     names = only or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         raise ValueError(f"unknown ablation variants {unknown}; choose from {list(VARIANTS)}")
+    if seeds < 1:
+        raise ValueError(f"--seeds={seeds} must be >= 1")
+    if REFERENCE not in names:  # the paired differences need it
+        names = [REFERENCE, *names]
     base_dir = os.path.join(workdir, "base")
     for stage in ("recognizer", "pseudo_labels"):
-        train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
-    rows = []
-    for name in names:
-        vdir = os.path.join(workdir, name)
-        for stage in ("recognizer", "pseudo_labels"):
-            if not os.path.exists(os.path.join(vdir, stage)):
-                os.makedirs(vdir, exist_ok=True)
-                shutil.copytree(os.path.join(base_dir, stage), os.path.join(vdir, stage))
-        log.info("ablation %s: %s", name, VARIANTS[name] or "(defaults)")
-        summaries = train_and_evaluate(variant_config(config, VARIANTS[name]), vdir)
-        for r in summaries["eval"]["rows"]:
-            if r["method"] == "nsnet":
-                rows.append({"variant": name, "overrides": VARIANTS[name], **r})
-        table = _write(rows, workdir)  # after every variant, so a long sweep keeps what it has
-    print(table, flush=True)
+        summary = train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
+        if summary.get(stage, {}).get("preempted"):
+            log.warning("ablation stopped (preempted) in the shared %s stage", stage)
+            return []
+    results: dict[str, list[dict[str, np.ndarray]]] = {}
+    rows: list[dict[str, Any]] = []
+    for seed in range(seeds):  # seed-major: a stopped sweep has every variant at some seeds
+        for name in names:
+            sdir = os.path.join(workdir, name, f"seed{seed}")
+            path = os.path.join(sdir, "per_video.npz")
+            if not os.path.exists(path):
+                for stage in ("recognizer", "pseudo_labels"):
+                    if not os.path.exists(os.path.join(sdir, stage)):
+                        os.makedirs(sdir, exist_ok=True)
+                        shutil.copytree(os.path.join(base_dir, stage), os.path.join(sdir, stage))
+                log.info("ablation %s seed %d: %s", name, seed, VARIANTS[name] or "(defaults)")
+                vconfig = variant_config(config, {**VARIANTS[name], "seed": config.seed + seed})
+                with vconfig.unlocked():
+                    vconfig.stage = "sampler"
+                summary = train_and_evaluate(vconfig, sdir)
+                if summary.get("sampler", {}).get("preempted"):
+                    log.warning("ablation stopped (preempted) at %s seed %d", name, seed)
+                    return rows
+                _save(path, per_video_results(vconfig, sdir))
+            results.setdefault(name, []).append(_load(path))
+            rows = summarize(results)
+            _write(rows, workdir)  # after every seed, so a long sweep keeps what it has
+    print(markdown(rows), flush=True)
     return rows
 
 
-def _write(rows: list[dict[str, Any]], workdir: str) -> str:
+# ---- per-video evaluation ------------------------------------------------------------------------
+
+
+def per_video_results(config: Any, workdir: str) -> dict[str, np.ndarray]:
+    """NSNet's top-K selection and prediction on every test video, one row per video.
+
+    Kept here rather than in evaluation/evaluate.py, which reports only aggregates: the same
+    computation (scores -> top-K -> recognizer on K frames) with per-video outputs for pairing.
+    Returns video_id [N], has_evidence [N] and, per K, correct_K [N] and hit_K [N].
+    """
+    import jax
+
+    from input_pipeline import pipeline
+    from nsnet_jax.evaluation.evaluate import eval_ks
+    from nsnet_jax.inference import make_recognize_fn
+    from nsnet_jax.models.nsnet import NSNet, build_model
+    from nsnet_jax.models.selection import topk_indices
+    from nsnet_jax.sharding import batch_sharding, data_mesh, host_local
+    from nsnet_jax.train.stages import _restore_stage_variables, _video_id_str
+
+    if jax.process_count() > 1:
+        raise RuntimeError("nsnet_jax.ablate evaluates on one process; run it on a single host")
+    model = build_model(config)
+    mesh = data_mesh()
+    variables = _restore_stage_variables(config, workdir, model, mesh, "sampler")
+    batches, _ = pipeline.create_dataset(
+        config.data, config.data.eval_split, train=False,
+        global_batch_size=config.eval_batch_size, seed=config.seed,
+    )  # fmt: skip
+    sharding = batch_sharding(mesh)
+    scores_fn = jax.jit(
+        lambda v, x: model.apply(v, x, method=NSNet.sample)["scores"], out_shardings=sharding
+    )
+    topk_fn = jax.jit(topk_indices, static_argnums=1, out_shardings=sharding)
+    recognize = make_recognize_fn(model, mesh)
+    ks = eval_ks(config)
+    out: dict[str, list] = {"video_id": [], "has_evidence": []}
+    for k in ks:
+        out[f"correct_{k}"], out[f"hit_{k}"] = [], []
+    for host in batches:
+        keep = host["mask"] > 0
+        batch = pipeline.to_global(host, sharding)
+        scores = scores_fn(variables, batch["sampler_frames"])
+        labels = np.asarray(host["labels"])[keep] > 0
+        evidence = np.asarray(host["evidence"])[keep].astype(bool)
+        for k in ks:
+            idx = topk_fn(scores, k)
+            logits = host_local(recognize(variables, batch["frames"], idx), mesh)[keep]
+            idx = host_local(idx, mesh)[keep]
+            best = np.argmax(logits, axis=1)  # first maximum, as metrics.topk_accuracy
+            out[f"correct_{k}"].append(np.take_along_axis(labels, best[:, None], 1)[:, 0])
+            out[f"hit_{k}"].append(np.take_along_axis(evidence, idx, 1).any(1))
+        out["video_id"].extend(_video_id_str(v) for v in np.asarray(host["video_id"])[keep])
+        out["has_evidence"].append(evidence.any(1))
+    return {
+        key: np.asarray(v, dtype=str) if key == "video_id" else np.concatenate(v)
+        for key, v in out.items()
+    }
+
+
+def _save(path: str, result: dict[str, np.ndarray]) -> None:
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **result)
+    os.replace(tmp, path)  # a killed sweep never leaves a half-written result
+
+
+def _load(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        result = {key: data[key] for key in data.files}
+    order = np.argsort(result["video_id"], kind="stable")  # pair by video id, not input order
+    return {key: v[order] for key, v in result.items()}
+
+
+# ---- statistics ----------------------------------------------------------------------------------
+
+
+def per_video_metric(result: dict[str, np.ndarray], metric: str, k: int) -> np.ndarray:
+    """One value per video whose mean is the metric: correct for top-1; hit (NaN where the video
+    has no evidence) for the evidence recall."""
+    if metric == "top1":
+        return result[f"correct_{k}"].astype(np.float64)
+    return np.where(result["has_evidence"], result[f"hit_{k}"], np.nan)
+
+
+def paired_bootstrap(
+    diff: np.ndarray, num_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of diff [seeds, videos] and its 95% percentile interval, resampling seeds and videos.
+
+    Columns that are NaN in every seed (videos without evidence) are dropped first.
+    """
+    diff = diff[:, ~np.isnan(diff).all(0)]
+    if np.isnan(diff).any():
+        raise ValueError("paired differences must be NaN in every seed of a video or in none")
+    s, n = diff.shape
+    rng = np.random.default_rng(seed)
+    seed_w = rng.multinomial(s, np.full(s, 1.0 / s), size=num_resamples).astype(np.float64)
+    stats = np.empty(num_resamples)
+    for start in range(0, num_resamples, 250):  # [250, N] video weights at a time
+        stop = min(start + 250, num_resamples)
+        video_w = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
+        stats[start:stop] = np.einsum("bs,sn,bn->b", seed_w[start:stop], diff, video_w) / (s * n)
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
+
+
+def summarize(results: dict[str, list[dict[str, np.ndarray]]]) -> list[dict[str, Any]]:
+    """One row per (variant, K): mean and std over seeds and the paired difference to `default`."""
+    rows = []
+    any_result = next(iter(results.values()))[0]
+    ks = sorted(int(key.split("_")[1]) for key in any_result if key.startswith("correct_"))
+    reference = results.get(REFERENCE, [])
+    for name, per_seed in results.items():
+        for k in ks:
+            row: dict[str, Any] = {"variant": name, "overrides": VARIANTS[name], "k": k}
+            row["seeds"] = len(per_seed)
+            for metric in METRICS:
+                values = [per_video_metric(r, metric, k) for r in per_seed]
+                if all(np.isnan(v).all() for v in values):
+                    row.update({metric: None, f"{metric}_std": None, f"{metric}_per_seed": None})
+                    continue
+                per_seed_means = [float(np.nanmean(v)) for v in values]
+                row[metric] = float(np.mean(per_seed_means))
+                row[f"{metric}_std"] = (
+                    float(np.std(per_seed_means, ddof=1)) if len(values) > 1 else 0.0
+                )
+                row[f"{metric}_per_seed"] = per_seed_means
+                pairs = min(len(per_seed), len(reference))
+                if name != REFERENCE and pairs:
+                    for a, b in zip(per_seed[:pairs], reference[:pairs], strict=True):
+                        if not np.array_equal(a["video_id"], b["video_id"]):
+                            raise ValueError(
+                                f"{name} and {REFERENCE} were evaluated on other videos"
+                            )
+                    ref_values = [per_video_metric(r, metric, k) for r in reference[:pairs]]
+                    diff = np.stack(values[:pairs]) - np.stack(ref_values)
+                    mean, lo, hi = paired_bootstrap(diff)
+                    row[f"{metric}_diff"] = {"mean": mean, "ci95": [lo, hi], "paired_seeds": pairs}
+            rows.append(row)
+    return rows
+
+
+# ---- outputs -------------------------------------------------------------------------------------
+
+
+def _write(rows: list[dict[str, Any]], workdir: str) -> None:
     with open(os.path.join(workdir, "ablation.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    table = markdown(rows)
     with open(os.path.join(workdir, "ablation.md"), "w") as f:
-        f.write(table + "\n")
-    return table
+        f.write(markdown(rows) + "\n")
+    plot(rows, os.path.join(workdir, "ablation.png"))
+
+
+def _cell(row: dict | None, metric: str, scale: float, digits: int) -> tuple[str, str]:
+    if row is None or row.get(metric) is None:
+        return "-", "-"
+    value = f"{scale * row[metric]:.{digits}f} ± {scale * row[f'{metric}_std']:.{digits}f}"
+    d = row.get(f"{metric}_diff")
+    if d is None:
+        return value, "-"
+    lo, hi = d["ci95"]
+    return (
+        value,
+        f"{scale * d['mean']:+.{digits}f} [{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]",
+    )
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     ks = sorted({r["k"] for r in rows})
-    head = "| variant | change | " + " | ".join(f"top-1 K={k} (%) | recall K={k}" for k in ks)
-    lines = [head + " |", "|---|---|" + "---|---|" * len(ks)]
+    head = "| variant | change | seeds | " + " | ".join(
+        f"top-1 K={k} (%) | Δ top-1 K={k} (pp) | recall K={k} | Δ recall K={k}" for k in ks
+    )
+    lines = [head + " |", "|---|---|---|" + "---|---|---|---|" * len(ks)]
     for name in dict.fromkeys(r["variant"] for r in rows):
         by_k = {r["k"]: r for r in rows if r["variant"] == name}
         change = ", ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "paper defaults"
         cells = []
         for k in ks:
-            r = by_k.get(k)
-            recall = r["evidence_recall"] if r else None
-            cells.append(f"{100 * r['top1']:.1f}" if r else "-")
-            cells.append(f"{recall:.3f}" if recall is not None else "-")
-        lines.append(f"| {name} | {change} | " + " | ".join(cells) + " |")
+            cells.extend(_cell(by_k.get(k), "top1", 100.0, 1))
+            cells.extend(_cell(by_k.get(k), "evidence_recall", 1.0, 3))
+        seeds = max(r["seeds"] for r in by_k.values())
+        lines.append(f"| {name} | {change} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: str) -> None:
+    """Mean ± std over seeds per variant: top-1 and evidence recall, one marker per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    ks = sorted({r["k"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(names) + 1.5), sharey=True)
+    for ax, metric, label in zip(axes, METRICS, ("top-1 (%)", "evidence recall"), strict=True):
+        scale = 100.0 if metric == "top1" else 1.0
+        for j, k in enumerate(ks):
+            y, x, err = [], [], []
+            for i, name in enumerate(names):
+                r = next((r for r in rows if r["variant"] == name and r["k"] == k), None)
+                if r is not None and r.get(metric) is not None:
+                    y.append(i + (j - (len(ks) - 1) / 2) * 0.2)
+                    x.append(scale * r[metric])
+                    err.append(scale * r[f"{metric}_std"])
+            ax.errorbar(x, y, xerr=err, fmt="o", ms=4, capsize=2, label=f"K={k}")
+        ax.set_xlabel(f"{label}, mean ± std over seeds")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    axes[1].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(config: Any, workdir: str, argv: list[str]) -> None:
     from absl import flags
 
-    run(config, workdir, flags.FLAGS.only)
+    run(config, workdir, flags.FLAGS.only, flags.FLAGS.seeds)
 
 
 def _define_flags() -> None:
     from absl import flags
 
     flags.DEFINE_list("only", None, f"Variants to run (default: all of {list(VARIANTS)}).")
+    flags.DEFINE_integer("seeds", 3, "Seeds of the sampler stage per variant.")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "selection.num_samples": (1, True),
     "selection.sigma": (0, False),
     "selection.temperature": (0, False),
+    "selection.sinkhorn_epsilon": (0, False),
+    "selection.sinkhorn_iters": (1, True),
     "selection.recognizer_loss_weight": (0, True),
     "eval.timing_repeats": (1, True),
     **{

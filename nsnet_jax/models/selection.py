@@ -1,20 +1,23 @@
 """Frame selection: a hard jit top-k for inference, and differentiable relaxations for ablations.
 
 The paper trains the sampler without gradients through selection (the losses act on the scores).
-`perturbed` (Berthet et al. 2020, as used for patch selection by Cordonnier et al. 2021) and
-`gumbel` (Gumbel top-k, straight-through) let the recognizer's loss on the selected frames reach
-the sampler.
-All three return frames in temporal order, so the recognizer sees a time-ordered clip.
+`perturbed` (Berthet et al. 2020, as used for patch selection by Cordonnier et al. 2021),
+`gumbel` (Gumbel top-k, straight-through) and `sinkhorn` (soft top-k by entropy-regularised optimal
+transport, Cuturi et al. 2019 / Xie et al. 2020, straight-through) let the recognizer's loss on the
+selected frames reach the sampler. In every mode the forward pass is the hard selection, so the
+recognizer sees exactly K frames, never an average of frames; only the backward pass differs.
+All return frames in temporal order, so the recognizer sees a time-ordered clip.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-TRAIN_MODES = ("none", "perturbed", "gumbel")
+TRAIN_MODES = ("none", "perturbed", "gumbel", "sinkhorn")
 
 
 def topk_indices(scores: jax.Array, k: int) -> jax.Array:
@@ -56,30 +59,55 @@ def apply_selection_matrix(matrix: jax.Array, frames: jax.Array) -> jax.Array:
 def perturbed_topk(scores: jax.Array, k: int, num_samples: int, sigma: float, key: jax.Array):
     """E_Z[selection matrix of top-k(scores + sigma Z)], Z ~ N(0, I): [B, K, T], smooth in scores.
 
-    Its Jacobian is E[P(scores + sigma Z) Z^T] / sigma (Berthet et al. 2020, Prop. 3.1), which is
-    what the backward pass computes from the same samples.
+    Its Jacobian is E[(P(scores + sigma Z) - P(scores)) Z^T] / sigma (Berthet et al. 2020,
+    Prop. 3.1; subtracting the unperturbed selection P(scores) changes nothing in expectation since
+    E[Z] = 0). The backward pass estimates it from the same samples. Without that control variate
+    the estimate is <P, g> Z / sigma even when every sample selects the same frames (the true
+    Jacobian is then ~0): noise of size |<P, g>| / (sigma sqrt(S)) on every score, which is what
+    kept the sampler from training (README "Ablations", bench `relaxations`).
     """
     out, _ = _perturbed_forward(scores, k, num_samples, sigma, key)
     return out
 
 
-def _perturbed_forward(scores, k, num_samples, sigma, key):
+def perturbed_samples(
+    scores: jax.Array, k: int, num_samples: int, sigma: float, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Selection matrices [S, B, K, T] of top-k(scores + sigma Z) and the noise Z [S, B, T]."""
     noise = jax.random.normal(key, (num_samples,) + scores.shape, dtype=scores.dtype)
-    perturbed = scores[None] + sigma * noise  # [S, B, T]
-    _, idx = jax.lax.top_k(perturbed, k)
+    _, idx = jax.lax.top_k(scores[None] + sigma * noise, k)
     matrices = jax.nn.one_hot(jnp.sort(idx, axis=-1), scores.shape[-1], dtype=scores.dtype)
+    return matrices, noise
+
+
+def perturbed_vjp_estimate(
+    matrices: jax.Array,
+    noise: jax.Array,
+    g: jax.Array,
+    sigma: float,
+    baseline: jax.Array | None,
+) -> jax.Array:
+    """g^T dE[P]/dscores [B, T] from samples; `baseline` [B, K, T] is the control variate."""
+    if baseline is not None:
+        matrices = matrices - baseline[None]
+    # d out[b,k,t] / d scores[b,u] = E[(P[b,k,t] - P0[b,k,t]) Z[b,u]] / sigma
+    return jnp.einsum("sbkt,sbu,bkt->bu", matrices, noise, g) / (matrices.shape[0] * sigma)
+
+
+def _perturbed_forward(scores, k, num_samples, sigma, key):
+    matrices, noise = perturbed_samples(scores, k, num_samples, sigma, key)
     return matrices.mean(axis=0), (matrices, noise)
 
 
 def _perturbed_fwd(scores, k, num_samples, sigma, key):
-    out, residuals = _perturbed_forward(scores, k, num_samples, sigma, key)
-    return out, (residuals, key)
+    out, (matrices, noise) = _perturbed_forward(scores, k, num_samples, sigma, key)
+    baseline = indices_to_matrix(topk_indices(scores, k), scores.shape[-1], scores.dtype)
+    return out, (matrices, noise, baseline, key)
 
 
 def _perturbed_bwd(k, num_samples, sigma, residuals, g):
-    (matrices, noise), key = residuals
-    # d out[b,k,t] / d scores[b,u] = E[P[b,k,t] Z[b,u]] / sigma
-    grad = jnp.einsum("sbkt,sbu,bkt->bu", matrices, noise, g) / (num_samples * sigma)
+    matrices, noise, baseline, key = residuals
+    grad = perturbed_vjp_estimate(matrices, noise, g, sigma, baseline)
     key_ct = None if key is None else jnp.zeros(key.shape, jax.dtypes.float0)
     return grad, key_ct
 
@@ -129,8 +157,72 @@ def gumbel_selection(
     logits = scores + gumbel
     soft_mask = relaxed_topk_mask(logits, k, temperature)
     hard = indices_to_matrix(topk_indices(jax.lax.stop_gradient(logits), k), scores.shape[-1])
-    straight_through = 1.0 + soft_mask - jax.lax.stop_gradient(soft_mask)
-    return hard * straight_through[:, None, :]
+    return straight_through_rows(hard, soft_mask)
+
+
+# ---- Sinkhorn soft top-k, straight-through -----------------------------------------------------
+
+
+def sinkhorn_topk_mask(
+    scores: jax.Array, k: int, epsilon: float = 0.05, num_iters: int = 50
+) -> jax.Array:
+    """Soft k-hot mask [B, T] by entropy-regularised optimal transport (Xie et al. 2020).
+
+    The T frames (mass 1/T each) are transported onto two anchors, "dropped" (mass (T-K)/T) and
+    "kept" (mass K/T), at squared distance from the per-video min-max normalised score; the mask is
+    T times the plan's "kept" column, so it sums to K and tends to the hard top-k as epsilon -> 0.
+    Log-domain Sinkhorn with a fixed number of iterations, differentiated by unrolling.
+    """
+    t = scores.shape[-1]
+    if not 1 <= k < t:
+        raise ValueError(f"sinkhorn selection needs 1 <= K={k} < T={t}")
+    lo = scores.min(-1, keepdims=True)
+    hi = scores.max(-1, keepdims=True)
+    x = (scores - lo) / (hi - lo + 1e-6)  # [B, T] in [0, 1]
+    anchors = jnp.array([0.0, 1.0], scores.dtype)
+    cost = jnp.square(x[..., None] - anchors)  # [B, T, 2]
+    log_mu = jnp.full((t,), -jnp.log(t), scores.dtype)
+    log_nu = jnp.log(jnp.array([(t - k) / t, k / t], scores.dtype))
+    f = jnp.zeros(scores.shape, scores.dtype)
+    g = jnp.zeros(scores.shape[:-1] + (2,), scores.dtype)
+
+    def body(carry, _):
+        f, g = carry
+        f = epsilon * (log_mu - jax.nn.logsumexp((g[..., None, :] - cost) / epsilon, axis=-1))
+        g = epsilon * (log_nu - jax.nn.logsumexp((f[..., :, None] - cost) / epsilon, axis=-2))
+        return (f, g), None
+
+    (f, g), _ = jax.lax.scan(body, (f, g), None, length=num_iters)
+    plan = jnp.exp((f[..., :, None] + g[..., None, :] - cost) / epsilon)
+    return t * plan[..., 1]
+
+
+def straight_through_rows(hard: jax.Array, soft_mask: jax.Array) -> jax.Array:
+    """hard [B, K, T] with each selected entry times (1 + m - stop_grad(m)) for the soft mask m.
+
+    The value is the hard selection; the gradient of a loss on it reaches m at the selected frames.
+    """
+    return hard * (1.0 + soft_mask - jax.lax.stop_gradient(soft_mask))[:, None, :]
+
+
+def sinkhorn_selection(
+    scores: jax.Array, k: int, *, epsilon: float = 0.05, num_iters: int = 50
+) -> jax.Array:
+    """Hard top-k forward, the Sinkhorn soft top-k mask's gradient backward (straight-through)."""
+    soft_mask = sinkhorn_topk_mask(scores, k, epsilon, num_iters)
+    hard = indices_to_matrix(topk_indices(jax.lax.stop_gradient(scores), k), scores.shape[-1])
+    return straight_through_rows(hard, soft_mask)
+
+
+def selection_options(sel: Any) -> dict[str, Any]:
+    """The keyword arguments of `training_selection` from the `selection` config block."""
+    return {
+        "num_samples": sel.num_samples,
+        "sigma": sel.sigma,
+        "temperature": sel.temperature,
+        "epsilon": sel.sinkhorn_epsilon,
+        "num_iters": sel.sinkhorn_iters,
+    }
 
 
 def training_selection(
@@ -142,15 +234,19 @@ def training_selection(
     num_samples: int = 100,
     sigma: float = 0.05,
     temperature: float = 0.5,
+    epsilon: float = 0.05,
+    num_iters: int = 50,
 ) -> jax.Array:
     """Selection matrix [B, K, T] for a training step; `none` stops gradients at the scores."""
     if mode == "none":
         idx = topk_indices(jax.lax.stop_gradient(scores), k)
         return indices_to_matrix(idx, scores.shape[-1], scores.dtype)
-    if key is None:
+    if key is None and mode in ("perturbed", "gumbel"):
         raise ValueError(f"selection.train_mode={mode!r} needs a PRNG key")
     if mode == "perturbed":
         return perturbed_selection(scores, k, key, num_samples=num_samples, sigma=sigma)
     if mode == "gumbel":
         return gumbel_selection(scores, k, key, temperature=temperature)
+    if mode == "sinkhorn":
+        return sinkhorn_selection(scores, k, epsilon=epsilon, num_iters=num_iters)
     raise ValueError(f"selection.train_mode={mode!r} is not one of {list(TRAIN_MODES)}")

@@ -20,7 +20,11 @@ import optax
 from flax import struct, traverse_util
 
 from nsnet_jax.models.nsnet import NSNet
-from nsnet_jax.models.selection import apply_selection_matrix, training_selection
+from nsnet_jax.models.selection import (
+    apply_selection_matrix,
+    selection_options,
+    training_selection,
+)
 from nsnet_jax.train import losses, optim
 
 TRAINED_STAGES = ("recognizer", "sampler")
@@ -201,9 +205,8 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
         )  # fmt: skip
         if use_recognizer:
             matrix = training_selection(
-                out["scores"], k, sel.train_mode, rng, num_samples=sel.num_samples,
-                sigma=sel.sigma, temperature=sel.temperature,
-            )  # fmt: skip
+                out["scores"], k, sel.train_mode, rng, **selection_options(sel)
+            )
             chosen = apply_selection_matrix(matrix, batch["frames"].astype(jnp.float32))
             rec, rec_updates = model.apply(
                 {"params": params, "batch_stats": batch_stats}, chosen, train=joint,
