@@ -4,10 +4,11 @@
         [--seeds=3] [--only=default,frame_loss_only] [--config.sampler_training.num_epochs=1]
 
 Stages 1-2 run once in WORKDIR/base (or are reused from there); every variant then trains its own
-sampler (stage 3) from the same recognizer and pseudo labels once per seed (config.seed + i: the
-sampler's initialisation, data order and selection noise), in WORKDIR/<variant>/seed<i>, and is
-evaluated on every test video; seed 0 of every variant runs first, then seed 1, and so on.
-Per-video results (top-1 correct, evidence hit) go to seed<i>/per_video.npz, so a stopped sweep
+sampler (stage 3) from the same recognizer and pseudo labels once per seed
+(sampler_training.seed = config.seed + i: the sampler's initialisation, data order and selection
+noise), in WORKDIR/<variant>/seed<i>, and is evaluated on every test video; seed 0 of every variant
+runs first, then seed 1, and so on. Per-video results (top-1 correct, evidence hit, from
+evaluation's eval/per_video.jsonl) go to seed<i>/per_video.npz, so a stopped sweep
 resumes where it was (a finished seed is not retrained; an unfinished one resumes from its
 checkpoint). After every seed, WORKDIR/ablation.md (and .json,
 .png) shows mean ± std over seeds per variant and K and, against `default`, the paired difference
@@ -92,10 +93,10 @@ def run(
                         os.makedirs(sdir, exist_ok=True)
                         shutil.copytree(os.path.join(base_dir, stage), os.path.join(sdir, stage))
                 log.info("ablation %s seed %d: %s", name, seed, VARIANTS[name] or "(defaults)")
-                vconfig = variant_config(config, {**VARIANTS[name], "seed": config.seed + seed})
-                with vconfig.unlocked():
-                    vconfig.stage = "sampler"
-                summary = train_and_evaluate(vconfig, sdir)
+                # the sampler stage's own seed: the shared recognizer's fields stay unchanged
+                seed_field = {"sampler_training.seed": config.seed + seed}
+                vconfig = variant_config(config, {**VARIANTS[name], **seed_field})
+                summary = train_and_evaluate(vconfig, sdir)  # stages 1-2 are the copied base
                 if summary.get("sampler", {}).get("preempted"):
                     log.warning("ablation stopped (preempted) at %s seed %d", name, seed)
                     return rows
@@ -111,60 +112,39 @@ def run(
 
 
 def per_video_results(config: Any, workdir: str) -> dict[str, np.ndarray]:
-    """NSNet's top-K selection and prediction on every test video, one row per video.
+    """NSNet's per-video outcome at each K, from evaluation's WORKDIR/eval/per_video*.jsonl.
 
-    Kept here rather than in evaluation/evaluate.py, which reports only aggregates: the same
-    computation (scores -> top-K -> recognizer on K frames) with per-video outputs for pairing.
-    Returns video_id [N], has_evidence [N] and, per K, correct_K [N] and hit_K [N].
+    Returns video_id [N], has_evidence [N] and, per K, correct_K [N] (top-1 is a label) and
+    hit_K [N] (a selected frame is an evidence frame): what the paired intervals need.
     """
-    import jax
+    import glob
+    import json
 
-    from input_pipeline import pipeline
-    from nsnet_jax.evaluation.evaluate import eval_ks
-    from nsnet_jax.inference import make_recognize_fn
-    from nsnet_jax.models.nsnet import NSNet, build_model
-    from nsnet_jax.models.selection import topk_indices
-    from nsnet_jax.sharding import batch_sharding, data_mesh, host_local
-    from nsnet_jax.train.stages import _restore_stage_variables, _video_id_str
+    from nsnet_jax.config_checks import eval_ks
 
-    if jax.process_count() > 1:
-        raise RuntimeError("nsnet_jax.ablate evaluates on one process; run it on a single host")
-    model = build_model(config)
-    mesh = data_mesh()
-    variables = _restore_stage_variables(config, workdir, model, mesh, "sampler")
-    batches, _ = pipeline.create_dataset(
-        config.data, config.data.eval_split, train=False,
-        global_batch_size=config.eval_batch_size, seed=config.seed,
-    )  # fmt: skip
-    sharding = batch_sharding(mesh)
-    scores_fn = jax.jit(
-        lambda v, x: model.apply(v, x, method=NSNet.sample)["scores"], out_shardings=sharding
-    )
-    topk_fn = jax.jit(topk_indices, static_argnums=1, out_shardings=sharding)
-    recognize = make_recognize_fn(model, mesh)
     ks = eval_ks(config)
-    out: dict[str, list] = {"video_id": [], "has_evidence": []}
-    for k in ks:
-        out[f"correct_{k}"], out[f"hit_{k}"] = [], []
-    for host in batches:
-        keep = host["mask"] > 0
-        batch = pipeline.to_global(host, sharding)
-        scores = scores_fn(variables, batch["sampler_frames"])
-        labels = np.asarray(host["labels"])[keep] > 0
-        evidence = np.asarray(host["evidence"])[keep].astype(bool)
-        for k in ks:
-            idx = topk_fn(scores, k)
-            logits = host_local(recognize(variables, batch["frames"], idx), mesh)[keep]
-            idx = host_local(idx, mesh)[keep]
-            best = np.argmax(logits, axis=1)  # first maximum, as metrics.topk_accuracy
-            out[f"correct_{k}"].append(np.take_along_axis(labels, best[:, None], 1)[:, 0])
-            out[f"hit_{k}"].append(np.take_along_axis(evidence, idx, 1).any(1))
-        out["video_id"].extend(_video_id_str(v) for v in np.asarray(host["video_id"])[keep])
-        out["has_evidence"].append(evidence.any(1))
-    return {
-        key: np.asarray(v, dtype=str) if key == "video_id" else np.concatenate(v)
-        for key, v in out.items()
+    rows: dict[int, dict[str, dict]] = {k: {} for k in ks}
+    for path in sorted(glob.glob(os.path.join(workdir, "eval", "per_video*.jsonl"))):
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                if r["method"] == "nsnet" and r["k"] in rows:
+                    rows[r["k"]][r["video_id"]] = r
+    ids = sorted(rows[ks[0]])
+    if not ids:
+        raise FileNotFoundError(f"no NSNet rows in {workdir}/eval/per_video*.jsonl")
+    first = rows[ks[0]]
+    out: dict[str, np.ndarray] = {
+        "video_id": np.asarray(ids, dtype=str),
+        "has_evidence": np.asarray([bool(first[v].get("evidence")) for v in ids]),
     }
+    for k in ks:
+        lines = [rows[k][v] for v in ids]
+        out[f"correct_{k}"] = np.asarray([r["top5"][0][0] in r["labels"] for r in lines])
+        out[f"hit_{k}"] = np.asarray(
+            [bool(set(r["selected"]) & set(r.get("evidence", []))) for r in lines]
+        )
+    return out
 
 
 def _save(path: str, result: dict[str, np.ndarray]) -> None:
