@@ -109,15 +109,21 @@ def run(
     default_workdir: str | None = None,
     define_extra: Callable[[], None] | None = None,
     argv: list[str] | None = None,
+    config_required: bool = True,
+    positional: bool = False,
 ) -> None:
-    """Defines the shared flags (and the program's own via `define_extra`), then runs `main`."""
-    define_flags(default_config, workdir, default_workdir)
+    """Defines the shared flags (and the program's own via `define_extra`), then runs `main`.
+
+    `config_required=False`: --config may be left out (predict and export read the workdir's);
+    `positional`: the program takes positional arguments (predict's inputs).
+    """
+    define_flags(default_config, workdir, default_workdir, config_required)
     if define_extra is not None:
         define_extra()
 
     def _main(args: list[str]) -> None:
         try:
-            config, wd = setup(args)
+            config, wd = setup(args, positional)
             main(config, wd, args)
         except (Exception, KeyboardInterrupt) as e:
             from nsnet_jax.train import faults
