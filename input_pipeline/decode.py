@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 from PIL import Image
@@ -162,3 +163,34 @@ def decode_video_views(
         for out, view in zip(outs, views, strict=True):
             out[t] = view
     return outs
+
+
+def map_videos(pool: Executor | None, fn: Callable[[int], np.ndarray], n: int) -> list:
+    """fn(0..n-1), on the pool's threads when there is one (PIL releases the GIL to decode)."""
+    return list(pool.map(fn, range(n))) if pool is not None else [fn(i) for i in range(n)]
+
+
+def decode_batch(
+    videos: Sequence[Sequence[bytes]],
+    size: int,
+    *,
+    indices: np.ndarray | None = None,
+    boxes: Sequence[Box | None] | None = None,
+    flips: Sequence[bool] | None = None,
+    draft: bool = True,
+    pool: Executor | None = None,
+) -> np.ndarray:
+    """uint8 [B, n, size, size, 3]: all frames, or only `indices` [B, K] of each video."""
+
+    def one(b: int) -> np.ndarray:
+        frames = videos[b] if indices is None else [videos[b][int(t)] for t in indices[b]]
+        return decode_frames(
+            frames,
+            size,
+            None if boxes is None else boxes[b],
+            flip=bool(flips[b]) if flips is not None else False,
+            draft=draft,
+            example_id=str(b),
+        )
+
+    return np.stack(map_videos(pool, one, len(videos)))

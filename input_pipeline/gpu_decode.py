@@ -87,20 +87,9 @@ class HostDecoder:
         flips: Sequence[bool] | None = None,
     ) -> np.ndarray:
         """uint8 [B, n, size, size, 3]: all frames, or only `indices` [B, K] of each video."""
-
-        def one(b: int) -> np.ndarray:
-            frames = videos[b] if indices is None else [videos[b][int(t)] for t in indices[b]]
-            return decode.decode_frames(
-                frames,
-                size,
-                None if boxes is None else boxes[b],
-                flip=bool(flips[b]) if flips is not None else False,
-                example_id=str(b),
-            )
-
-        n = len(videos)
-        out = list(self.pool.map(one, range(n))) if self.pool else [one(b) for b in range(n)]
-        return np.stack(out)
+        return decode.decode_batch(
+            videos, size, indices=indices, boxes=boxes, flips=flips, pool=self.pool
+        )
 
 
 class GpuDecoder:

@@ -62,7 +62,8 @@ def test_sweep_over_seeds_writes_table_figure_and_resumes(tiny_fashion_dir, tmp_
 
     monkeypatch.setattr(stages, "train_and_evaluate", recording)
     ablate.run(config, str(tmp_path), only=["default", "fusion_rank"], seeds=3)
-    sampler_runs = sorted("/".join(w.split("/")[-2:]) for s, w in trained if s == "sampler")
+    # each (variant, seed) runs every stage in its own workdir; stages 1-2 are the shared base's
+    sampler_runs = sorted("/".join(w.split("/")[-2:]) for _, w in trained if "/seed" in w)
     assert sampler_runs == ["default/seed2", "fusion_rank/seed1", "fusion_rank/seed2"]
     saved = json.loads((tmp_path / "ablation.json").read_text())
     assert {r["seeds"] for r in saved} == {3}

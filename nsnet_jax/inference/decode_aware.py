@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from input_pipeline import decode
+from input_pipeline.decode import decode_batch  # noqa: F401  (this module's public API)
 from nsnet_jax.inference.jitted import sampler_scores
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import topk_indices
@@ -63,36 +64,6 @@ def synthetic_encoded_videos(
     return videos
 
 
-def _map(pool: Executor | None, fn: Callable[[int], np.ndarray], n: int) -> list[np.ndarray]:
-    return list(pool.map(fn, range(n))) if pool is not None else [fn(i) for i in range(n)]
-
-
-def decode_batch(
-    videos: Sequence[EncodedVideo],
-    size: int,
-    *,
-    indices: np.ndarray | None = None,
-    boxes: Sequence[decode.Box | None] | None = None,
-    flips: Sequence[bool] | None = None,
-    draft: bool = True,
-    pool: Executor | None = None,
-) -> np.ndarray:
-    """uint8 [B, n, size, size, 3]: all frames, or only `indices` [B, K] of each video."""
-
-    def one(b: int) -> np.ndarray:
-        frames = videos[b] if indices is None else [videos[b][int(t)] for t in indices[b]]
-        return decode.decode_frames(
-            frames,
-            size,
-            None if boxes is None else boxes[b],
-            flip=bool(flips[b]) if flips is not None else False,
-            draft=draft,
-            example_id=str(b),
-        )
-
-    return np.stack(_map(pool, one, len(videos)))
-
-
 def decode_batch_views(
     videos: Sequence[EncodedVideo],
     sizes: Sequence[int],
@@ -112,7 +83,7 @@ def decode_batch_views(
             example_id=str(b),
         )
 
-    per_video = _map(pool, one, len(videos))
+    per_video = decode.map_videos(pool, one, len(videos))
     return [np.stack([v[i] for v in per_video]) for i in range(len(sizes))]
 
 
