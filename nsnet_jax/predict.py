@@ -38,6 +38,11 @@ _SPLIT = flags.DEFINE_string(
 )
 _SPLIT_DIR = flags.DEFINE_string("split_dir", None, "Where --split writes its frame folders.")
 _SHEETS = flags.DEFINE_string("contact_sheets", None, "Write a contact sheet PNG per video here.")
+_ENGINE = flags.DEFINE_enum(
+    "engine", "auto", ["auto", "jax", "tf"],
+    "Inference engine; auto: the exported TF SavedModel on one CPU process (the fastest there "
+    "without PyTorch), jitted JAX on accelerators and pods.",
+)  # fmt: skip
 
 
 def main(config: Any, workdir: str | None, argv: list[str]) -> None:
@@ -72,7 +77,7 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     options = PredictOptions(
         batch_size=_BATCH.value, num_threads=_THREADS.value, folder_fps=_FPS.value,
         sample_fps=_SAMPLE_FPS.value, contact_sheet_dir=_SHEETS.value,
-        pipeline_views=_PIPELINE_VIEWS.value,
+        pipeline_views=_PIPELINE_VIEWS.value, engine=_ENGINE.value,
     )  # fmt: skip
     summary = predict(trained, inputs, write, options)
     if _OUT.value:

@@ -77,9 +77,23 @@ def videos(tmp_path_factory) -> dict[str, str]:
 
 
 def _run(workdir: str, inputs, **opts) -> tuple[list[dict], dict]:
+    """predict through jitted JAX unless a test asks for another engine (exact comparisons)."""
     lines: list[dict] = []
+    opts.setdefault("engine", "jax")
     summary = predict(load_trained(workdir), inputs, lines.append, PredictOptions(**opts))
     return lines, summary
+
+
+def test_the_tf_engine_chooses_the_same_frames_as_jax(tiny_workdir, videos):
+    inputs = [videos["mp4"], videos["folder"], videos["mp4_b"]]
+    jax_lines, jax_summary = _run(tiny_workdir, inputs, engine="jax")
+    tf_lines, tf_summary = _run(tiny_workdir, inputs, engine="tf")
+    assert (jax_summary["engine"], tf_summary["engine"]) == ("jax", "tf")
+    assert len(tf_lines) == len(jax_lines) == 3
+    for a, b in zip(jax_lines, tf_lines, strict=True):
+        assert a["selected"] == b["selected"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-4)
+        assert [c["index"] for c in a["top"]][:1] == [c["index"] for c in b["top"]][:1]
 
 
 def test_reader_samples_like_video_folder_and_decodes_k_on_demand(videos):
@@ -266,7 +280,7 @@ def test_cli_split_check_reports_top1_beside_evaluation(split_run, tmp_path):
     workdir, results, rows, _ = split_run
     frames, out = tmp_path / "frames", tmp_path / "p.jsonl"
     cmd = [sys.executable, "-m", "nsnet_jax.predict", f"--workdir={workdir}", "--split=test",
-           f"--split_dir={frames}", "--pipeline_views", f"--out={out}"]  # fmt: skip
+           f"--split_dir={frames}", "--pipeline_views", "--engine=jax", f"--out={out}"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     split = json.loads(proc.stderr.strip().splitlines()[-1])["summary"]["split"]

@@ -11,6 +11,9 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -40,6 +43,7 @@ class PredictOptions:
     top: int = 5
     contact_sheet_dir: str | None = None
     pipeline_views: bool = False  # frame folders: both views from one full decode, as in eval
+    engine: str = "auto"  # auto | jax | tf (auto: the exported TF SavedModel on one CPU process)
     log_every_s: float = 10.0
 
 
@@ -58,6 +62,51 @@ def make_predict_fns(model: NSNet, mesh) -> tuple[Callable, Callable]:
         logits = model.apply(variables, frames, method=NSNet.recognize)["logits"]
         return jax.lax.with_sharding_constraint(jax.nn.softmax(logits.astype(np.float32)), sharding)
 
+    return sample, recognize
+
+
+ENGINES = ("auto", "jax", "tf")
+
+
+def choose_engine(engine: str) -> str:
+    """`auto`: TF on a single CPU process, JAX elsewhere.
+
+    On this project's 2-core CPU at ActivityNet shapes the SavedModel (jax2tf, run by TF's XLA
+    with oneDNN) ran NSNet at 1.58x JAX's jitted float32 path and at 0.97x `torch.compile`, while
+    no XLA:CPU flag moved JAX by more than the noise (README "Use a trained model").
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")
+    if engine != "auto":
+        return engine
+    if jax.default_backend() != "cpu" or jax.process_count() > 1:
+        return "jax"
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return "jax"
+    return "tf"
+
+
+def make_tf_predict_fns(trained: TrainedModel, directory: str) -> tuple[Callable, Callable]:
+    """(sample: sampler frames -> scores, indices) and (recognize: K frames -> probs) served by the
+    SavedModel `export.export_saved_model` writes (same frames chosen, logits within 1e-4)."""
+    import tensorflow as tf
+
+    from nsnet_jax.inference.export import export_saved_model
+
+    loaded = tf.saved_model.load(export_saved_model(trained, directory))
+    sample_sig, recognize_sig = loaded.signatures["sample"], loaded.signatures["recognize"]
+
+    def sample(low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = sample_sig(sampler_frames=tf.constant(low))
+        return out["scores"].numpy(), out["indices"].numpy()
+
+    def recognize(high: np.ndarray) -> np.ndarray:
+        logits = recognize_sig(selected_frames=tf.constant(high))["logits"].numpy()
+        return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+
+    sample.keep_alive = recognize.keep_alive = loaded
     return sample, recognize
 
 
@@ -102,8 +151,20 @@ def predict(
     n_dev = mesh.devices.size
     batch = -(-max(1, opts.batch_size) // n_dev) * n_dev
     sharding = batch_sharding(mesh)
-    variables = replicate(trained.variables, mesh)
-    sample, recognize = make_predict_fns(trained.model, mesh)
+    engine = choose_engine(opts.engine)
+    tmp = tempfile.mkdtemp(prefix="nsnet_predict_") if engine == "tf" else None
+    if engine == "tf":
+        sample_host, recognize_host = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
+    else:
+        variables = replicate(trained.variables, mesh)
+        sample_jit, recognize_jit = make_predict_fns(trained.model, mesh)
+
+        def sample_host(low):
+            return jax.device_get(sample_jit(variables, jax.device_put(low, sharding)))
+
+        def recognize_host(high):
+            return jax.device_get(recognize_jit(variables, jax.device_put(high, sharding)))
+
     gmacs = float(count_gmacs(config)["video_gmacs"])
     sources = find_sources(inputs)
     total = len(sources)
@@ -126,12 +187,10 @@ def predict(
             results: dict[int, dict[str, Any]] = {}
             if good:
                 low = _pad(np.stack([opened[j].low for j in good]), batch)
-                scores, idx = jax.device_get(sample(variables, jax.device_put(low, sharding)))
+                scores, idx = sample_host(low)
                 videos = [opened[j] for j in good]
                 highs = list(pool.map(OpenVideo.full, videos, list(idx[: len(good)])))
-                probs = jax.device_get(
-                    recognize(variables, jax.device_put(_pad(np.stack(highs), batch), sharding))
-                )
+                probs = recognize_host(_pad(np.stack(highs), batch))
                 for p, j in enumerate(good):
                     results[j] = _line(chunk[j].path, opened[j], probs[p], idx[p], scores[p],
                                        names, opts.top, gmacs)  # fmt: skip
@@ -157,6 +216,8 @@ def predict(
                 log.info("predict: %d/%d videos, %.2f videos/s, ETA %.0f s", done, total, rate, eta)
                 last_log = now
     seconds = time.perf_counter() - start
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
     counts.update(
         seconds=round(seconds, 3),
         videos_per_s=round(counts["ok"] / seconds, 3) if seconds > 0 else None,
@@ -164,6 +225,7 @@ def predict(
         batch_size=batch,
         devices=n_dev,
         backend=jax.default_backend(),
+        engine=engine,
     )
     return counts
 
