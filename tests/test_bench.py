@@ -143,3 +143,17 @@ def test_bench_times_the_trainers_step_which_updates_only_its_network(stage):
     )
     assert any(jax.tree_util.tree_leaves(changed[0]))
     assert not any(jax.tree_util.tree_leaves(changed[1]))
+
+
+def test_cpu_serving_command_prints_a_json_line_per_path_and_refuses_stray_arguments():
+    cmd = [sys.executable, "-m", "nsnet_jax.bench.cpu_serving",
+           f"--config={ROOT / 'tests' / 'tiny_train_config.py'}", "--torch=false", "--tf=false",
+           "--repeats=1"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {r["name"] for r in rows} == {"jax_f32", "jax_f32_batch1", "jax_bf16"}
+    assert all(r["videos_per_s"] > 0 for r in rows)
+    stray = subprocess.run(cmd + ["config.model.num_select=1"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+    assert stray.returncode != 0 and "needs two dashes" in stray.stderr

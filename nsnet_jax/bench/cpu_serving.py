@@ -16,13 +16,14 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.")
+from nsnet_jax import cli
+
 _BATCH = flags.DEFINE_integer("batch", 2, "Videos per call.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Round-robin rounds.")
 _TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch eager and torch.compile.")
@@ -82,9 +83,8 @@ def _paths(config, batch: int) -> dict:
     return paths
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    config, batch = _CONFIG.value, _BATCH.value
+def main(config: Any, workdir: str | None, argv: list[str]) -> None:
+    batch = _BATCH.value
     paths = _paths(config, batch)
     if _PATHS.value:
         paths = {k: v for k, v in paths.items() if k in _PATHS.value}
@@ -113,4 +113,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)  # --config, overrides, --distributed as everywhere

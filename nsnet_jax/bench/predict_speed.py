@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from typing import Any
 
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 from PIL import Image
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.")
+from nsnet_jax import cli
+
 _VIDEOS = flags.DEFINE_integer("videos", 4, "Number of video files.")
 _WIDTH = flags.DEFINE_integer("width", 640, "Frame width.")
 _HEIGHT = flags.DEFINE_integer("height", 360, "Frame height.")
@@ -49,8 +50,7 @@ def write_video(path: str, width: int, height: int, seconds: float, seed: int, f
             container.mux(packet)
 
 
-def main(argv: list[str]) -> None:
-    del argv
+def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     import jax
 
     from nsnet_jax.bench.common import random_variables
@@ -58,7 +58,6 @@ def main(argv: list[str]) -> None:
     from nsnet_jax.inference.trained import TrainedModel
     from nsnet_jax.models.nsnet import build_model
 
-    config = _CONFIG.value
     model = build_model(config)
     names = tuple(f"class_{i}" for i in range(config.data.num_classes))
     trained = TrainedModel(config, model, jax.device_put(random_variables(model, config)), names,
@@ -86,4 +85,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)  # --config, overrides, --distributed as everywhere
