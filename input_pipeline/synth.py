@@ -30,6 +30,13 @@ class SynthSpec:
     speed_max: float = 3.5
 
 
+def _item_at(t, evidence, start, target_image, distractor_images):
+    """Frame t's item: the target on evidence frames, else the distractor before or after them."""
+    if evidence[t]:
+        return target_image
+    return distractor_images[0] if t < start else distractor_images[1]
+
+
 def _trajectory(rng: np.random.Generator, spec: SynthSpec, item: int) -> np.ndarray:
     """Positions [T, 2] (y, x) of the top-left corner, bouncing off the borders."""
     lim = spec.canvas_size - item
@@ -73,10 +80,7 @@ def make_video(
     else:
         canvas = background.astype(np.float32).copy()
     for t in range(t_count):
-        if evidence[t]:
-            img = target_image
-        else:
-            img = distractor_images[0] if t < start else distractor_images[1]
+        img = _item_at(t, evidence, start, target_image, distractor_images)
         alpha = img.astype(np.float32)[..., None] / 255.0
         y, x = pos[t]
         patch = canvas[t, y : y + item, x : x + item]
@@ -203,10 +207,7 @@ def make_hard_video(
     occluded = rng.random(t_count) < hard.occlusion_prob
     canvas = background.astype(np.float32).copy()
     for t in range(t_count):
-        if evidence[t]:
-            img = target_image
-        else:
-            img = distractor_images[0] if t < start else distractor_images[1]
+        img = _item_at(t, evidence, start, target_image, distractor_images)
         s = int(sides[t])
         alpha = opacity * _resize_item(img, s).astype(np.float32)[..., None] / 255.0
         if occluded[t]:
