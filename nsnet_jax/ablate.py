@@ -118,7 +118,6 @@ def per_video_results(config: Any, workdir: str) -> dict[str, np.ndarray]:
     hit_K [N] (a selected frame is an evidence frame): what the paired intervals need.
     """
     import glob
-    import json
 
     from nsnet_jax.config_checks import eval_ks
 
