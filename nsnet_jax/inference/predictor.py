@@ -106,7 +106,7 @@ def make_tf_predict_fns(trained: TrainedModel, directory: str) -> tuple[Callable
         logits = recognize_sig(selected_frames=tf.constant(high))["logits"].numpy()
         return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
 
-    sample.keep_alive = recognize.keep_alive = loaded
+    sample.keep_alive = recognize.keep_alive = loaded  # the signatures need the loaded module
     return sample, recognize
 
 
