@@ -94,6 +94,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.selection.train_mode = "none"  # none | perturbed | gumbel | sinkhorn (grads through top-k)
     c.selection.num_samples = 100  # perturbed: Monte-Carlo samples
     c.selection.sigma = 0.05  # perturbed: noise scale
+    # perturbed: gradient of the smoothed loss from S recognizer runs ("loss"), or the chain rule
+    # through the smoothed selection matrix ("first_order", Berthet et al.; needs dL/dP)
+    c.selection.perturbed_estimator = "loss"
     c.selection.temperature = 0.5  # gumbel: softmax temperature of the relaxation
     c.selection.sinkhorn_epsilon = 0.05  # sinkhorn: entropic regularisation (normalised scores)
     c.selection.sinkhorn_iters = 50  # sinkhorn: unrolled iterations

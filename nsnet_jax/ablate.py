@@ -49,6 +49,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "temporal_conv1d": {"model.sampler.temporal": "conv1d"},
     "temporal_transformer": {"model.sampler.temporal": "transformer"},
     "selection_perturbed": {"selection.train_mode": "perturbed", "selection.num_samples": 20},
+    "selection_perturbed_first_order": {
+        "selection.train_mode": "perturbed",
+        "selection.num_samples": 20,
+        "selection.perturbed_estimator": "first_order",
+    },
     "selection_gumbel": {"selection.train_mode": "gumbel"},
     "selection_sinkhorn": {"selection.train_mode": "sinkhorn"},
     "joint_finetune": {"sampler_training.train_recognizer": True},

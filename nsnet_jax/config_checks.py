@@ -18,7 +18,7 @@ from nsnet_jax.models.nsnet import DTYPES
 from nsnet_jax.models.recognizer import AGGREGATIONS
 from nsnet_jax.models.registry import BACKBONES
 from nsnet_jax.models.sampler import FUSIONS, TEMPORAL_MODES
-from nsnet_jax.models.selection import TRAIN_MODES
+from nsnet_jax.models.selection import PERTURBED_ESTIMATORS, TRAIN_MODES
 from nsnet_jax.pretrained.loading import FORMATS as PRETRAINED_FORMATS
 from nsnet_jax.train import STAGE_ORDER
 from nsnet_jax.train.losses import NONSALIENT_FORMS, PSEUDO_LABEL_RULES
@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pseudo_label.rule": PSEUDO_LABEL_RULES,
     "loss.nonsalient": NONSALIENT_FORMS,
     "selection.train_mode": TRAIN_MODES,
+    "selection.perturbed_estimator": PERTURBED_ESTIMATORS,
     "model.sampler.init_from.format": INIT_FORMATS,
     "model.recognizer.init_from.format": INIT_FORMATS,
     "recognizer_training.optimizer": OPTIMIZERS,

@@ -172,6 +172,68 @@ def test_perturbed_gradient_is_zero_when_no_sample_changes_the_selection():
     assert np.abs(np.asarray(plain)).max() > 10.0
 
 
+def _loss_estimator_grad(scores, k, sigma, loss_of_indices, samples, key):
+    """jax.grad of the loss estimator's surrogate, as the train step builds it."""
+
+    def surrogate(s):
+        idx, noise = selection.perturbed_loss_samples(s, k, samples, sigma, key)
+        base = loss_of_indices(selection.topk_indices(s, k))
+        return selection.perturbed_loss_surrogate(s, loss_of_indices(idx), base, noise, sigma).sum()
+
+    return np.asarray(jax.grad(surrogate)(scores)[0])
+
+
+def test_perturbed_loss_estimator_matches_the_closed_form():
+    """T=2, K=1, loss c_t when frame t is selected: the smoothed loss is
+    c_0 Phi(d) + c_1 (1 - Phi(d)), d = (s0 - s1) / (sigma sqrt 2). With 200k samples the estimate
+    is within 1% of the closed form (standard error 0.5%); a sign flip, a missing 1/sigma or the
+    gradient of the unsmoothed (flat) loss all miss the 3% tolerance by far (three seeds: 0.07%,
+    0.6%, 0.7%)."""
+    sigma, c = 0.5, jnp.array([1.0, 3.0])
+    scores = jnp.array([[0.4, 0.1]])
+    grad = _loss_estimator_grad(
+        scores, 1, sigma, lambda idx: c[idx[..., 0]], 200_000, jax.random.key(3)
+    )
+    d = (scores[0, 0] - scores[0, 1]) / (sigma * np.sqrt(2.0))
+    exact = (c[0] - c[1]) * norm.pdf(d) / (sigma * np.sqrt(2.0))
+    np.testing.assert_allclose(grad, [exact, -exact], rtol=0.03)
+    # the forward value of the surrogate is 0: the training loss is unchanged
+    idx, noise = selection.perturbed_loss_samples(scores, 1, 10, sigma, jax.random.key(0))
+    value = selection.perturbed_loss_surrogate(scores, c[idx[..., 0]], c[:1], noise, sigma)
+    np.testing.assert_array_equal(value, 0.0)
+
+
+def test_perturbed_loss_estimator_matches_finite_differences_of_the_smoothed_loss():
+    """T=5, K=2 and a loss that is not linear in the selection (the product of the two selected
+    frames' values, plus a bonus when both are from the first half): the estimator (400k samples)
+    against central differences (step 0.1) of a 400k-sample common-random-numbers estimate of
+    E[L(top-k(s + sigma Z))]. Entries are 0.26-0.65 in size; the two agreed to 0.013 on three
+    seeds, so the tolerance 0.04 fails a zero, halved or sign-flipped gradient."""
+    sigma, k = 1.0, 2
+    scores = jnp.array([[0.3, -0.2, 0.5, 0.1, 0.0]])
+    a = jnp.array([1.0, -2.0, 0.5, 3.0, -1.0])
+
+    def loss_of_indices(idx):
+        return a[idx[..., 0]] * a[idx[..., 1]] + 2.0 * (idx[..., 1] < 3)
+
+    noise = jax.random.normal(jax.random.key(7), (400_000,) + scores.shape)
+
+    def smoothed(s):
+        idx = jnp.sort(jax.lax.top_k(s[None] + sigma * noise, k)[1], axis=-1)
+        return loss_of_indices(idx).mean()
+
+    eps = 0.1
+    reference = np.array(
+        [
+            (smoothed(scores.at[0, i].add(eps)) - smoothed(scores.at[0, i].add(-eps))) / (2 * eps)
+            for i in range(5)
+        ]
+    )
+    grad = _loss_estimator_grad(scores, k, sigma, loss_of_indices, 400_000, jax.random.key(8))
+    assert np.abs(reference).min() > 0.2
+    np.testing.assert_allclose(grad, reference, atol=0.04)
+
+
 def test_sinkhorn_mask_sums_to_k_and_tends_to_hard_topk():
     scores = jnp.array([[0.3, -0.2, 0.5, 0.1, 0.0, 0.9]])
     mask = selection.sinkhorn_topk_mask(scores, 2, epsilon=0.2, num_iters=200)

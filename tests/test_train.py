@@ -290,6 +290,11 @@ ABLATIONS = [
     *({"model__sampler__fusion": f} for f in ("sum", "product", "rank")),
     *({"model__sampler__temporal": t} for t in ("conv1d", "transformer")),
     {"selection__train_mode": "perturbed", "selection__num_samples": 8},
+    {
+        "selection__train_mode": "perturbed",
+        "selection__num_samples": 8,
+        "selection__perturbed_estimator": "first_order",
+    },
     {"selection__train_mode": "gumbel"},
     {"selection__train_mode": "sinkhorn", "selection__sinkhorn_iters": 5},
     {"sampler_training__train_recognizer": True},

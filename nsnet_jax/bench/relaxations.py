@@ -186,11 +186,121 @@ def loss_term_norms(num_keys: int = 8, num_samples: int = 20) -> list[dict]:
     return rows
 
 
+def _per_video_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    targets = labels / jnp.maximum(labels.sum(-1, keepdims=True), 1e-12)
+    return -(targets * jax.nn.log_softmax(logits, -1)).sum(-1)
+
+
+def swap_linearisation(workdir: str, num_videos: int = 256, k: int = K) -> dict:
+    """What the first-order perturbed gradient believes about frame swaps, against the truth.
+
+    On a trained run (its recognizer; its sampler for the scores) and test videos: the loss
+    change of replacing selected frame k by frame u, predicted from g = dL/dP (the first-order
+    estimator's only view of the recognizer: <dL/dchosen_k, frame_u - frame_k>) against the
+    change measured by running the recognizer on the swapped selection; and how often
+    Gaussian noise of each scale changes the top-k of the sampler's fused scores.
+    """
+    from input_pipeline import pipeline
+    from nsnet_jax.inference.trained import load_trained
+    from nsnet_jax.models.nsnet import NSNet
+
+    trained = load_trained(workdir)
+    config, model, variables = trained.config, trained.model, trained.variables
+    batches, _ = pipeline.create_dataset(
+        config.data, config.data.eval_split, train=False, global_batch_size=32, seed=0
+    )
+
+    def video_losses(matrix, frames, labels):
+        chosen = selection.apply_selection_matrix(matrix, frames)
+        logits = model.apply(variables, chosen, method=NSNet.recognize)["logits"]
+        return _per_video_ce(logits, labels)
+
+    @jax.jit
+    def one_batch(sampler_frames, frames, labels, evidence):
+        frames = frames.astype(jnp.float32)
+        scores = model.apply(variables, sampler_frames, method=NSNet.sample)["scores"]
+        t = scores.shape[-1]
+        idx = selection.topk_indices(scores, k)
+        hard = selection.indices_to_matrix(idx, t)
+        base = video_losses(hard, frames, labels)
+        g = jax.grad(lambda m: video_losses(m, frames, labels).sum())(hard)  # [B, K, T]
+        predicted = g - jnp.take_along_axis(g, idx[..., None], axis=-1)  # [B, K, T]
+
+        def swapped(slot, u):
+            m = hard.at[:, slot].set(jax.nn.one_hot(jnp.full(idx.shape[:1], u), t))
+            return video_losses(m, frames, labels) - base
+
+        true = jax.vmap(lambda slot: jax.vmap(lambda u: swapped(slot, u))(jnp.arange(t)))(
+            jnp.arange(k)
+        )  # [K, T, B]
+        true = jnp.transpose(true, (2, 0, 1))
+        valid = 1.0 - hard.sum(1, keepdims=True).clip(0, 1)  # u not already selected
+        valid = jnp.broadcast_to(valid, true.shape)
+        std = scores.std(-1)
+        flips = {}
+        for sig in (0.05, 0.2, 1.0):
+            z = jax.random.normal(jax.random.key(0), (32,) + scores.shape)
+            idx_z = jnp.sort(jax.lax.top_k(scores[None] + sig * z, k)[1], -1)
+            flips[sig] = (idx_z != idx[None]).any(-1).mean()
+        ev = evidence[:, None, :] * valid
+        return {
+            "predicted": predicted, "true": true, "valid": valid, "evidence_pairs": ev,
+            "score_std": std, "flips": flips, "score_range": scores.max(-1) - scores.min(-1),
+        }  # fmt: skip
+
+    outs, seen = [], 0
+    for host in batches:
+        keep = host["mask"] > 0
+        out = jax.device_get(
+            one_batch(host["sampler_frames"], host["frames"], host["labels"], host["evidence"])
+        )
+        outs.append((out, keep))
+        seen += int(keep.sum())
+        if seen >= num_videos:
+            break
+    import numpy as np
+
+    def cat(name):
+        return np.concatenate([o[name][m] for o, m in outs])
+
+    pred, true, valid, evp = cat("predicted"), cat("true"), cat("valid"), cat("evidence_pairs")
+    corrs = []
+    for p_, t_, v_ in zip(pred, true, valid, strict=True):
+        sel = v_ > 0
+        if sel.sum() > 2 and p_[sel].std() > 0 and t_[sel].std() > 0:
+            corrs.append(np.corrcoef(p_[sel], t_[sel])[0, 1])
+    sel = valid > 0
+    evs = evp > 0
+    return {
+        "workdir": workdir,
+        "videos": int(pred.shape[0]),
+        "k": k,
+        "pearson_predicted_vs_true_per_video": float(np.mean(corrs)),
+        "sign_agreement": float((np.sign(pred[sel]) == np.sign(true[sel])).mean()),
+        "median_abs_predicted_over_true": float(
+            np.median(np.abs(pred[sel])) / np.median(np.abs(true[sel]))
+        ),
+        "swap_to_evidence_lowers_loss_true": float((true[evs] < 0).mean()),
+        "swap_to_evidence_lowers_loss_predicted": float((pred[evs] < 0).mean()),
+        "swap_to_other_lowers_loss_true": float((true[sel & ~evs] < 0).mean()),
+        "swap_to_other_lowers_loss_predicted": float((pred[sel & ~evs] < 0).mean()),
+        "fused_score_std_median": float(np.median(cat("score_std"))),
+        "fused_score_range_median": float(np.median(cat("score_range"))),
+        "topk_changed_by_noise": {
+            str(s): float(np.mean([o["flips"][s] for o, _ in outs])) for s in (0.05, 0.2, 1.0)
+        },
+    }
+
+
 def main(argv: list[str]) -> None:
     args = dict(a.lstrip("-").split("=", 1) for a in argv[1:] if "=" in a)
     repeats = int(args.get("repeats", 200))
     reference = int(args.get("reference_samples", 100_000))
     sigma = float(args.get("sigma", 0.05))
+    if "swaps" in args:
+        for workdir in args["swaps"].split(","):
+            print(json.dumps(swap_linearisation(workdir)), flush=True)
+        return
     if "--loss_terms" in argv:
         loss_term_norms()
         return

@@ -1,7 +1,9 @@
 """Frame selection: a hard jit top-k for inference, and differentiable relaxations for ablations.
 
 The paper trains the sampler without gradients through selection (the losses act on the scores).
-`perturbed` (Berthet et al. 2020, as used for patch selection by Cordonnier et al. 2021),
+`perturbed` (Gaussian-smoothed top-k: Berthet et al. 2020, as used for patch selection by
+Cordonnier et al. 2021; its gradient estimated from the loss of each noisy selection, or by the
+first-order chain rule through the smoothed selection matrix),
 `gumbel` (Gumbel top-k, straight-through) and `sinkhorn` (soft top-k by entropy-regularised optimal
 transport, Cuturi et al. 2019 / Xie et al. 2020, straight-through) let the recognizer's loss on the
 selected frames reach the sampler. In every mode the forward pass is the hard selection, so the
@@ -126,6 +128,42 @@ def perturbed_selection(
     soft = perturbed_topk(scores, k, num_samples, sigma, key)
     hard = indices_to_matrix(topk_indices(jax.lax.stop_gradient(scores), k), scores.shape[-1])
     return hard + soft - jax.lax.stop_gradient(soft)
+
+
+# ---- perturbed optimizer on the loss itself ----------------------------------------------------
+
+PERTURBED_ESTIMATORS = ("loss", "first_order")
+
+
+def perturbed_loss_samples(
+    scores: jax.Array, k: int, num_samples: int, sigma: float, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Indices [S, B, K] (temporal order) of top-k(scores + sigma Z) and the noise Z [S, B, T]."""
+    noise = jax.random.normal(key, (num_samples,) + scores.shape, dtype=scores.dtype)
+    _, idx = jax.lax.top_k(jax.lax.stop_gradient(scores)[None] + sigma * noise, k)
+    return jnp.sort(idx, axis=-1), noise
+
+
+def perturbed_loss_surrogate(
+    scores: jax.Array,
+    sample_losses: jax.Array,
+    base_losses: jax.Array,
+    noise: jax.Array,
+    sigma: float,
+) -> jax.Array:
+    """Per-video [B] term of value 0 with the gradient of the smoothed loss E_Z[L(s + sigma Z)].
+
+    d/ds E[L(top-k(s + sigma Z))] = E[(L(top-k(s + sigma Z)) - L(top-k(s))) Z] / sigma (Gaussian
+    smoothing; the unperturbed loss is a control variate with zero mean contribution). Unlike the
+    first-order estimator it needs no dL/dP: each sample's loss is the recognizer's loss on the
+    frames that sample selects, so a swap counts by what it does to the loss, not by a pixel-space
+    linearisation of it (bench `relaxations --swaps`: that linearisation agrees with the true
+    sign of a swap's loss change in about 55% of swaps).
+    `sample_losses` [S, B] and `base_losses` [B] are treated as constants.
+    """
+    advantage = jax.lax.stop_gradient(sample_losses - base_losses[None])
+    surrogate = (advantage * (noise * scores[None]).sum(-1)).mean(0) / sigma
+    return surrogate - jax.lax.stop_gradient(surrogate)
 
 
 # ---- Gumbel top-k, straight-through -------------------------------------------------------------

@@ -95,10 +95,15 @@ def frame_loss(frame_logits: jax.Array, targets: jax.Array, pos_weight: float = 
 # ---- video level: dual supervision --------------------------------------------------------------
 
 
+def per_video_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Cross-entropy [...] against multi-hot labels spread evenly over their classes."""
+    targets = labels / jnp.maximum(labels.sum(axis=-1, keepdims=True), 1e-12)
+    return -(targets * jax.nn.log_softmax(logits, axis=-1)).sum(axis=-1)
+
+
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Cross-entropy against multi-hot labels spread evenly over their classes; batch mean."""
-    targets = labels / jnp.maximum(labels.sum(axis=-1, keepdims=True), 1e-12)
-    return -(targets * jax.nn.log_softmax(logits, axis=-1)).sum(axis=-1).mean()
+    return per_video_cross_entropy(logits, labels).mean()
 
 
 def video_loss(

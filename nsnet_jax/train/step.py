@@ -22,6 +22,9 @@ from flax import struct, traverse_util
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import (
     apply_selection_matrix,
+    gather_frames,
+    perturbed_loss_samples,
+    perturbed_loss_surrogate,
     selection_options,
     training_selection,
 )
@@ -184,6 +187,7 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
     use_recognizer = uses_recognizer_in_sampler_stage(config)
     k = config.model.num_select
     ratio = pseudo_label_ratio(config)
+    on_loss = sel.train_mode == "perturbed" and sel.get("perturbed_estimator") == "loss"
 
     def loss_fn(params, batch_stats, batch, rng):
         if not joint:
@@ -204,10 +208,11 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
             pos_weight=config.loss.pos_weight,
         )  # fmt: skip
         if use_recognizer:
-            matrix = training_selection(
-                out["scores"], k, sel.train_mode, rng, **selection_options(sel)
-            )
-            chosen = apply_selection_matrix(matrix, batch["frames"].astype(jnp.float32))
+            frames = batch["frames"].astype(jnp.float32)
+            # the loss estimator's gradient comes from its own samples, not through the matrix
+            mode = "none" if on_loss else sel.train_mode
+            matrix = training_selection(out["scores"], k, mode, rng, **selection_options(sel))
+            chosen = apply_selection_matrix(matrix, frames)
             rec, rec_updates = model.apply(
                 {"params": params, "batch_stats": batch_stats}, chosen, train=joint,
                 method=NSNet.recognize, mutable=["batch_stats"],
@@ -215,11 +220,44 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
             if joint:
                 batch_stats = merge_stats(batch_stats, rec_updates["batch_stats"])
             rec_loss = losses.softmax_cross_entropy(rec["logits"], batch["labels"])
+            if on_loss:
+                rec_loss = rec_loss + perturbed_loss_term(
+                    model, {"params": params, "batch_stats": batch_stats}, frames,
+                    batch["labels"], out["scores"], rec["logits"], k, sel, rng,
+                )  # fmt: skip
             loss = loss + sel.recognizer_loss_weight * rec_loss
             parts = {**parts, "recognizer": rec_loss}
         return loss, (batch_stats, parts)
 
     return loss_fn
+
+
+def perturbed_loss_term(
+    model: NSNet,
+    variables: Any,
+    frames: jax.Array,
+    labels: jax.Array,
+    scores: jax.Array,
+    base_logits: jax.Array,
+    k: int,
+    sel: Any,
+    rng: jax.Array,
+) -> jax.Array:
+    """Batch mean of `selection.perturbed_loss_surrogate`: value 0, the smoothed loss's gradient.
+
+    Runs the recognizer (inference mode, no gradient) on the frames each of the S noisy top-k
+    draws selects: S x K frames per video, the estimator's cost.
+    """
+    idx, noise = perturbed_loss_samples(scores, k, sel.num_samples, sel.sigma, rng)
+    chosen = jax.vmap(lambda i: gather_frames(frames, i))(idx)  # [S, B, K, ...]
+    s, b = idx.shape[:2]
+    logits = model.apply(
+        jax.lax.stop_gradient(variables), chosen.reshape((s * b,) + chosen.shape[2:]),
+        method=NSNet.recognize,
+    )["logits"]  # fmt: skip
+    sample_losses = losses.per_video_cross_entropy(logits.reshape(s, b, -1), labels[None])
+    base = losses.per_video_cross_entropy(base_logits, labels)
+    return perturbed_loss_surrogate(scores, sample_losses, base, noise, sel.sigma).mean()
 
 
 LOSS_FNS: dict[str, Callable[[Any, NSNet], LossFn]] = {
