@@ -1,6 +1,7 @@
 """Why the perturbed top-k did not train: variance and bias of its gradient estimate, as JSON lines.
 
     python -m nsnet_jax.bench.relaxations [--repeats=200] [--reference_samples=N] [--loss_terms]
+        [--swaps=WORKDIR,...]
 
 The perturbed selection's backward pass estimates g^T J with J = d E[P(s + sigma Z)] / d s from
 S samples. For each spread of the scores across the T frames (std over frames; the fused scores
@@ -15,10 +16,16 @@ selection.perturbed_topk). The upstream gradient g = dL/dP has a large part that
 on the frame: <dL/dchosen_k, frame_t> with raw 0..255 pixels. The first line measures that ratio
 on the salient_fashion recognizer (random init, random frames) and the grid uses it.
 
+`--swaps=WORKDIR[,WORKDIR]` measures, on trained runs, what the first-order estimator believes
+about swapping a selected frame for another (its pixel-space linearisation of the recognizer's
+loss) against the loss change measured by running the recognizer on the swapped selection, and
+how often noise of each scale changes the top-k (`swap_linearisation`).
+
 `--loss_terms` adds, per train_mode, the norm of the gradient on the sampler's parameters of the
 sampler loss and of `recognizer_loss_weight` x the recognizer loss through the selection (mean over
 keys; salient_fashion shapes, random weights and a synthetic batch), with the plain perturbed
-estimator as `perturbed_plain`.
+estimator as `perturbed_plain`, the centred one as `perturbed_first_order`, and the loss
+estimator (the default) as `perturbed`.
 """
 
 from __future__ import annotations
@@ -142,11 +149,13 @@ def loss_term_norms(num_keys: int = 8, num_samples: int = 20) -> list[dict]:
     from nsnet_jax.train import step as train_step
 
     rows = []
-    for mode in ("perturbed_plain", "perturbed", "gumbel", "sinkhorn"):
+    for mode in ("perturbed_plain", "perturbed_first_order", "perturbed", "gumbel", "sinkhorn"):
         config = salient_fashion.get_config()
         with config.unlocked():
-            config.selection.train_mode = mode.replace("_plain", "")
+            config.selection.train_mode = mode.split("_")[0]
             config.selection.num_samples = num_samples
+            if mode != "perturbed":
+                config.selection.perturbed_estimator = "first_order"
         model = build_model(config)
         variables = init_variables(model, config, jax.random.key(0))
         batch = synthetic_train_batch(config, "sampler", config.batch_size, seed=0)
