@@ -38,7 +38,9 @@ def ensure_dataset(config: Any) -> None:
     log.info("built %s in %.0f s", config.data.name, time.time() - start)
 
 
-def plot_accuracy_vs_gmacs(results: dict[str, Any], path: str) -> None:
+def plot_accuracy_vs_gmacs(
+    results: dict[str, Any], path: str, dataset: str = "salient_fashion"
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +60,7 @@ def plot_accuracy_vs_gmacs(results: dict[str, Any], path: str) -> None:
                         fontsize=7)  # fmt: skip
     ax.set_xlabel("MMACs per video")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"salient_fashion {results['split']} ({results['num_videos']} videos)")
+    ax.set_title(f"{dataset} {results['split']} ({results['num_videos']} videos)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -172,7 +174,9 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
     start = time.time()
     summaries = train_and_evaluate(config, workdir)
     results = summaries["eval"]
-    plot_accuracy_vs_gmacs(results, os.path.join(workdir, "accuracy_vs_gmacs.png"))
+    plot_accuracy_vs_gmacs(
+        results, os.path.join(workdir, "accuracy_vs_gmacs.png"), config.data.name
+    )
     plot_selections(config, workdir, os.path.join(workdir, "selections.png"))
     names = json.loads(open(os.path.join(workdir, "run_info.json")).read()).get("class_names")
     names = names or [str(i) for i in range(config.data.num_classes)]
