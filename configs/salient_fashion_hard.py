@@ -1,5 +1,5 @@
 """salient_fashion/hard: today's salient_fashion recipe on the real-looking variant (README
-"salient_fashion/hard").
+"Real-looking video"; `configs/salient_fashion_cluttered.py` is the learnable variant's recipe).
 
     python -m nsnet_jax.demo --config=configs/salient_fashion_hard.py --workdir=/tmp/sf_hard
 
