@@ -176,7 +176,7 @@ def _loss_estimator_grad(scores, k, sigma, loss_of_indices, samples, key):
     """jax.grad of the loss estimator's surrogate, as the train step builds it."""
 
     def surrogate(s):
-        idx, noise = selection.perturbed_loss_samples(s, k, samples, sigma, key)
+        idx, noise = selection.noisy_topk_indices(s, k, samples, sigma, key)
         base = loss_of_indices(selection.topk_indices(s, k))
         return selection.perturbed_loss_surrogate(s, loss_of_indices(idx), base, noise, sigma).sum()
 
@@ -198,7 +198,7 @@ def test_perturbed_loss_estimator_matches_the_closed_form():
     exact = (c[0] - c[1]) * norm.pdf(d) / (sigma * np.sqrt(2.0))
     np.testing.assert_allclose(grad, [exact, -exact], rtol=0.03)
     # the forward value of the surrogate is 0: the training loss is unchanged
-    idx, noise = selection.perturbed_loss_samples(scores, 1, 10, sigma, jax.random.key(0))
+    idx, noise = selection.noisy_topk_indices(scores, 1, 10, sigma, jax.random.key(0))
     value = selection.perturbed_loss_surrogate(scores, c[idx[..., 0]], c[:1], noise, sigma)
     np.testing.assert_array_equal(value, 0.0)
 

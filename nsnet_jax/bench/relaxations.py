@@ -195,11 +195,6 @@ def loss_term_norms(num_keys: int = 8, num_samples: int = 20) -> list[dict]:
     return rows
 
 
-def _per_video_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    targets = labels / jnp.maximum(labels.sum(-1, keepdims=True), 1e-12)
-    return -(targets * jax.nn.log_softmax(logits, -1)).sum(-1)
-
-
 def swap_linearisation(workdir: str, num_videos: int = 256, k: int = K) -> dict:
     """What the first-order perturbed gradient believes about frame swaps, against the truth.
 
@@ -212,6 +207,7 @@ def swap_linearisation(workdir: str, num_videos: int = 256, k: int = K) -> dict:
     from input_pipeline import pipeline
     from nsnet_jax.inference.trained import load_trained
     from nsnet_jax.models.nsnet import NSNet
+    from nsnet_jax.train.losses import per_video_cross_entropy
 
     trained = load_trained(workdir)
     config, model, variables = trained.config, trained.model, trained.variables
@@ -222,7 +218,7 @@ def swap_linearisation(workdir: str, num_videos: int = 256, k: int = K) -> dict:
     def video_losses(matrix, frames, labels):
         chosen = selection.apply_selection_matrix(matrix, frames)
         logits = model.apply(variables, chosen, method=NSNet.recognize)["logits"]
-        return _per_video_ce(logits, labels)
+        return per_video_cross_entropy(logits, labels)
 
     @jax.jit
     def one_batch(sampler_frames, frames, labels, evidence):
@@ -248,8 +244,7 @@ def swap_linearisation(workdir: str, num_videos: int = 256, k: int = K) -> dict:
         std = scores.std(-1)
         flips = {}
         for sig in (0.05, 0.2, 1.0):
-            z = jax.random.normal(jax.random.key(0), (32,) + scores.shape)
-            idx_z = jnp.sort(jax.lax.top_k(scores[None] + sig * z, k)[1], -1)
+            idx_z, _ = selection.noisy_topk_indices(scores, k, 32, sig, jax.random.key(0))
             flips[sig] = (idx_z != idx[None]).any(-1).mean()
         ev = evidence[:, None, :] * valid
         return {

@@ -76,10 +76,8 @@ def perturbed_samples(
     scores: jax.Array, k: int, num_samples: int, sigma: float, key: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """Selection matrices [S, B, K, T] of top-k(scores + sigma Z) and the noise Z [S, B, T]."""
-    noise = jax.random.normal(key, (num_samples,) + scores.shape, dtype=scores.dtype)
-    _, idx = jax.lax.top_k(scores[None] + sigma * noise, k)
-    matrices = jax.nn.one_hot(jnp.sort(idx, axis=-1), scores.shape[-1], dtype=scores.dtype)
-    return matrices, noise
+    idx, noise = noisy_topk_indices(scores, k, num_samples, sigma, key)
+    return indices_to_matrix(idx, scores.shape[-1], scores.dtype), noise
 
 
 def perturbed_vjp_estimate(
@@ -135,7 +133,7 @@ def perturbed_selection(
 PERTURBED_ESTIMATORS = ("loss", "first_order")
 
 
-def perturbed_loss_samples(
+def noisy_topk_indices(
     scores: jax.Array, k: int, num_samples: int, sigma: float, key: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """Indices [S, B, K] (temporal order) of top-k(scores + sigma Z) and the noise Z [S, B, T]."""

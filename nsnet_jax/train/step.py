@@ -23,7 +23,7 @@ from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import (
     apply_selection_matrix,
     gather_frames,
-    perturbed_loss_samples,
+    noisy_topk_indices,
     perturbed_loss_surrogate,
     selection_options,
     training_selection,
@@ -248,7 +248,7 @@ def perturbed_loss_term(
     Runs the recognizer (inference mode, no gradient) on the frames each of the S noisy top-k
     draws selects: S x K frames per video, the estimator's cost.
     """
-    idx, noise = perturbed_loss_samples(scores, k, sel.num_samples, sel.sigma, rng)
+    idx, noise = noisy_topk_indices(scores, k, sel.num_samples, sel.sigma, rng)
     chosen = jax.vmap(lambda i: gather_frames(frames, i))(idx)  # [S, B, K, ...]
     s, b = idx.shape[:2]
     logits = model.apply(
