@@ -37,6 +37,8 @@ CORRECT = jnp.array([[True, False, False, True, False, False], [False] * 6])
         ("threshold", [[1, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 0]]),
         ("correct", [[1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]),
         ("correct_and_rank", [[1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]),
+        # the sampler stage passes the ground-truth evidence as `correct`
+        ("evidence", [[1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]),
     ],
 )
 def test_hard_pseudo_label_rules(rule, expected):

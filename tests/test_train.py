@@ -393,3 +393,57 @@ def test_the_sampler_step_crops_and_flips_when_the_input_left_it_to_the_step():
         float(step(state, whole, jax.random.key(1))[1]["loss"]), plain, rtol=1e-5
     )
     assert abs(float(step(state, half, jax.random.key(1))[1]["loss"]) - plain) > 1e-4
+
+
+def test_evidence_rule_trains_the_sampler_on_the_ground_truth_frames(
+    finished_run, tiny_fashion_dir, monkeypatch
+):
+    from input_pipeline import pipeline
+    from nsnet_jax.train import losses
+
+    workdir, _, _ = finished_run
+    config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="evidence")
+    seen = {}
+
+    def keep_host_keys(name, config, workdir, model, mesh, writer, variables, add_host_keys=None):
+        seen["add_host_keys"] = add_host_keys
+        return {}
+
+    monkeypatch.setattr(train, "_train_stage", keep_host_keys)
+    train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)
+    batches, _ = pipeline.create_dataset(
+        config.data, "train", train=True, global_batch_size=8, seed=0, views=("sampler",)
+    )
+    batch = seen["add_host_keys"](next(batches))
+    evidence = np.asarray(batch["evidence"], bool)
+    assert evidence.any(axis=1).all() and not evidence.all()
+    np.testing.assert_array_equal(batch["correct"], evidence)
+    targets = losses.pseudo_labels(
+        jnp.asarray(batch["p_gt"]), jnp.asarray(batch["correct"]), "evidence", ratio=2 / 6
+    )
+    np.testing.assert_array_equal(np.asarray(targets), evidence.astype(np.float32))
+
+    monkeypatch.setattr(pipeline, "dataset_meta_fields", lambda b: {"has_evidence": False})
+    with pytest.raises(ValueError, match="has none.*pick another pseudo_label.rule"):
+        train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)
+
+
+def test_diagnose_reports_the_recognizer_ceiling_and_the_pseudo_labels(finished_run):
+    from nsnet_jax import diagnose
+
+    workdir, summaries, _ = finished_run
+    report = diagnose.diagnose(workdir, ks=(1, 2, TINY["num_frames"]))
+    for name in ("max_prob", "true_prob"):  # resnet18 + mean_logits: no max-pool share
+        recall = report["recognizer_ranking"][name]
+        assert 0.0 <= recall["1"] <= recall["2"] <= 1.0
+        assert recall[str(TINY["num_frames"])] == 1.0  # all frames always hold the evidence
+    assert "maxpool_share" not in report["recognizer_ranking"]
+    configured = report["pseudo_labels"]["rules"]["correct_and_rank"]
+    logged = summaries["pseudo_labels"]  # the pseudo-label stage scored the same frames
+    assert configured["precision"] == round(logged["pseudo_label_precision"], 3)
+    assert configured["recall"] == round(logged["pseudo_label_recall"], 3)
+    rows = {f"{r['method']}-{r['k']}": r["evidence_recall"] for r in summaries["eval"]["rows"]}
+    assert report["sampler"] == {k: v for k, v in rows.items() if k in report["sampler"]}
+    assert {"nsnet-1", "uniform-2"} <= set(report["sampler"])
+    assert json.loads((Path(workdir) / "diagnose.json").read_text()) == report
+    assert "| correct_and_rank (configured) |" in diagnose.format_report(report)

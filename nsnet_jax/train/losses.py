@@ -11,7 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-PSEUDO_LABEL_RULES = ("rank", "threshold", "correct", "soft", "correct_and_rank")
+PSEUDO_LABEL_RULES = ("rank", "threshold", "correct", "soft", "correct_and_rank", "evidence")
 NONSALIENT_FORMS = ("background", "uniform", "complement")
 
 # ---- labels -------------------------------------------------------------------------------------
@@ -62,8 +62,10 @@ def pseudo_labels(
     """Frame targets y_t in [0, 1], [B, T].
 
     rank: top ceil(ratio T) by p_gt; threshold: p_gt >= tau; correct: argmax is a label;
-    soft: p_gt / max_t p_gt; correct_and_rank: both. A hard rule that marks no frame of a video
-    marks its single best frame instead, so every video has a positive.
+    soft: p_gt / max_t p_gt; correct_and_rank: both; evidence: the dataset's ground-truth evidence
+    frames, which the sampler stage passes as `correct` (an upper bound that tells whether the
+    pseudo labels or the sampler limit a run, not the method). A hard rule that marks no frame of a
+    video marks its single best frame instead, so every video has a positive.
     """
     t = p_gt.shape[-1]
     if rule == "soft":
@@ -73,7 +75,7 @@ def pseudo_labels(
         hard = _rank_positive(p_gt, count)
     elif rule == "threshold":
         hard = p_gt >= threshold
-    elif rule == "correct":
+    elif rule in ("correct", "evidence"):
         hard = correct
     elif rule == "correct_and_rank":
         hard = correct & _rank_positive(p_gt, count)

@@ -515,14 +515,29 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
         for c in ("params", "batch_stats")
     }
     table = load_pseudo_labels(workdir)
+    on_evidence = config.pseudo_label.rule == "evidence"
+    if on_evidence:
+        _check_has_evidence(config)
 
     def add_host_keys(host_batch: dict) -> dict:
         p_gt, correct = table.lookup(host_batch["video_id"])
+        if on_evidence:  # the ground truth in place of the recognizer's verdict
+            correct = host_batch["evidence"].astype(bool)
         return {**host_batch, "p_gt": p_gt, "correct": correct}
 
     return _train_stage(
         "sampler", config, workdir, model, mesh, writer, variables, add_host_keys=add_host_keys
     )
+
+
+def _check_has_evidence(config) -> None:
+    builder = pipeline.load_builder(config.data.name, config.data.data_dir or None)
+    if not pipeline.dataset_meta_fields(builder)["has_evidence"]:
+        raise ValueError(
+            f"pseudo_label.rule=evidence trains the sampler on ground-truth evidence frames, but "
+            f"dataset {config.data.name!r} has none. Use it on salient_fashion (or a dataset "
+            "with an `evidence` feature), or pick another pseudo_label.rule"
+        )
 
 
 # =============================================================================================

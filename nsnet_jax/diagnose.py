@@ -1,0 +1,199 @@
+"""Where a run loses the evidence: the recognizer's frame ranking, its pseudo labels, the sampler.
+
+    python -m nsnet_jax.diagnose --workdir=RUN [--ks=1,2,4]
+
+Needs a dataset with ground-truth evidence frames (salient_fashion) and a finished recognizer stage.
+It reads the run's config from RUN/config.json, scores every frame of both splits with the trained
+recognizer and prints (and writes to RUN/diagnose.json):
+
+- `recognizer_ranking`: evidence recall at K (a selected frame is evidence, as evaluation counts it)
+  of the top-K frames by the recognizer's own per-frame scores on the evaluation split. `max_prob`
+  needs no label: a sampler that ranked frames exactly as the recognizer does would reach it.
+  `true_prob` and `maxpool_share` (maxpool_mlp recognizers: the positive part of the true class's
+  logit that frame t contributes through the max-pool) use the label, as pseudo labels do.
+- `pseudo_labels`: each pseudo_label.rule's targets on the training split against the evidence
+  (precision, recall, and the share of videos where a target frame is evidence).
+- `sampler`: the trained sampler's evidence recall from RUN/eval/results.json, next to uniform's.
+
+If the sampler sits at the label-free ceiling, a better sampler cannot help without a better
+recognizer; if it sits far below even with `pseudo_label.rule=evidence` (the ground truth as
+targets), its input or capacity is the limit (README "Real-looking video").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nsnet_jax import cli
+from nsnet_jax.evaluation.metrics import evidence_recall
+from nsnet_jax.train import losses
+
+log = logging.getLogger("nsnet_jax")
+
+HARD_RULES = ("rank", "threshold", "correct", "correct_and_rank")
+
+
+def frame_scores(
+    frame_logits: jax.Array, labels: jax.Array, hidden: jax.Array | None, classifier: jax.Array
+) -> dict[str, jax.Array]:
+    """Per-frame scores [B, T] from the recognizer's outputs; `hidden` [B, T, D] for maxpool_mlp."""
+    probs = jax.nn.softmax(frame_logits.astype(jnp.float32), axis=-1)
+    p_true, correct = losses.ground_truth_stats(frame_logits, labels)
+    scores = {"max_prob": probs.max(axis=-1), "true_prob": p_true, "correct": correct}
+    if hidden is not None:
+        # the frame that wins the max-pool on unit d passes h[t, d] * W[d, y] to the video logit
+        wins = hidden == hidden.max(axis=1, keepdims=True)
+        weights = jnp.maximum(classifier, 0.0) @ (labels / labels.sum(-1, keepdims=True)).T
+        scores["maxpool_share"] = jnp.einsum("btd,db->bt", jnp.where(wins, hidden, 0.0), weights)
+    return scores
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def _recall(scores: np.ndarray, evidence: np.ndarray, k: int) -> float:
+    return round(evidence_recall(top_k(scores, k), evidence), 3)
+
+
+def target_quality(targets: np.ndarray, evidence: np.ndarray) -> dict[str, float]:
+    """Precision and recall of hard targets against the evidence; share of videos with a hit."""
+    positive, evidence = targets > 0.5, evidence.astype(bool)
+    hits = (positive & evidence).sum()
+    video_hit = (positive & evidence).any(axis=1)[evidence.any(axis=1)].mean()
+    return {
+        "precision": round(float(hits / max(positive.sum(), 1)), 3),
+        "recall": round(float(hits / max(evidence.sum(), 1)), 3),
+        "video_hit": round(float(video_hit), 3),
+        "positives_per_video": round(float(positive.sum(axis=1).mean()), 2),
+    }
+
+
+def _split_scores(config, model, variables, split: str) -> dict[str, np.ndarray]:
+    from input_pipeline import pipeline
+    from nsnet_jax.models.nsnet import NSNet
+
+    maxpool = config.model.recognizer.aggregation == "maxpool_mlp"
+    classifier = variables["params"]["recognizer"]["mlp_out"]["kernel"] if maxpool else None
+
+    @jax.jit
+    def run(frames, labels):
+        out, state = model.apply(
+            variables, frames, method=NSNet.recognize,
+            capture_intermediates=lambda m, _: maxpool and m.name == "mlp_bn",
+        )  # fmt: skip
+        hidden = None
+        if maxpool:  # the recognizer's per-frame hidden layer, as its max-pool sees it
+            bn = state["intermediates"]["recognizer"]["mlp_bn"]["__call__"][0]
+            hidden = jax.nn.relu(bn).reshape(frames.shape[:2] + (-1,))
+        return frame_scores(out["frame_logits"], labels, hidden, classifier)
+
+    batches, meta = pipeline.create_dataset(
+        config.data, split, train=False, global_batch_size=config.eval_batch_size,
+        seed=config.seed, views=("recognizer",), process_index=0, process_count=1,
+    )  # fmt: skip
+    if not meta.has_evidence:
+        raise ValueError(
+            f"dataset {config.data.name!r} has no ground-truth evidence frames, so there is "
+            "nothing to diagnose against; use salient_fashion (or a dataset with `evidence`)"
+        )
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in batches:
+        keep = batch["mask"] > 0
+        out = run(jnp.asarray(batch["frames"]), jnp.asarray(batch["labels"], jnp.float32))
+        for key, value in {**jax.device_get(out), "evidence": batch["evidence"]}.items():
+            parts.setdefault(key, []).append(np.asarray(value)[keep])
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def diagnose(workdir: str, ks: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
+    from nsnet_jax.inference.trained import config_from_workdir
+    from nsnet_jax.models.nsnet import build_model
+    from nsnet_jax.sharding import data_mesh
+    from nsnet_jax.train import stages
+    from nsnet_jax.train.step import pseudo_label_ratio
+
+    config = config_from_workdir(workdir)
+    model = build_model(config)
+    variables = stages._restore_stage_variables(
+        config, workdir, model, data_mesh(jax.devices()[:1]), "recognizer",
+        parts=("recognizer",),
+    )  # fmt: skip
+    report: dict[str, Any] = {"workdir": workdir, "data": config.data.name}
+    test = _split_scores(config, model, variables, config.data.eval_split)
+    names = [n for n in ("max_prob", "true_prob", "maxpool_share") if n in test]
+    report["recognizer_ranking"] = {
+        name: {str(k): _recall(test[name], test["evidence"], k) for k in ks} for name in names
+    }
+    train = _split_scores(config, model, variables, config.data.train_split)
+    p_true, correct = jnp.asarray(train["true_prob"]), jnp.asarray(train["correct"])
+    ratio = pseudo_label_ratio(config)
+    rules = {}
+    for rule in HARD_RULES:
+        targets = losses.pseudo_labels(
+            p_true, correct, rule, ratio=ratio, threshold=config.pseudo_label.threshold
+        )
+        rules[rule] = target_quality(np.asarray(targets), train["evidence"])
+    count = max(1, int(np.ceil(ratio * train["evidence"].shape[1])))
+    if "maxpool_share" in train:  # the top ceil(ratio T) frames by their max-pool share
+        share_top = np.zeros_like(train["evidence"], dtype=np.float32)
+        np.put_along_axis(share_top, top_k(train["maxpool_share"], count), 1.0, axis=1)
+        rules["maxpool_share_rank"] = target_quality(share_top, train["evidence"])
+    report["pseudo_labels"] = {"configured": config.pseudo_label.rule, "rules": rules}
+    results = os.path.join(workdir, "eval", "results.json")
+    if os.path.exists(results):
+        with open(results) as f:
+            rows = json.load(f)["rows"]
+        report["sampler"] = {
+            f"{r['method']}-{r['k']}": r["evidence_recall"]
+            for r in rows
+            if r["method"] in ("nsnet", "uniform") and r["k"] in ks
+        }
+    with open(os.path.join(workdir, "diagnose.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"## {report['data']}: evidence recall at K of the recognizer's own frame ranking"]
+    ranking = report["recognizer_ranking"]
+    ks = list(next(iter(ranking.values())))
+    lines += ["| score | " + " | ".join(f"K={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    lines += [f"| {n} | " + " | ".join(str(v[k]) for k in ks) + " |" for n, v in ranking.items()]
+    if "sampler" in report:
+        lines += ["", "trained sampler / uniform: " + json.dumps(report["sampler"])]
+    lines += ["", "## pseudo labels on the training split against the evidence"]
+    lines += ["| rule | precision | recall | video hit | positives/video |", "|---" * 5 + "|"]
+    for rule, q in report["pseudo_labels"]["rules"].items():
+        mark = " (configured)" if rule == report["pseudo_labels"]["configured"] else ""
+        lines.append(
+            f"| {rule}{mark} | {q['precision']} | {q['recall']} | {q['video_hit']} | "
+            f"{q['positives_per_video']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(config: Any, workdir: str, argv: list[str]) -> None:
+    from absl import flags
+
+    ks = tuple(int(k) for k in flags.FLAGS.ks)
+    report = diagnose(workdir, ks)
+    print(format_report(report))
+    log.info("wrote %s", os.path.join(workdir, "diagnose.json"))
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_list("ks", ["1", "2", "4"], "K values of the recall columns.")
+
+
+if __name__ == "__main__":
+    cli.run(main, workdir="required", config_required=False, define_extra=_define_flags)
