@@ -162,6 +162,16 @@ def validate_config(config: Any) -> None:
         raise ValueError(
             f"config.model.num_select={k!r} must be an int in [1, config.data.num_frames={t!r}]"
         )
+    if (
+        "pseudo_label" in config
+        and config.pseudo_label.rule == "maxpool_share"
+        and config.model.recognizer.aggregation != "maxpool_mlp"
+    ):
+        raise ValueError(
+            "config.pseudo_label.rule='maxpool_share' reads the recognizer's max-pool, but "
+            f"model.recognizer.aggregation={config.model.recognizer.aggregation!r}: set it to "
+            "'maxpool_mlp' or pick another pseudo_label.rule"
+        )
     heads = config.model.sampler.transformer_heads
     if config.model.sampler.temporal == "transformer" and heads < 1:
         raise ValueError(f"config.model.sampler.transformer_heads={heads!r} must be >= 1")

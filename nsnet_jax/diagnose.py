@@ -40,18 +40,14 @@ log = logging.getLogger("nsnet_jax")
 HARD_RULES = ("rank", "threshold", "correct", "correct_and_rank")
 
 
-def frame_scores(
-    frame_logits: jax.Array, labels: jax.Array, hidden: jax.Array | None, classifier: jax.Array
-) -> dict[str, jax.Array]:
-    """Per-frame scores [B, T] from the recognizer's outputs; `hidden` [B, T, D] for maxpool_mlp."""
+def frame_scores(outputs: dict[str, jax.Array], labels: jax.Array) -> dict[str, jax.Array]:
+    """Per-frame scores [B, T] from the recognizer's outputs on all T frames."""
+    frame_logits = outputs["frame_logits"]
     probs = jax.nn.softmax(frame_logits.astype(jnp.float32), axis=-1)
     p_true, correct = losses.ground_truth_stats(frame_logits, labels)
     scores = {"max_prob": probs.max(axis=-1), "true_prob": p_true, "correct": correct}
-    if hidden is not None:
-        # the frame that wins the max-pool on unit d passes h[t, d] * W[d, y] to the video logit
-        wins = hidden == hidden.max(axis=1, keepdims=True)
-        weights = jnp.maximum(classifier, 0.0) @ (labels / labels.sum(-1, keepdims=True)).T
-        scores["maxpool_share"] = jnp.einsum("btd,db->bt", jnp.where(wins, hidden, 0.0), weights)
+    if "pool_share" in outputs:  # maxpool_mlp
+        scores["maxpool_share"] = losses.true_class_share(outputs["pool_share"], labels)
     return scores
 
 
@@ -80,20 +76,9 @@ def _split_scores(config, model, variables, split: str) -> dict[str, np.ndarray]
     from input_pipeline import pipeline
     from nsnet_jax.models.nsnet import NSNet
 
-    maxpool = config.model.recognizer.aggregation == "maxpool_mlp"
-    classifier = variables["params"]["recognizer"]["mlp_out"]["kernel"] if maxpool else None
-
     @jax.jit
     def run(frames, labels):
-        out, state = model.apply(
-            variables, frames, method=NSNet.recognize,
-            capture_intermediates=lambda m, _: maxpool and m.name == "mlp_bn",
-        )  # fmt: skip
-        hidden = None
-        if maxpool:  # the recognizer's per-frame hidden layer, as its max-pool sees it
-            bn = state["intermediates"]["recognizer"]["mlp_bn"]["__call__"][0]
-            hidden = jax.nn.relu(bn).reshape(frames.shape[:2] + (-1,))
-        return frame_scores(out["frame_logits"], labels, hidden, classifier)
+        return frame_scores(model.apply(variables, frames, method=NSNet.recognize), labels)
 
     batches, meta = pipeline.create_dataset(
         config.data, split, train=False, global_batch_size=config.eval_batch_size,
@@ -134,18 +119,15 @@ def diagnose(workdir: str, ks: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
     }
     train = _split_scores(config, model, variables, config.data.train_split)
     p_true, correct = jnp.asarray(train["true_prob"]), jnp.asarray(train["correct"])
-    ratio = pseudo_label_ratio(config)
+    share = train.get("maxpool_share")
     rules = {}
-    for rule in HARD_RULES:
+    for rule in HARD_RULES + (("maxpool_share",) if share is not None else ()):
         targets = losses.pseudo_labels(
-            p_true, correct, rule, ratio=ratio, threshold=config.pseudo_label.threshold
-        )
+            p_true, correct, rule, ratio=pseudo_label_ratio(config),
+            threshold=config.pseudo_label.threshold,
+            share=None if share is None else jnp.asarray(share),
+        )  # fmt: skip
         rules[rule] = target_quality(np.asarray(targets), train["evidence"])
-    count = max(1, int(np.ceil(ratio * train["evidence"].shape[1])))
-    if "maxpool_share" in train:  # the top ceil(ratio T) frames by their max-pool share
-        share_top = np.zeros_like(train["evidence"], dtype=np.float32)
-        np.put_along_axis(share_top, top_k(train["maxpool_share"], count), 1.0, axis=1)
-        rules["maxpool_share_rank"] = target_quality(share_top, train["evidence"])
     report["pseudo_labels"] = {"configured": config.pseudo_label.rule, "rules": rules}
     results = os.path.join(workdir, "eval", "results.json")
     if os.path.exists(results):

@@ -43,6 +43,13 @@ def test_overrides_reach_the_config():
     assert config.loss.nonsalient_weight == 0.5
 
 
+def test_maxpool_share_rule_needs_a_maxpool_recognizer():
+    validate_config(_parse("salient_fashion.py", "--config.pseudo_label.rule=maxpool_share"))
+    config = _parse("activitynet.py", "--config.pseudo_label.rule=maxpool_share")
+    with pytest.raises(ValueError, match="aggregation='mean_logits': set it to 'maxpool_mlp'"):
+        validate_config(config)
+
+
 def test_unknown_override_key_is_rejected_with_its_name():
     with pytest.raises(Exception, match="num_selct"):
         _parse("activitynet.py", "--config.model.num_selct=5")

@@ -8,16 +8,17 @@ import numpy as np
 from nsnet_jax import diagnose
 
 
-def test_maxpool_share_counts_what_each_frame_passes_through_the_pool():
-    # frame 0 wins the max-pool on unit 0, frame 2 on unit 1
-    hidden = jnp.array([[[2.0, 1.0], [1.0, 0.5], [0.0, 3.0]]])
-    classifier = jnp.array([[1.0, -1.0], [0.5, 2.0]])  # [D, C]
-    logits = jnp.zeros((1, 3, 2))
-    for label, expected in ((0, [2.0, 0.0, 1.5]), (1, [0.0, 0.0, 6.0])):
-        labels = jnp.eye(2)[None, label]
-        scores = diagnose.frame_scores(logits, labels, hidden, classifier)
-        np.testing.assert_allclose(scores["maxpool_share"], [expected])
-    assert "maxpool_share" not in diagnose.frame_scores(logits, labels, None, classifier)
+def test_frame_scores_from_the_recognizer_outputs():
+    frame_logits = jnp.log(jnp.array([[[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]]))  # [B=1, T=2, C=3]
+    labels = jnp.array([[0.0, 1.0, 0.0]])
+    scores = diagnose.frame_scores({"frame_logits": frame_logits}, labels)
+    np.testing.assert_allclose(scores["max_prob"], [[0.7, 0.6]], rtol=1e-6)
+    np.testing.assert_allclose(scores["true_prob"], [[0.2, 0.3]], rtol=1e-6)
+    np.testing.assert_array_equal(scores["correct"], [[False, False]])
+    assert "maxpool_share" not in scores
+    share = jnp.array([[[1.0, 0.5, 0.0], [0.0, 2.0, 3.0]]])
+    scores = diagnose.frame_scores({"frame_logits": frame_logits, "pool_share": share}, labels)
+    np.testing.assert_allclose(scores["maxpool_share"], [[0.5, 2.0]])
 
 
 def test_target_quality_counts_frames_and_videos():

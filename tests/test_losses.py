@@ -46,6 +46,18 @@ def test_hard_pseudo_label_rules(rule, expected):
     np.testing.assert_array_equal(out, expected)
 
 
+def test_maxpool_share_rule_ranks_by_the_true_class_share():
+    pool_share = jnp.array([[[0.1, 2.0], [3.0, 0.5], [0.2, 1.0]]])  # [B=1, T=3, C=2]
+    labels = jnp.array([[0.0, 1.0]])
+    share = losses.true_class_share(pool_share, labels)
+    np.testing.assert_allclose(share, [[2.0, 0.5, 1.0]])
+    p_gt, correct = jnp.zeros((1, 3)), jnp.zeros((1, 3), bool)
+    out = losses.pseudo_labels(p_gt, correct, "maxpool_share", ratio=2 / 3, share=share)
+    np.testing.assert_array_equal(out, [[1, 0, 1]])
+    with pytest.raises(ValueError, match="needs the frames' pool shares"):
+        losses.pseudo_labels(p_gt, correct, "maxpool_share", ratio=2 / 3)
+
+
 def test_rank_ratio_tie_break_and_soft_rule():
     out = losses.pseudo_labels(P_GT, CORRECT, "rank", ratio=2 / 6)
     np.testing.assert_array_equal(out[0], [1, 0, 1, 0, 0, 0])  # 0.6 tie: frame 2 before frame 3

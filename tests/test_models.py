@@ -62,6 +62,18 @@ def test_recognizer_aggregations(aggregation):
         np.testing.assert_allclose(jnp.exp(out["logits"]), probs, rtol=1e-4, atol=1e-6)
     else:
         assert "mlp_hidden" in variables["params"] and "mlp_bn" in variables["batch_stats"]
+        # pool_share: each frame's hidden units that win the max-pool, times the positive weights
+        out, state = rec.apply(variables, x, capture_intermediates=lambda m, _: m.name == "mlp_bn")
+        h = np.maximum(np.asarray(state["intermediates"]["mlp_bn"]["__call__"][0]), 0)
+        h = h.reshape(2, 3, -1)
+        w = np.maximum(np.asarray(variables["params"]["mlp_out"]["kernel"]), 0)
+        won = np.where(h == h.max(1, keepdims=True), h, 0)
+        share = np.asarray(out["pool_share"])
+        np.testing.assert_allclose(share, np.einsum("bkd,dc->bkc", won, w), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(share.sum(1), h.max(1) @ w, rtol=1e-5, atol=1e-6)
+        assert (share.argmax(1) != share.argmin(1)).any()  # frames differ: a real ranking
+    if aggregation != "maxpool_mlp":
+        assert "pool_share" not in out
 
 
 @pytest.fixture(scope="module")

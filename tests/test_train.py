@@ -395,7 +395,7 @@ def test_the_sampler_step_crops_and_flips_when_the_input_left_it_to_the_step():
     assert abs(float(step(state, half, jax.random.key(1))[1]["loss"]) - plain) > 1e-4
 
 
-def test_evidence_rule_trains_the_sampler_on_the_ground_truth_frames(
+def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
     finished_run, tiny_fashion_dir, monkeypatch
 ):
     from input_pipeline import pipeline
@@ -423,6 +423,14 @@ def test_evidence_rule_trains_the_sampler_on_the_ground_truth_frames(
     )
     np.testing.assert_array_equal(np.asarray(targets), evidence.astype(np.float32))
 
+    config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="maxpool_share")
+    train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)
+    batch = seen["add_host_keys"](batch)
+    table = train.load_pseudo_labels(workdir)
+    assert table.share is not None  # written by the pseudo-label stage (zeros: no max-pool here)
+    np.testing.assert_array_equal(batch["share"], table.share[table.rows(batch["video_id"])])
+
+    config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="evidence")
     monkeypatch.setattr(pipeline, "dataset_meta_fields", lambda b: {"has_evidence": False})
     with pytest.raises(ValueError, match="has none.*pick another pseudo_label.rule"):
         train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)

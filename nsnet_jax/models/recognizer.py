@@ -34,7 +34,11 @@ class Recognizer(nn.Module):
 
     @nn.compact
     def __call__(self, frames: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        """frames [B, K, H, W, 3] (0..255) -> video `logits` [B, C], `frame_logits` [B, K, C]."""
+        """frames [B, K, H, W, 3] (0..255) -> video `logits` [B, C], `frame_logits` [B, K, C].
+
+        maxpool_mlp adds `pool_share` [B, K, C]: what each frame passes through the max-pool to
+        each class's logit (the positive part), for the `maxpool_share` pseudo-label rule.
+        """
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"model.recognizer.aggregation={self.aggregation!r} is not one of "
@@ -63,7 +67,13 @@ class Recognizer(nn.Module):
             classifier = nn.Dense(self.num_classes, dtype=self.dtype, name="mlp_out")
             # max over one frame is the frame itself: per-frame logits for pseudo labels.
             frame_logits = classifier(h).astype(jnp.float32)
-            logits = classifier(h.max(axis=1)).astype(jnp.float32)
+            pooled = h.max(axis=1)
+            logits = classifier(pooled).astype(jnp.float32)
+            # unit d reaches the video logit through the frame that wins its max-pool
+            won = jnp.where(h == pooled[:, None], h, 0).astype(jnp.float32)
+            kernel = jnp.maximum(classifier.variables["params"]["kernel"], 0).astype(jnp.float32)
+            share = jnp.einsum("bkd,dc->bkc", won, kernel)
+            return {"logits": logits, "frame_logits": frame_logits, "pool_share": share}
         else:
             frame_logits = out.reshape(b, k, -1).astype(jnp.float32)
             if self.aggregation == "mean_logits":

@@ -11,7 +11,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-PSEUDO_LABEL_RULES = ("rank", "threshold", "correct", "soft", "correct_and_rank", "evidence")
+PSEUDO_LABEL_RULES = (
+    "rank", "threshold", "correct", "soft", "correct_and_rank", "maxpool_share", "evidence"
+)  # fmt: skip
 NONSALIENT_FORMS = ("background", "uniform", "complement")
 
 # ---- labels -------------------------------------------------------------------------------------
@@ -51,6 +53,11 @@ def _rank_positive(p_gt: jax.Array, count: int) -> jax.Array:
     return ranks < count
 
 
+def true_class_share(pool_share: jax.Array, labels: jax.Array) -> jax.Array:
+    """pool_share [B, T, C] (maxpool_mlp recognizer), labels multi-hot [B, C] -> [B, T]."""
+    return jnp.max(jnp.where(labels[:, None, :] > 0, pool_share, 0.0), axis=-1)
+
+
 def pseudo_labels(
     p_gt: jax.Array,
     correct: jax.Array,
@@ -58,11 +65,14 @@ def pseudo_labels(
     *,
     ratio: float,
     threshold: float = 0.5,
+    share: jax.Array | None = None,
 ) -> jax.Array:
     """Frame targets y_t in [0, 1], [B, T].
 
     rank: top ceil(ratio T) by p_gt; threshold: p_gt >= tau; correct: argmax is a label;
-    soft: p_gt / max_t p_gt; correct_and_rank: both; evidence: the dataset's ground-truth evidence
+    soft: p_gt / max_t p_gt; correct_and_rank: both; maxpool_share: top ceil(ratio T) by `share`
+    (`true_class_share`: what the frame gave the true class through a maxpool_mlp recognizer's
+    pool, i.e. the frames its video decision used); evidence: the dataset's ground-truth evidence
     frames, which the sampler stage passes as `correct` (an upper bound that tells whether the
     pseudo labels or the sampler limit a run, not the method). A hard rule that marks no frame of a
     video marks its single best frame instead, so every video has a positive.
@@ -75,6 +85,10 @@ def pseudo_labels(
         hard = _rank_positive(p_gt, count)
     elif rule == "threshold":
         hard = p_gt >= threshold
+    elif rule == "maxpool_share":
+        if share is None:
+            raise ValueError("pseudo_label.rule='maxpool_share' needs the frames' pool shares")
+        hard = _rank_positive(share, count)
     elif rule in ("correct", "evidence"):
         hard = correct
     elif rule == "correct_and_rank":

@@ -408,7 +408,8 @@ def run_recognizer_stage(config, workdir, model, mesh, writer) -> dict[str, Any]
 
 
 def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
-    """Per-frame p_t[y] and correctness for every training video, one .npz part per process."""
+    """Per-frame p_t[y], correctness and (maxpool_mlp) pool share for every training video, one
+    .npz part per process."""
     variables = _restore_stage_variables(
         config, workdir, model, mesh, "recognizer", parts=("recognizer",)
     )
@@ -420,24 +421,29 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
     @jax.jit
     def frame_stats(variables, frames, labels):
         out = model.apply(variables, frames, method=NSNet.recognize)
-        return losses.ground_truth_stats(out["frame_logits"], labels)
+        p_gt, correct = losses.ground_truth_stats(out["frame_logits"], labels)
+        share = out.get("pool_share")
+        share = jnp.zeros_like(p_gt) if share is None else losses.true_class_share(share, labels)
+        return p_gt, correct, share
 
-    ids, p_gts, corrects, evidence = [], [], [], []
+    ids, p_gts, corrects, shares, evidence = [], [], [], [], []
     sharding = batch_sharding(mesh)
     for host_batch in batches:
         batch = pipeline.to_global(host_batch, sharding)
-        p_gt, correct = frame_stats(variables, batch["frames"], batch["labels"])
+        p_gt, correct, share = frame_stats(variables, batch["frames"], batch["labels"])
         keep = host_batch["mask"] > 0
         ids.extend(_video_id_str(v) for v in np.asarray(host_batch["video_id"])[keep])
         p_gts.append(host_local(p_gt, mesh)[keep])
         corrects.append(host_local(correct, mesh)[keep])
+        shares.append(host_local(share, mesh)[keep])
         evidence.append(host_batch["evidence"][keep])
     out_dir = epath.Path(workdir) / "pseudo_labels"
     out_dir.mkdir(parents=True, exist_ok=True)
     p_gt = np.concatenate(p_gts)
     correct = np.concatenate(corrects)
     with (out_dir / f"part-{jax.process_index():05d}.npz").open("wb") as f:
-        np.savez(f, video_id=np.asarray(ids, dtype=str), p_gt=p_gt, correct=correct)
+        share = np.concatenate(shares)
+        np.savez(f, video_id=np.asarray(ids, dtype=str), p_gt=p_gt, correct=correct, share=share)
     faults.barrier("pseudo labels written")
     table = load_pseudo_labels(workdir)
     hard = np.asarray(
@@ -447,6 +453,7 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
             config.pseudo_label.rule,
             ratio=pseudo_label_ratio(config),
             threshold=config.pseudo_label.threshold,
+            share=jnp.asarray(share),
         )  # fmt: skip
     )
     summary = {
@@ -469,11 +476,13 @@ def _video_id_str(video_id: Any) -> str:
 
 
 class PseudoLabelTable:
-    def __init__(self, ids: np.ndarray, p_gt: np.ndarray, correct: np.ndarray) -> None:
-        self.ids, self.p_gt, self.correct = ids, p_gt, correct
+    def __init__(
+        self, ids: np.ndarray, p_gt: np.ndarray, correct: np.ndarray, share: np.ndarray | None
+    ) -> None:
+        self.ids, self.p_gt, self.correct, self.share = ids, p_gt, correct, share
         self.row = {v: i for i, v in enumerate(ids.tolist())}
 
-    def lookup(self, video_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, video_ids: np.ndarray) -> list[int]:
         try:
             rows = [self.row[_video_id_str(v)] for v in video_ids]
         except KeyError as e:
@@ -481,7 +490,7 @@ class PseudoLabelTable:
                 f"video {e.args[0]!r} has no pseudo labels: they were computed on another dataset "
                 "or split. Delete workdir/pseudo_labels and rerun --config.stage=pseudo_labels"
             ) from None
-        return self.p_gt[rows], self.correct[rows]
+        return rows
 
 
 def load_pseudo_labels(workdir: str) -> PseudoLabelTable:
@@ -490,14 +499,18 @@ def load_pseudo_labels(workdir: str) -> PseudoLabelTable:
         raise FileNotFoundError(
             f"no pseudo labels in {workdir}/pseudo_labels; run --config.stage=pseudo_labels first"
         )
-    ids, p_gt, correct = [], [], []
+    ids, p_gt, correct, share = [], [], [], []
     for part in parts:
         with part.open("rb") as f:
             data = np.load(f, allow_pickle=False)
             ids.append(data["video_id"])
             p_gt.append(data["p_gt"])
             correct.append(data["correct"])
-    return PseudoLabelTable(np.concatenate(ids), np.concatenate(p_gt), np.concatenate(correct))
+            share.append(data["share"] if "share" in data else None)
+    shares = None if any(s is None for s in share) else np.concatenate(share)
+    return PseudoLabelTable(
+        np.concatenate(ids), np.concatenate(p_gt), np.concatenate(correct), shares
+    )
 
 
 # =============================================================================================
@@ -516,14 +529,23 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
     }
     table = load_pseudo_labels(workdir)
     on_evidence = config.pseudo_label.rule == "evidence"
+    on_share = config.pseudo_label.rule == "maxpool_share"
     if on_evidence:
         _check_has_evidence(config)
+    if on_share and table.share is None:
+        raise ValueError(
+            f"pseudo_label.rule=maxpool_share: {workdir}/pseudo_labels has no pool shares (written "
+            "by an older version). Delete that folder and rerun --config.stage=pseudo_labels"
+        )
 
     def add_host_keys(host_batch: dict) -> dict:
-        p_gt, correct = table.lookup(host_batch["video_id"])
+        rows = table.rows(host_batch["video_id"])
+        keys = {"p_gt": table.p_gt[rows], "correct": table.correct[rows]}
         if on_evidence:  # the ground truth in place of the recognizer's verdict
-            correct = host_batch["evidence"].astype(bool)
-        return {**host_batch, "p_gt": p_gt, "correct": correct}
+            keys["correct"] = host_batch["evidence"].astype(bool)
+        if on_share:
+            keys["share"] = table.share[rows]
+        return {**host_batch, **keys}
 
     return _train_stage(
         "sampler", config, workdir, model, mesh, writer, variables, add_host_keys=add_host_keys

@@ -199,7 +199,7 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
         batch_stats = merge_stats(batch_stats, updates["batch_stats"])
         targets = losses.pseudo_labels(
             batch["p_gt"], batch["correct"], config.pseudo_label.rule,
-            ratio=ratio, threshold=config.pseudo_label.threshold,
+            ratio=ratio, threshold=config.pseudo_label.threshold, share=batch.get("share"),
         )  # fmt: skip
         loss, parts = losses.sampler_loss(
             out, targets, batch["labels"],
