@@ -58,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.sampler.width = 1.0
     c.model.sampler.temporal = "none"  # none | conv1d | transformer
     c.model.sampler.transformer_heads = 4
+    c.model.sampler.temporal_kernel = 3  # conv1d: odd window of frames each frame sees
     c.model.sampler.fusion = "sum"  # sum | product | rank
     c.model.sampler.fusion_beta = 1.0  # s = s_f + beta * a for `sum` and `rank`
     c.model.recognizer = ml_collections.ConfigDict()

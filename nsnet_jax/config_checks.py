@@ -172,6 +172,12 @@ def validate_config(config: Any) -> None:
             f"model.recognizer.aggregation={config.model.recognizer.aggregation!r}: set it to "
             "'maxpool_mlp' or pick another pseudo_label.rule"
         )
+    kernel = config.model.sampler.get("temporal_kernel", 3)
+    if not (isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 1):
+        raise ValueError(
+            f"config.model.sampler.temporal_kernel={kernel!r} must be an odd int >= 1 (the frame "
+            "itself and as many neighbours on each side)"
+        )
     heads = config.model.sampler.transformer_heads
     if config.model.sampler.temporal == "transformer" and heads < 1:
         raise ValueError(f"config.model.sampler.transformer_heads={heads!r} must be >= 1")

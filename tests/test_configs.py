@@ -43,6 +43,11 @@ def test_overrides_reach_the_config():
     assert config.loss.nonsalient_weight == 0.5
 
 
+def test_temporal_kernel_must_be_odd():
+    with pytest.raises(ValueError, match="temporal_kernel=4 must be an odd int"):
+        validate_config(_parse("salient_fashion.py", "--config.model.sampler.temporal_kernel=4"))
+
+
 def test_maxpool_share_rule_needs_a_maxpool_recognizer():
     validate_config(_parse("salient_fashion.py", "--config.pseudo_label.rule=maxpool_share"))
     config = _parse("activitynet.py", "--config.pseudo_label.rule=maxpool_share")

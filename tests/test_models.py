@@ -25,6 +25,19 @@ def _frames(key, b, t, size):
     return jax.random.randint(jax.random.key(key), (b, t, size, size, 3), 0, 256).astype(jnp.uint8)
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_conv1d_context_sees_temporal_kernel_frames(kernel):
+    from nsnet_jax.models.sampler import TemporalContext
+
+    context = TemporalContext("conv1d", kernel=kernel)
+    h = jax.random.normal(jax.random.key(0), (1, 9, 16))
+    variables = context.init(jax.random.key(1), h)
+    moved = h.at[0, 4].add(1.0)
+    changed = np.abs(context.apply(variables, moved) - context.apply(variables, h)).max(-1)[0]
+    reach = kernel // 2
+    np.testing.assert_array_equal(changed > 0, np.abs(np.arange(9) - 4) <= reach)
+
+
 @pytest.mark.parametrize("temporal", ["none", "conv1d", "transformer"])
 def test_sampler_outputs_for_each_temporal_head(temporal):
     sampler = NSNetSampler(backbone="patch_cnn", width=0.25, video_classes=6, temporal=temporal)

@@ -60,6 +60,7 @@ def build_model(config: Any) -> NSNet:
         video_classes=video_classes(config),
         temporal=m.sampler.temporal,
         transformer_heads=m.sampler.transformer_heads,
+        temporal_kernel=m.sampler.get("temporal_kernel", 3),  # runs from before the switch
         fusion=m.sampler.fusion,
         fusion_beta=m.sampler.fusion_beta,
         depthwise_impl=m.depthwise_impl,

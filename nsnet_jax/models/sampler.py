@@ -26,6 +26,7 @@ class TemporalContext(nn.Module):
 
     mode: str
     num_heads: int = 4
+    kernel: int = 3  # conv1d: frames each frame sees (itself and (kernel - 1) / 2 each side)
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -34,7 +35,7 @@ class TemporalContext(nn.Module):
             return h
         dim = h.shape[-1]
         if self.mode == "conv1d":
-            y = nn.Conv(dim, (3,), padding="SAME", dtype=self.dtype, name="conv")(h)
+            y = nn.Conv(dim, (self.kernel,), padding="SAME", dtype=self.dtype, name="conv")(h)
             return h + nn.relu(y)
         if self.mode == "transformer":
             pos = self.param("pos_embedding", nn.initializers.normal(0.02), (h.shape[1], dim))
@@ -78,6 +79,7 @@ class NSNetSampler(nn.Module):
     video_classes: int = 201
     temporal: str = "none"
     transformer_heads: int = 4
+    temporal_kernel: int = 3
     fusion: str = "sum"
     fusion_beta: float = 1.0
     depthwise_impl: str = "auto"
@@ -96,7 +98,9 @@ class NSNetSampler(nn.Module):
             name="backbone",
         )
         h = net(x, train=train).reshape(b, t, -1)
-        h = TemporalContext(self.temporal, self.transformer_heads, self.dtype, name="temporal")(h)
+        h = TemporalContext(
+            self.temporal, self.transformer_heads, self.temporal_kernel, self.dtype, name="temporal"
+        )(h)
         frame_logits = nn.Dense(1, dtype=self.dtype, name="frame_head")(h)[..., 0]
         attn_logits = nn.Dense(1, dtype=self.dtype, name="attention_head")(h)[..., 0]
 
