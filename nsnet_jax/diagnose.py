@@ -14,6 +14,8 @@ recognizer and prints (and writes to RUN/diagnose.json):
 - `pseudo_labels`: each pseudo_label.rule's targets on the training split against the evidence
   (precision, recall, and the share of videos where a target frame is evidence).
 - `sampler`: the trained sampler's evidence recall from RUN/eval/results.json, next to uniform's.
+- `share_recovered`: from RUN/eval/per_video.jsonl, the share of the uniform-K -> oracle-K top-1
+  distance that NSNet-K recovers, with a 95% interval from a bootstrap over the test videos.
 
 If the sampler sits at the label-free ceiling, a better sampler cannot help without a better
 recognizer; if it sits far below even with `pseudo_label.rule=evidence` (the ground truth as
@@ -70,6 +72,54 @@ def target_quality(targets: np.ndarray, evidence: np.ndarray) -> dict[str, float
         "video_hit": round(float(video_hit), 3),
         "positives_per_video": round(float(positive.sum(axis=1).mean()), 2),
     }
+
+
+def share_recovered(
+    nsnet: np.ndarray, uniform: np.ndarray, oracle: np.ndarray, resamples: int = 2000
+) -> dict[str, Any]:
+    """(NSNet - uniform) / (oracle - uniform) top-1 from per-video hits, with a 95% bootstrap.
+
+    None where the oracle is no better than uniform (no distance to recover).
+    """
+
+    def share(idx):
+        gap = oracle[idx].mean() - uniform[idx].mean()
+        return (nsnet[idx].mean() - uniform[idx].mean()) / gap if gap > 0 else np.nan
+
+    rng = np.random.default_rng(0)
+    draws = np.array([share(rng.integers(len(nsnet), size=len(nsnet))) for _ in range(resamples)])
+    finite = draws[np.isfinite(draws)]
+    low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (np.nan, np.nan)
+    point = share(np.arange(len(nsnet)))
+    rounded = lambda x: round(float(x), 3) if np.isfinite(x) else None  # noqa: E731
+    return {
+        "nsnet": round(float(nsnet.mean()), 4),
+        "uniform": round(float(uniform.mean()), 4),
+        "oracle": round(float(oracle.mean()), 4),
+        "share": rounded(point),
+        "ci95": [rounded(low), rounded(high)],
+    }
+
+
+def _per_video_shares(eval_dir: str, ks: tuple[int, ...]) -> dict[str, Any]:
+    hits: dict[tuple[str, int], dict[str, bool]] = {}
+    for name in sorted(os.listdir(eval_dir)):
+        if name.startswith("per_video") and name.endswith(".jsonl"):
+            with open(os.path.join(eval_dir, name)) as f:
+                for line in f:
+                    row = json.loads(line)
+                    correct = row["top5"][0][0] in row["labels"]
+                    hits.setdefault((row["method"], row["k"]), {})[row["video_id"]] = correct
+    out = {}
+    for k in ks:
+        if all((m, k) in hits for m in ("nsnet", "uniform", "oracle")):
+            ids = sorted(hits[("nsnet", k)])
+            nsnet, uniform, oracle = (
+                np.array([hits[(m, k)][i] for i in ids], float)
+                for m in ("nsnet", "uniform", "oracle")
+            )
+            out[str(k)] = share_recovered(nsnet, uniform, oracle)
+    return out
 
 
 def _split_scores(config, model, variables, split: str) -> dict[str, np.ndarray]:
@@ -138,6 +188,9 @@ def diagnose(workdir: str, ks: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
             for r in rows
             if r["method"] in ("nsnet", "uniform") and r["k"] in ks
         }
+        shares = _per_video_shares(os.path.join(workdir, "eval"), ks)
+        if shares:
+            report["share_recovered"] = shares
     with open(os.path.join(workdir, "diagnose.json"), "w") as f:
         json.dump(report, f, indent=1)
     return report
@@ -151,6 +204,15 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"| {n} | " + " | ".join(str(v[k]) for k in ks) + " |" for n, v in ranking.items()]
     if "sampler" in report:
         lines += ["", "trained sampler / uniform: " + json.dumps(report["sampler"])]
+    for k, s in report.get("share_recovered", {}).items():
+        if s["share"] is None or None in s["ci95"]:
+            lines.append(f"NSNet-{k}: oracle-{k} is no better than uniform-{k}, no distance")
+            continue
+        lines.append(
+            f"NSNet-{k} recovers {s['share']:.0%} of the uniform-{k} -> oracle-{k} top-1 distance "
+            f"(95% interval {s['ci95'][0]:.0%} to {s['ci95'][1]:.0%}): NSNet {s['nsnet']:.1%}, "
+            f"uniform {s['uniform']:.1%}, oracle {s['oracle']:.1%}"
+        )
     lines += ["", "## pseudo labels on the training split against the evidence"]
     lines += ["| rule | precision | recall | video hit | positives/video |", "|---" * 5 + "|"]
     for rule, q in report["pseudo_labels"]["rules"].items():

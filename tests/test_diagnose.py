@@ -26,3 +26,16 @@ def test_target_quality_counts_frames_and_videos():
     targets = np.array([[1, 0, 1, 0], [1, 0, 0, 0]], np.float32)
     q = diagnose.target_quality(targets, evidence)
     assert q == {"precision": 0.333, "recall": 0.333, "video_hit": 0.5, "positives_per_video": 1.5}
+
+
+def test_share_recovered_and_its_interval():
+    uniform = np.array([0, 0, 0, 1] * 50, float)  # 25%
+    oracle = np.array([1, 1, 0, 1] * 50, float)  # 75%
+    nsnet = np.array([1, 0, 0, 1] * 50, float)  # 50%: half of the distance
+    out = diagnose.share_recovered(nsnet, uniform, oracle, resamples=500)
+    assert out["share"] == 0.5
+    assert (out["nsnet"], out["uniform"], out["oracle"]) == (0.5, 0.25, 0.75)
+    low, high = out["ci95"]
+    assert 0.3 < low < 0.5 < high < 0.7
+    flat = diagnose.share_recovered(nsnet, uniform, uniform, resamples=50)
+    assert flat["share"] is None and flat["ci95"] == [None, None]

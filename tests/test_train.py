@@ -453,5 +453,10 @@ def test_diagnose_reports_the_recognizer_ceiling_and_the_pseudo_labels(finished_
     rows = {f"{r['method']}-{r['k']}": r["evidence_recall"] for r in summaries["eval"]["rows"]}
     assert report["sampler"] == {k: v for k, v in rows.items() if k in report["sampler"]}
     assert {"nsnet-1", "uniform-2"} <= set(report["sampler"])
+    assert set(report["share_recovered"]) == {"1", "2"}  # the evaluated K with an oracle row
+    top1 = {(r["method"], r["k"]): r["top1"] for r in summaries["eval"]["rows"]}
+    for k, share in report["share_recovered"].items():
+        assert share["nsnet"] == round(top1[("nsnet", int(k))], 4)
+        assert share["oracle"] == round(top1[("oracle", int(k))], 4)
     assert json.loads((Path(workdir) / "diagnose.json").read_text()) == report
     assert "| correct_and_rank (configured) |" in diagnose.format_report(report)
