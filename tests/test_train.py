@@ -396,7 +396,7 @@ def test_the_sampler_step_crops_and_flips_when_the_input_left_it_to_the_step():
 
 
 def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
-    finished_run, tiny_fashion_dir, monkeypatch
+    finished_run, tiny_fashion_dir, monkeypatch, tmp_path
 ):
     from input_pipeline import pipeline
     from nsnet_jax.train import losses
@@ -422,6 +422,12 @@ def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
         jnp.asarray(batch["p_gt"]), jnp.asarray(batch["correct"]), "evidence", ratio=2 / 6
     )
     np.testing.assert_array_equal(np.asarray(targets), evidence.astype(np.float32))
+    copy = tmp_path / "run"  # the pseudo-label stage's own report scores the rule's targets
+    shutil.copytree(workdir, copy)
+    summary = train.run_pseudo_label_stage(
+        config, str(copy), build_model(config), train.data_mesh(), None
+    )
+    assert summary["pseudo_label_precision"] == summary["pseudo_label_recall"] == 1.0
 
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="maxpool_share")
     train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)

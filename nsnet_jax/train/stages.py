@@ -446,10 +446,12 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
         np.savez(f, video_id=np.asarray(ids, dtype=str), p_gt=p_gt, correct=correct, share=share)
     faults.barrier("pseudo labels written")
     table = load_pseudo_labels(workdir)
+    evidence = np.concatenate(evidence).astype(bool)
+    on_evidence = config.pseudo_label.rule == "evidence"  # the sampler stage's substitution
     hard = np.asarray(
         losses.pseudo_labels(
             jnp.asarray(p_gt),
-            jnp.asarray(correct),
+            jnp.asarray(evidence if on_evidence else correct),
             config.pseudo_label.rule,
             ratio=pseudo_label_ratio(config),
             threshold=config.pseudo_label.threshold,
@@ -462,7 +464,6 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
         "frames_argmax_correct": float(table.correct.mean()),
         "positives_per_video": float(hard.sum(1).mean()),
     }
-    evidence = np.concatenate(evidence).astype(bool)
     if meta.has_evidence and evidence.any():  # how well the rule finds the true salient frames
         positive = hard > 0.5
         summary["pseudo_label_precision"] = float((positive & evidence).sum() / positive.sum())
