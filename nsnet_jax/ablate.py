@@ -70,6 +70,7 @@ def run(
     config: Any, workdir: str, only: list[str] | None = None, seeds: int = 3
 ) -> list[dict[str, Any]]:
     """Trains and evaluates every (variant, seed) not yet done; returns the table's rows."""
+    from nsnet_jax.evaluation.evaluate import per_video_results
     from nsnet_jax.train.stages import train_and_evaluate
 
     names = only or list(VARIANTS)
@@ -115,41 +116,6 @@ def run(
 
 
 # ---- per-video evaluation ------------------------------------------------------------------------
-
-
-def per_video_results(config: Any, workdir: str) -> dict[str, np.ndarray]:
-    """NSNet's per-video outcome at each K, from evaluation's WORKDIR/eval/per_video*.jsonl.
-
-    Returns video_id [N], has_evidence [N] and, per K, correct_K [N] (top-1 is a label) and
-    hit_K [N] (a selected frame is an evidence frame): what the paired intervals need.
-    """
-    import glob
-
-    from nsnet_jax.config_checks import eval_ks
-
-    ks = eval_ks(config)
-    rows: dict[int, dict[str, dict]] = {k: {} for k in ks}
-    for path in sorted(glob.glob(os.path.join(workdir, "eval", "per_video*.jsonl"))):
-        with open(path) as f:
-            for line in f:
-                r = json.loads(line)
-                if r["method"] == "nsnet" and r["k"] in rows:
-                    rows[r["k"]][r["video_id"]] = r
-    ids = sorted(rows[ks[0]])
-    if not ids:
-        raise FileNotFoundError(f"no NSNet rows in {workdir}/eval/per_video*.jsonl")
-    first = rows[ks[0]]
-    out: dict[str, np.ndarray] = {
-        "video_id": np.asarray(ids, dtype=str),
-        "has_evidence": np.asarray([bool(first[v].get("evidence")) for v in ids]),
-    }
-    for k in ks:
-        lines = [rows[k][v] for v in ids]
-        out[f"correct_{k}"] = np.asarray([r["top5"][0][0] in r["labels"] for r in lines])
-        out[f"hit_{k}"] = np.asarray(
-            [bool(set(r["selected"]) & set(r.get("evidence", []))) for r in lines]
-        )
-    return out
 
 
 def _save(path: str, result: dict[str, np.ndarray]) -> None:

@@ -101,34 +101,25 @@ def share_recovered(
     }
 
 
-def _per_video_shares(eval_dir: str, ks: tuple[int, ...]) -> dict[str, Any]:
-    hits: dict[tuple[str, int], dict[str, bool]] = {}
-    for name in sorted(os.listdir(eval_dir)):
-        if name.startswith("per_video") and name.endswith(".jsonl"):
-            with open(os.path.join(eval_dir, name)) as f:
-                for line in f:
-                    row = json.loads(line)
-                    correct = row["top5"][0][0] in row["labels"]
-                    hits.setdefault((row["method"], row["k"]), {})[row["video_id"]] = correct
-    out = {}
-    for k in ks:
-        if all((m, k) in hits for m in ("nsnet", "uniform", "oracle")):
-            ids = sorted(hits[("nsnet", k)])
-            nsnet, uniform, oracle = (
-                np.array([hits[(m, k)][i] for i in ids], float)
-                for m in ("nsnet", "uniform", "oracle")
-            )
-            out[str(k)] = share_recovered(nsnet, uniform, oracle)
-    return out
+def _per_video_shares(config: Any, workdir: str, ks: tuple[int, ...]) -> dict[str, Any]:
+    from nsnet_jax.evaluation.evaluate import per_video_results
+
+    try:
+        runs = {m: per_video_results(config, workdir, m) for m in ("nsnet", "uniform", "oracle")}
+    except FileNotFoundError:  # evaluation ran without the baselines (eval.baselines=False)
+        return {}
+    if not all(np.array_equal(r["video_id"], runs["nsnet"]["video_id"]) for r in runs.values()):
+        raise ValueError(f"{workdir}/eval/per_video*.jsonl: the methods cover different videos")
+    return {
+        str(k): share_recovered(*(runs[m][f"correct_{k}"].astype(float) for m in runs))
+        for k in ks
+        if f"correct_{k}" in runs["nsnet"]
+    }
 
 
-def _split_scores(config, model, variables, split: str) -> dict[str, np.ndarray]:
+def _split_scores(config, score, split: str) -> dict[str, np.ndarray]:
+    """`score(frames, labels)` (jitted once for both splits) over every video of `split`."""
     from input_pipeline import pipeline
-    from nsnet_jax.models.nsnet import NSNet
-
-    @jax.jit
-    def run(frames, labels):
-        return frame_scores(model.apply(variables, frames, method=NSNet.recognize), labels)
 
     batches, meta = pipeline.create_dataset(
         config.data, split, train=False, global_batch_size=config.eval_batch_size,
@@ -142,7 +133,7 @@ def _split_scores(config, model, variables, split: str) -> dict[str, np.ndarray]
     parts: dict[str, list[np.ndarray]] = {}
     for batch in batches:
         keep = batch["mask"] > 0
-        out = run(jnp.asarray(batch["frames"]), jnp.asarray(batch["labels"], jnp.float32))
+        out = score(jnp.asarray(batch["frames"]), jnp.asarray(batch["labels"], jnp.float32))
         for key, value in {**jax.device_get(out), "evidence": batch["evidence"]}.items():
             parts.setdefault(key, []).append(np.asarray(value)[keep])
     return {key: np.concatenate(value) for key, value in parts.items()}
@@ -150,7 +141,7 @@ def _split_scores(config, model, variables, split: str) -> dict[str, np.ndarray]
 
 def diagnose(workdir: str, ks: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
     from nsnet_jax.inference.trained import config_from_workdir
-    from nsnet_jax.models.nsnet import build_model
+    from nsnet_jax.models.nsnet import NSNet, build_model
     from nsnet_jax.sharding import data_mesh
     from nsnet_jax.train import stages
     from nsnet_jax.train.step import pseudo_label_ratio
@@ -161,13 +152,18 @@ def diagnose(workdir: str, ks: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
         config, workdir, model, data_mesh(jax.devices()[:1]), "recognizer",
         parts=("recognizer",),
     )  # fmt: skip
+    score = jax.jit(
+        lambda frames, labels: frame_scores(
+            model.apply(variables, frames, method=NSNet.recognize), labels
+        )
+    )
     report: dict[str, Any] = {"workdir": workdir, "data": config.data.name}
-    test = _split_scores(config, model, variables, config.data.eval_split)
+    test = _split_scores(config, score, config.data.eval_split)
     names = [n for n in ("max_prob", "true_prob", "maxpool_share") if n in test]
     report["recognizer_ranking"] = {
         name: {str(k): _recall(test[name], test["evidence"], k) for k in ks} for name in names
     }
-    train = _split_scores(config, model, variables, config.data.train_split)
+    train = _split_scores(config, score, config.data.train_split)
     p_true, correct = jnp.asarray(train["true_prob"]), jnp.asarray(train["correct"])
     share = train.get("maxpool_share")
     rules = {}
@@ -188,7 +184,7 @@ def diagnose(workdir: str, ks: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
             for r in rows
             if r["method"] in ("nsnet", "uniform") and r["k"] in ks
         }
-        shares = _per_video_shares(os.path.join(workdir, "eval"), ks)
+        shares = _per_video_shares(config, workdir, ks)
         if shares:
             report["share_recovered"] = shares
     with open(os.path.join(workdir, "diagnose.json"), "w") as f:
