@@ -441,8 +441,8 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
     out_dir.mkdir(parents=True, exist_ok=True)
     p_gt = np.concatenate(p_gts)
     correct = np.concatenate(corrects)
+    share = np.concatenate(shares)
     with (out_dir / f"part-{jax.process_index():05d}.npz").open("wb") as f:
-        share = np.concatenate(shares)
         np.savez(f, video_id=np.asarray(ids, dtype=str), p_gt=p_gt, correct=correct, share=share)
     faults.barrier("pseudo labels written")
     table = load_pseudo_labels(workdir)
