@@ -59,6 +59,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.sampler.temporal = "none"  # none | conv1d | transformer
     c.model.sampler.transformer_heads = 4
     c.model.sampler.temporal_kernel = 3  # conv1d: odd window of frames each frame sees
+    # How the backbone pools its last feature map: mean | max | mean_max (max keeps a small
+    # item's response that the mean dilutes with background; README "Real-looking video")
+    c.model.sampler.spatial_pool = "mean"
     c.model.sampler.fusion = "sum"  # sum | product | rank
     c.model.sampler.fusion_beta = 1.0  # s = s_f + beta * a for `sum` and `rank`
     c.model.recognizer = ml_collections.ConfigDict()
@@ -67,6 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.recognizer.aggregation = "mean_logits"  # mean_logits | mean_softmax | maxpool_mlp
     c.model.recognizer.mlp_dim = 4096  # hidden size of maxpool_mlp
     c.model.recognizer.dropout_rate = 0.0
+    c.model.recognizer.spatial_pool = "mean"  # as model.sampler.spatial_pool
     # Keep the recognizer's (pretrained) backbone fixed: inference-mode BatchNorm, no gradient,
     # no weight decay; only the aggregation head trains (README "Hard variant").
     c.model.recognizer.freeze_backbone = False

@@ -13,7 +13,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from nsnet_jax.models.layers import DEPTHWISE_IMPLS
+from nsnet_jax.models.layers import DEPTHWISE_IMPLS, SPATIAL_POOLS
 from nsnet_jax.models.nsnet import DTYPES
 from nsnet_jax.models.recognizer import AGGREGATIONS
 from nsnet_jax.models.registry import BACKBONES
@@ -35,8 +35,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.sampler.backbone": tuple(sorted(BACKBONES)),
     "model.sampler.temporal": TEMPORAL_MODES,
     "model.sampler.fusion": FUSIONS,
+    "model.sampler.spatial_pool": SPATIAL_POOLS,
     "model.recognizer.backbone": tuple(sorted(BACKBONES)),
     "model.recognizer.aggregation": AGGREGATIONS,
+    "model.recognizer.spatial_pool": SPATIAL_POOLS,
     "pseudo_label.rule": PSEUDO_LABEL_RULES,
     "loss.nonsalient": NONSALIENT_FORMS,
     "selection.train_mode": TRAIN_MODES,

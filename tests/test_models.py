@@ -167,3 +167,46 @@ def test_an_eval_batch_the_mesh_cannot_split_names_eval_batch_size(tmp_path):
     config = tiny_config(eval_batch_size=12)  # the pytest session has 8 CPU devices
     with pytest.raises(ValueError, match=r"config\.eval_batch_size=12 is not divisible .* 8 dev"):
         train_and_evaluate(config, str(tmp_path))
+
+
+def test_spatial_pool_modes_by_hand():
+    from nsnet_jax.models.layers import spatial_pool
+
+    x = jnp.arange(8.0).reshape(1, 2, 2, 2)  # channel 0: 0, 2, 4, 6; channel 1: 1, 3, 5, 7
+    np.testing.assert_allclose(spatial_pool(x, "mean"), [[3.0, 4.0]])
+    np.testing.assert_allclose(spatial_pool(x, "max"), [[6.0, 7.0]])
+    np.testing.assert_allclose(spatial_pool(x, "mean_max"), [[9.0, 11.0]])
+    with pytest.raises(ValueError, match="spatial_pool='sum' is not one of"):
+        spatial_pool(x, "sum")
+
+
+@pytest.mark.parametrize(
+    "backbone", ["patch_cnn", "mobilenet_v2", "resnet18", "efficientnet_lite0"]
+)
+def test_every_backbone_pools_its_last_map_as_configured(backbone):
+    """Pooling has no parameters: the same weights give mean <= max and mean_max = mean + max."""
+    from nsnet_jax.models.registry import create_backbone
+
+    x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))  # stride 32: a 2x2 last map
+    width = {} if backbone.startswith("efficientnet") else {"width": 0.25}
+
+    def features(pool, variables=None):
+        net = create_backbone(backbone, num_classes=None, spatial_pool=pool, **width)
+        variables = variables or net.init(jax.random.key(1), x)
+        return net.apply(variables, x), variables
+
+    mean, variables = features("mean")
+    peak, _ = features("max", variables)
+    both, _ = features("mean_max", variables)
+    assert mean.shape == peak.shape == both.shape
+    assert np.all(np.asarray(peak) >= np.asarray(mean) - 1e-6) and not np.allclose(peak, mean)
+    np.testing.assert_allclose(both, mean + peak, rtol=1e-5, atol=1e-5)
+
+
+def test_sampler_and_recognizer_take_spatial_pool_from_the_config():
+    config = tiny_config(
+        model__sampler__spatial_pool="max", model__recognizer__spatial_pool="mean_max"
+    )
+    validate_config(config)
+    model = build_model(config)
+    assert model.sampler.spatial_pool == "max" and model.recognizer.spatial_pool == "mean_max"

@@ -466,3 +466,17 @@ def test_diagnose_reports_the_recognizer_ceiling_and_the_pseudo_labels(finished_
         assert share["oracle"] == round(top1[("oracle", int(k))], 4)
     assert json.loads((Path(workdir) / "diagnose.json").read_text()) == report
     assert "| correct_and_rank (configured) |" in diagnose.format_report(report)
+
+
+def test_a_field_added_later_matches_old_records_only_at_its_earlier_behaviour():
+    from nsnet_jax.train import provenance
+
+    current = provenance.stage_fields(tiny_config(), "recognizer")
+    old_record = {k: v for k, v in current.items() if k != "model.recognizer.spatial_pool"}
+    assert provenance.differences(old_record, current) == []
+    changed = provenance.stage_fields(
+        tiny_config(model__recognizer__spatial_pool="max"), "recognizer"
+    )
+    assert provenance.differences(old_record, changed) == [
+        ("model.recognizer.spatial_pool", None, "max")
+    ]

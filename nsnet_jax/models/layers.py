@@ -122,6 +122,21 @@ class DepthwiseConv(nn.Module):
         return out
 
 
+SPATIAL_POOLS = ("mean", "max", "mean_max")
+
+
+def spatial_pool(x: jax.Array, mode: str) -> jax.Array:
+    """[N, H, W, C] -> [N, C]. `max` keeps a small object's response that the mean dilutes with
+    background; `mean_max` adds both (same width, so heads and imported weights still fit)."""
+    if mode == "mean":
+        return jnp.mean(x, axis=(1, 2))
+    if mode == "max":
+        return jnp.max(x, axis=(1, 2))
+    if mode == "mean_max":
+        return jnp.mean(x, axis=(1, 2)) + jnp.max(x, axis=(1, 2))
+    raise ValueError(f"spatial_pool={mode!r} is not one of {list(SPATIAL_POOLS)}")
+
+
 def relu6(x: jax.Array) -> jax.Array:
     return jnp.clip(x, 0.0, 6.0)
 

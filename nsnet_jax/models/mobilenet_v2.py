@@ -19,6 +19,7 @@ from nsnet_jax.models.layers import (
     conv_layer,
     make_divisible,
     relu6,
+    spatial_pool,
 )
 
 # (expansion t, output channels c, repeats n, first stride s), from the paper's Table 2.
@@ -40,6 +41,7 @@ class MobileNetV2(nn.Module):
     width: float = 1.0
     dropout_rate: float = 0.0
     depthwise_impl: str = "auto"
+    spatial_pool: str = "mean"  # mean | max | mean_max (layers.spatial_pool)
     dtype: Any = jnp.float32
 
     @property
@@ -73,7 +75,7 @@ class MobileNetV2(nn.Module):
                 block += 1
         x = conv(self.feature_dim, (1, 1), name="head_conv")(x)
         x = relu6(norm(name="head_bn")(x))
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_pool(x, self.spatial_pool)
         if self.num_classes is None:
             return x
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

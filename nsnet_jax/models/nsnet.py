@@ -61,6 +61,7 @@ def build_model(config: Any) -> NSNet:
         temporal=m.sampler.temporal,
         transformer_heads=m.sampler.transformer_heads,
         temporal_kernel=m.sampler.get("temporal_kernel", 3),  # runs from before the switch
+        spatial_pool=m.sampler.get("spatial_pool", "mean"),
         fusion=m.sampler.fusion,
         fusion_beta=m.sampler.fusion_beta,
         depthwise_impl=m.depthwise_impl,
@@ -76,6 +77,7 @@ def build_model(config: Any) -> NSNet:
         depthwise_impl=m.depthwise_impl,
         dtype=dtype,
         freeze_backbone=m.recognizer.get("freeze_backbone", False),
+        spatial_pool=m.recognizer.get("spatial_pool", "mean"),
     )
     return NSNet(sampler=sampler, recognizer=recognizer, num_select=m.num_select)
 

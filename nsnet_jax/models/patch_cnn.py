@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from nsnet_jax.models.layers import TORCH_BN, batch_norm, conv_layer
+from nsnet_jax.models.layers import TORCH_BN, batch_norm, conv_layer, spatial_pool
 
 
 class PatchCNN(nn.Module):
@@ -25,6 +25,7 @@ class PatchCNN(nn.Module):
     num_classes: int | None = 1000
     width: float = 1.0
     dropout_rate: float = 0.0
+    spatial_pool: str = "mean"  # mean | max | mean_max (layers.spatial_pool)
     dtype: Any = jnp.float32
 
     @property
@@ -52,7 +53,7 @@ class PatchCNN(nn.Module):
                 y = conv(features, (3, 3), padding=1, name=f"s{stage}b{b}_conv")(x)
                 y = norm(name=f"s{stage}b{b}_bn", scale_init=nn.initializers.zeros)(y)
                 x = nn.relu(x + y)
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_pool(x, self.spatial_pool)
         if self.num_classes is None:
             return x
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -29,6 +29,7 @@ class Recognizer(nn.Module):
     mlp_dim: int = 4096
     dropout_rate: float = 0.0
     depthwise_impl: str = "auto"
+    spatial_pool: str = "mean"
     dtype: Any = jnp.float32
     freeze_backbone: bool = False
 
@@ -54,6 +55,7 @@ class Recognizer(nn.Module):
             dtype=self.dtype,
             depthwise_impl=self.depthwise_impl,
             dropout_rate=self.dropout_rate,
+            spatial_pool=self.spatial_pool,
             name="backbone",
         )
         if self.freeze_backbone:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from nsnet_jax.models.layers import TORCH_BN, batch_norm, conv_layer
+from nsnet_jax.models.layers import TORCH_BN, batch_norm, conv_layer, spatial_pool
 
 
 class _Block(nn.Module):
@@ -58,6 +58,7 @@ class ResNet(nn.Module):
     width: float = 1.0
     zero_init_residual: bool = True
     dropout_rate: float = 0.0
+    spatial_pool: str = "mean"  # mean | max | mean_max (layers.spatial_pool)
     dtype: Any = jnp.float32
 
     @property
@@ -88,7 +89,7 @@ class ResNet(nn.Module):
                     name=f"layer{stage + 1}_{index}",
                 )(x, train)
                 in_features = out_features
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_pool(x, self.spatial_pool)
         if self.num_classes is None:
             return x
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

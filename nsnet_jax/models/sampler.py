@@ -80,6 +80,7 @@ class NSNetSampler(nn.Module):
     temporal: str = "none"
     transformer_heads: int = 4
     temporal_kernel: int = 3
+    spatial_pool: str = "mean"
     fusion: str = "sum"
     fusion_beta: float = 1.0
     depthwise_impl: str = "auto"
@@ -95,6 +96,7 @@ class NSNetSampler(nn.Module):
             width=self.width,
             dtype=self.dtype,
             depthwise_impl=self.depthwise_impl,
+            spatial_pool=self.spatial_pool,
             name="backbone",
         )
         h = net(x, train=train).reshape(b, t, -1)

@@ -45,6 +45,13 @@ _IGNORED_BY_STAGE: dict[str, tuple[str, ...]] = {
     "sampler": ("eval", "eval_batch_size", "data.eval_split"),
     "eval": (),
 }
+# Fields added after workdirs already existed, with the value that gives the earlier behaviour: a
+# record without the field matches a config that keeps that value (old workdirs stay resumable).
+ADDED_FIELDS: dict[str, Any] = {
+    "model.sampler.temporal_kernel": 3,
+    "model.sampler.spatial_pool": "mean",
+    "model.recognizer.spatial_pool": "mean",
+}
 # pseudo labels are the recognizer's outputs on the training split: the same dependencies
 _IGNORED_BY_STAGE["pseudo_labels"] = _IGNORED_BY_STAGE["recognizer"]
 
@@ -97,6 +104,8 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[tuple
     out = []
     for f in fields:
         a, b = recorded.get(f, missing), current.get(f, missing)
+        if a is missing and f in ADDED_FIELDS and b == ADDED_FIELDS[f]:
+            continue
         if a != b:
             out.append((f, None if a is missing else a, None if b is missing else b))
     return out
