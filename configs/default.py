@@ -60,7 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.sampler.transformer_heads = 4
     c.model.sampler.temporal_kernel = 3  # conv1d: odd window of frames each frame sees
     # How the backbone pools its last feature map: mean | max | mean_max (max keeps a small
-    # item's response that the mean dilutes with background; README "Real-looking video")
+    # object's response that the mean dilutes with background; it lost recall on cluttered,
+    # whose items are 26-44 px wide in 64 px frames: README "Real-looking video")
     c.model.sampler.spatial_pool = "mean"
     c.model.sampler.fusion = "sum"  # sum | product | rank
     c.model.sampler.fusion_beta = 1.0  # s = s_f + beta * a for `sum` and `rank`
