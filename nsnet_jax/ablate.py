@@ -107,7 +107,7 @@ def run(
                 if summary.get("sampler", {}).get("preempted"):
                     log.warning("ablation stopped (preempted) at %s seed %d", name, seed)
                     return rows
-                _save(path, per_video_results(vconfig, sdir))
+                _save(path, per_video_results(vconfig, sdir)["nsnet"])
             results.setdefault(name, []).append(_load(path))
             rows = summarize(results, bootstraps)
             _write(rows, workdir)  # after every seed, so a long sweep keeps what it has

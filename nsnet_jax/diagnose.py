@@ -105,7 +105,7 @@ def _per_video_shares(config: Any, workdir: str, ks: tuple[int, ...]) -> dict[st
     from nsnet_jax.evaluation.evaluate import per_video_results
 
     try:
-        runs = {m: per_video_results(config, workdir, m) for m in ("nsnet", "uniform", "oracle")}
+        runs = per_video_results(config, workdir, ("nsnet", "uniform", "oracle"))
     except FileNotFoundError:  # evaluation ran without the baselines (eval.baselines=False)
         return {}
     if not all(np.array_equal(r["video_id"], runs["nsnet"]["video_id"]) for r in runs.values()):

@@ -172,10 +172,12 @@ def write_per_video(eval_dir: str, lines: list[dict[str, Any]]) -> str:
     return str(path)
 
 
-def per_video_results(config: Any, workdir: str, method: str = "nsnet") -> dict[str, np.ndarray]:
-    """A method's per-video outcome at each K, from WORKDIR/eval/per_video*.jsonl (write_per_video).
+def per_video_results(
+    config: Any, workdir: str, methods: tuple[str, ...] = ("nsnet",)
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each method's per-video outcome at each K, from WORKDIR/eval/per_video*.jsonl (read once).
 
-    Returns video_id [N], has_evidence [N] and, per K, correct_K [N] (top-1 is a label) and
+    Per method: video_id [N], has_evidence [N] and, per K, correct_K [N] (top-1 is a label) and
     hit_K [N] (a selected frame is an evidence frame): what the paired intervals need.
     """
     import glob
@@ -183,28 +185,31 @@ def per_video_results(config: Any, workdir: str, method: str = "nsnet") -> dict[
     import os
 
     ks = eval_ks(config)
-    rows: dict[int, dict[str, dict]] = {k: {} for k in ks}
+    rows: dict[tuple[str, int], dict[str, dict]] = {(m, k): {} for m in methods for k in ks}
     for path in sorted(glob.glob(os.path.join(workdir, "eval", "per_video*.jsonl"))):
         with open(path) as f:
             for line in f:
                 r = json.loads(line)
-                if r["method"] == method and r["k"] in rows:
-                    rows[r["k"]][r["video_id"]] = r
-    ids = sorted(rows[ks[0]])
-    if not ids:
-        raise FileNotFoundError(f"no {method} rows in {workdir}/eval/per_video*.jsonl")
-    first = rows[ks[0]]
-    out: dict[str, np.ndarray] = {
-        "video_id": np.asarray(ids, dtype=str),
-        "has_evidence": np.asarray([bool(first[v].get("evidence")) for v in ids]),
-    }
-    for k in ks:
-        lines = [rows[k][v] for v in ids]
-        out[f"correct_{k}"] = np.asarray([r["top5"][0][0] in r["labels"] for r in lines])
-        out[f"hit_{k}"] = np.asarray(
-            [bool(set(r["selected"]) & set(r.get("evidence", []))) for r in lines]
-        )
-    return out
+                if (r["method"], r["k"]) in rows:
+                    rows[(r["method"], r["k"])][r["video_id"]] = r
+    results = {}
+    for method in methods:
+        first = rows[(method, ks[0])]
+        ids = sorted(first)
+        if not ids:
+            raise FileNotFoundError(f"no {method} rows in {workdir}/eval/per_video*.jsonl")
+        out: dict[str, np.ndarray] = {
+            "video_id": np.asarray(ids, dtype=str),
+            "has_evidence": np.asarray([bool(first[v].get("evidence")) for v in ids]),
+        }
+        for k in ks:
+            lines = [rows[(method, k)][v] for v in ids]
+            out[f"correct_{k}"] = np.asarray([r["top5"][0][0] in r["labels"] for r in lines])
+            out[f"hit_{k}"] = np.asarray(
+                [bool(set(r["selected"]) & set(r.get("evidence", []))) for r in lines]
+            )
+        results[method] = out
+    return results
 
 
 def _with_k(config: Any, k: int) -> Any:
