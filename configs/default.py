@@ -88,6 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.pseudo_label.rule = "correct_and_rank"  # rank | threshold | correct | soft | correct_and_rank
     c.pseudo_label.ratio = -1.0  # `rank` keeps the top ceil(ratio*T); -1 means K/T
     c.pseudo_label.threshold = 0.5  # `threshold` rule's tau
+    # Self-training: > 0 adds the sampler's own top-k frames of each training batch to its frame
+    # targets, from the fraction `own_from` of the sampler stage on (README "Real-looking video")
+    c.pseudo_label.own_top_k = 0
+    c.pseudo_label.own_from = 0.5
     c.loss = ml_collections.ConfigDict()
     c.loss.frame_weight = 1.0  # lambda_f
     c.loss.video_weight = 1.0  # lambda_v

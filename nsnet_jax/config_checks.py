@@ -174,6 +174,21 @@ def validate_config(config: Any) -> None:
             f"model.recognizer.aggregation={config.model.recognizer.aggregation!r}: set it to "
             "'maxpool_mlp' or pick another pseudo_label.rule"
         )
+    if "pseudo_label" in config:
+        own_k, own_from = (
+            config.pseudo_label.get("own_top_k", 0),
+            config.pseudo_label.get("own_from", 0.5),
+        )
+        if not (isinstance(own_k, int) and 0 <= own_k <= t):
+            raise ValueError(
+                f"config.pseudo_label.own_top_k={own_k!r} must be an int in [0, "
+                f"config.data.num_frames={t}] (0 turns self-training off)"
+            )
+        if not (isinstance(own_from, (int, float)) and 0 <= own_from <= 1):
+            raise ValueError(
+                f"config.pseudo_label.own_from={own_from!r} must be a fraction of the sampler "
+                "stage in [0, 1]"
+            )
     kernel = config.model.sampler.get("temporal_kernel", 3)
     if not (isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 1):
         raise ValueError(

@@ -48,6 +48,14 @@ def test_temporal_kernel_must_be_odd():
         validate_config(_parse("salient_fashion.py", "--config.model.sampler.temporal_kernel=4"))
 
 
+def test_self_training_fields_are_bounded():
+    validate_config(_parse("salient_fashion.py", "--config.pseudo_label.own_top_k=2"))
+    with pytest.raises(ValueError, match=r"own_top_k=17 must be an int in \[0, config.data"):
+        validate_config(_parse("salient_fashion.py", "--config.pseudo_label.own_top_k=17"))
+    with pytest.raises(ValueError, match=r"own_from=1.5 must be a fraction"):
+        validate_config(_parse("salient_fashion.py", "--config.pseudo_label.own_from=1.5"))
+
+
 def test_maxpool_share_rule_needs_a_maxpool_recognizer():
     validate_config(_parse("salient_fashion.py", "--config.pseudo_label.rule=maxpool_share"))
     config = _parse("activitynet.py", "--config.pseudo_label.rule=maxpool_share")

@@ -128,3 +128,15 @@ def test_sampler_loss_combines_the_weighted_terms():
     assert float(parts["frame"]) == pytest.approx(math.log(2))
     assert float(parts["video"]) == pytest.approx(2 * math.log(3), rel=1e-5)
     assert float(total) == pytest.approx(2 * math.log(2) + 0.5 * 2 * math.log(3), rel=1e-5)
+
+
+def test_own_top_k_adds_the_samplers_best_frames_and_passes_no_gradient():
+    import jax
+
+    targets = jnp.array([[1.0, 0, 0, 0], [0, 0, 0.3, 0]])
+    scores = jnp.array([[0.1, 0.9, 0.5, 0.2], [2.0, 0.0, 1.0, -1.0]])
+    got = losses.with_own_top_k(targets, scores, 2)
+    # video 0: pseudo label 0 kept, own top-2 = 1, 2; video 1: own top-2 = 0, 2 (2 raised to 1)
+    np.testing.assert_array_equal(got, [[1, 1, 1, 0], [1, 0, 1, 0]])
+    grad = jax.grad(lambda s: losses.with_own_top_k(targets, s, 1).sum())(scores)
+    np.testing.assert_array_equal(grad, np.zeros_like(scores))

@@ -19,9 +19,14 @@ from input_fixtures import TINY
 
 from nsnet_jax.bench.common import synthetic_train_batch
 from nsnet_jax.models.nsnet import build_model, init_variables
-from nsnet_jax.train import checkpointing, optim
+from nsnet_jax.train import checkpointing, losses, optim
 from nsnet_jax.train import stages as train
-from nsnet_jax.train.step import build_stage_optimizer, create_train_state, make_train_step
+from nsnet_jax.train.step import (
+    build_stage_optimizer,
+    create_train_state,
+    make_train_step,
+    pseudo_label_ratio,
+)
 from tests import tiny_train_config
 from tests.tiny import set_fields, tiny_config
 
@@ -395,11 +400,43 @@ def test_the_sampler_step_crops_and_flips_when_the_input_left_it_to_the_step():
     assert abs(float(step(state, half, jax.random.key(1))[1]["loss"]) - plain) > 1e-4
 
 
+def test_self_training_adds_the_samplers_top_k_to_the_targets_from_own_from_on():
+    """pseudo_label.own_top_k: before own_from the frame loss is the pseudo labels' BCE, after it
+    the BCE against the pseudo labels plus the sampler's own top-k frames."""
+    from nsnet_jax.models.nsnet import NSNet
+
+    config = tiny_config(pseudo_label__own_top_k=2, pseudo_label__own_from=0.5)
+    model = build_model(config)
+    variables = jax.jit(lambda k: init_variables(model, config, k))(jax.random.key(0))
+    batch = synthetic_train_batch(config, "sampler", batch=4)
+    tx, total = build_stage_optimizer(config, "sampler", variables["params"], steps_per_epoch=10)
+    with pytest.raises(ValueError, match="pass make_train_step"):
+        make_train_step(config, model, "sampler", tx)
+    step = jax.jit(make_train_step(config, model, "sampler", tx, total_steps=total))
+    state = create_train_state(variables, tx)
+    out = model.apply(
+        variables, batch["sampler_frames"], train=True, method=NSNet.sample, mutable=["batch_stats"]
+    )[0]
+    pseudo = losses.pseudo_labels(
+        batch["p_gt"], batch["correct"], config.pseudo_label.rule, ratio=pseudo_label_ratio(config)
+    )
+    union = losses.with_own_top_k(pseudo, out["scores"], 2)
+    assert float(union.sum()) > float(pseudo.sum())  # the sampler's top-2 adds frames here
+    expected = {
+        name: float(losses.frame_loss(out["frame_logits"], t, config.loss.pos_weight))
+        for name, t in (("before", pseudo), ("after", union))
+    }
+    for name, at in (("before", total // 2 - 1), ("after", total // 2)):
+        metrics = step(state.replace(step=at), batch, jax.random.key(1))[1]
+        np.testing.assert_allclose(float(metrics["frame"]), expected[name], rtol=1e-5)
+        added = float((union - pseudo).sum(-1).mean()) if name == "after" else 0.0
+        np.testing.assert_allclose(float(metrics["own_added"]), added, rtol=1e-5)
+
+
 def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
     finished_run, tiny_fashion_dir, monkeypatch, tmp_path
 ):
     from input_pipeline import pipeline
-    from nsnet_jax.train import losses
 
     workdir, _, _ = finished_run
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="evidence")

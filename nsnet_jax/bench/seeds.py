@@ -40,10 +40,10 @@ def stacked_train_states(
 
 
 def seeds_train_step(
-    config: Any, model: NSNet, stage: str, tx: Any
+    config: Any, model: NSNet, stage: str, tx: Any, total_steps: int = 0
 ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
     """step(states, batches, keys) -> (states, metrics), every argument with a leading seed axis."""
-    return jax.vmap(make_train_step(config, model, stage, tx))
+    return jax.vmap(make_train_step(config, model, stage, tx, total_steps))
 
 
 def main(argv: list[str]) -> None:
@@ -63,13 +63,13 @@ def main(argv: list[str]) -> None:
     model = build_model(config)
     n, batch = num_seeds.value, config.batch_size
     variables = init_variables(model, config, jax.random.key(0))
-    tx, _ = build_stage_optimizer(config, "sampler", variables["params"], steps_per_epoch=1000)
+    tx, total = build_stage_optimizer(config, "sampler", variables["params"], steps_per_epoch=1000)
     data = [synthetic_train_batch(config, "sampler", batch, seed=s) for s in range(n)]
     stacked = {k: np.stack([d[k] for d in data]) for k in data[0]}
     keys = jax.random.split(jax.random.key(1), n)
 
-    one_step = jax.jit(make_train_step(config, model, "sampler", tx), donate_argnums=0)
-    vmapped = jax.jit(seeds_train_step(config, model, "sampler", tx), donate_argnums=0)
+    one_step = jax.jit(make_train_step(config, model, "sampler", tx, total), donate_argnums=0)
+    vmapped = jax.jit(seeds_train_step(config, model, "sampler", tx, total), donate_argnums=0)
     holder = {"one": stacked_train_states(config, model, tx, [0]), "many": None}
     holder["one"] = jax.tree.map(lambda x: x[0], holder["one"])
     holder["many"] = stacked_train_states(config, model, tx, list(range(n)))

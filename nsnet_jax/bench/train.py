@@ -18,9 +18,9 @@ def bench_train_step(
     """videos/s of the stage's jitted, donated train step; the state is threaded through."""
     device = jax.devices()[0]
     data = jax.device_put(synthetic_train_batch(config, stage, batch, seed=1), device)
-    tx, _ = build_stage_optimizer(config, stage, variables["params"], steps_per_epoch=1000)
+    tx, total = build_stage_optimizer(config, stage, variables["params"], steps_per_epoch=1000)
     state = jax.jit(lambda v: create_train_state(v, tx))(variables)
-    step = jax.jit(make_train_step(config, model, stage, tx), donate_argnums=0)
+    step = jax.jit(make_train_step(config, model, stage, tx, total), donate_argnums=0)
     rng = jax.random.key(0)
     holder = {"state": state}
 

@@ -100,6 +100,17 @@ def pseudo_labels(
     return hard.astype(jnp.float32)
 
 
+def with_own_top_k(targets: jax.Array, scores: jax.Array, k: int) -> jax.Array:
+    """targets [B, T] with the sampler's own k best-scored frames per video set to 1.
+
+    Self-training: the recognizer's pseudo labels miss evidence frames that the sampler, which sees
+    neighbouring frames, already ranks first; marking its own top k as positives (no gradient
+    through the choice) keeps those frames up instead of pushing them down as non-salient.
+    """
+    own = _rank_positive(jax.lax.stop_gradient(scores), k)
+    return jnp.maximum(targets, own.astype(targets.dtype))
+
+
 def frame_loss(frame_logits: jax.Array, targets: jax.Array, pos_weight: float = 1.0) -> jax.Array:
     """-(1/T) sum_t [w+ y_t log s_t + (1 - y_t) log(1 - s_t)], averaged over the batch."""
     log_p = jax.nn.log_sigmoid(frame_logits)

@@ -51,6 +51,8 @@ ADDED_FIELDS: dict[str, Any] = {
     "model.sampler.temporal_kernel": 3,
     "model.sampler.spatial_pool": "mean",
     "model.recognizer.spatial_pool": "mean",
+    "pseudo_label.own_top_k": 0,
+    "pseudo_label.own_from": 0.5,
 }
 # pseudo labels are the recognizer's outputs on the training split: the same dependencies
 _IGNORED_BY_STAGE["pseudo_labels"] = _IGNORED_BY_STAGE["recognizer"]

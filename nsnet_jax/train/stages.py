@@ -252,7 +252,7 @@ def _train_stage(
                 f"{ckpt_dir}/{start} holds step {int(state.step)} with data position "
                 f"{ckpt_meta.get('data_position')}; the checkpoint directory is inconsistent"
             )
-    step_fn = make_train_step(config, model, name, tx)
+    step_fn = make_train_step(config, model, name, tx, total_steps=total)
     jit_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(rep, rep))
     data_sharding = batch_sharding(mesh)
     base_rng = jax.random.key(stage_seed(config, name) + 1000 + seed_offset)

@@ -137,6 +137,11 @@ def tsn_segments(frames: jax.Array, n: int, rng: jax.Array) -> jax.Array:
     return jnp.take_along_axis(frames, idx.reshape(b, n, 1, 1, 1), axis=1)
 
 
+def own_top_k(config: Any) -> int:
+    """pseudo_label.own_top_k, 0 (off) for configs written before the field existed."""
+    return int(config.pseudo_label.get("own_top_k", 0))
+
+
 def pseudo_label_ratio(config: Any) -> float:
     r = config.pseudo_label.ratio
     return config.model.num_select / config.data.num_frames if r <= 0 else r
@@ -188,6 +193,7 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
     k = config.model.num_select
     ratio = pseudo_label_ratio(config)
     on_loss = sel.train_mode == "perturbed" and sel.get("perturbed_estimator") == "loss"
+    own_k = own_top_k(config)
 
     def loss_fn(params, batch_stats, batch, rng):
         if not joint:
@@ -201,12 +207,20 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
             batch["p_gt"], batch["correct"], config.pseudo_label.rule,
             ratio=ratio, threshold=config.pseudo_label.threshold, share=batch.get("share"),
         )  # fmt: skip
+        added = None
+        if own_k > 0:  # from pseudo_label.own_from of the stage on: self-training
+            own = losses.with_own_top_k(targets, out["scores"], own_k)
+            own = jnp.where(batch["train_progress"] >= config.pseudo_label.own_from, own, targets)
+            added = (own - targets).sum(axis=-1).mean()  # positives per video it adds
+            targets = own
         loss, parts = losses.sampler_loss(
             out, targets, batch["labels"],
             frame_weight=config.loss.frame_weight, video_weight=config.loss.video_weight,
             nonsalient=config.loss.nonsalient, nonsalient_weight=config.loss.nonsalient_weight,
             pos_weight=config.loss.pos_weight,
         )  # fmt: skip
+        if added is not None:
+            parts = {**parts, "own_added": added}
         if use_recognizer:
             frames = batch["frames"].astype(jnp.float32)
             # the loss estimator's gradient comes from its own samples, not through the matrix
@@ -270,14 +284,29 @@ LOSS_FNS: dict[str, Callable[[Any, NSNet], LossFn]] = {
 
 
 def make_train_step(
-    config: Any, model: NSNet, stage: str, tx: optax.GradientTransformation
+    config: Any,
+    model: NSNet,
+    stage: str,
+    tx: optax.GradientTransformation,
+    total_steps: int = 0,
 ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
-    """step(state, batch, rng) -> (state, metrics) for `stage` ('recognizer' or 'sampler')."""
+    """step(state, batch, rng) -> (state, metrics) for `stage` ('recognizer' or 'sampler').
+
+    total_steps: the stage's length, which pseudo_label.own_from (a fraction of it) needs.
+    """
     if stage not in LOSS_FNS:
         raise ValueError(f"stage {stage!r} has no train step; choose one of {list(LOSS_FNS)}")
     loss_fn = LOSS_FNS[stage](config, model)
+    needs_progress = stage == "sampler" and own_top_k(config) > 0
+    if needs_progress and total_steps <= 0:
+        raise ValueError(
+            f"pseudo_label.own_top_k={own_top_k(config)} starts at a fraction of the sampler "
+            "stage: pass make_train_step(..., total_steps=N)"
+        )
 
     def step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
+        if needs_progress:
+            batch = {**batch, "train_progress": state.step / total_steps}
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (batch_stats, parts)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
