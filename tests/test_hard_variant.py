@@ -116,3 +116,20 @@ def test_hard_spec_overrides_reach_the_videos(tmp_path):
     )  # fmt: skip
     with pytest.raises(ValueError, match="tiny_bad: hard_spec .*opacity.*fields:"):
         sf.Builder(config=bad, data_dir=str(tmp_path)).download_and_prepare()
+
+
+def test_lookalike_is_cluttered_with_twice_the_lookalike_segments():
+    """README "Real-looking video": `lookalike` changes one knob of `cluttered`."""
+    import dataclasses
+
+    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+
+    configs = {c.name: c for c in sf.Builder.BUILDER_CONFIGS}
+    a, b = configs["cluttered"], configs["lookalike"]
+    differ = {
+        f.name
+        for f in dataclasses.fields(sf.SalientFashionConfig)
+        if f.name not in ("name", "description") and getattr(a, f.name) != getattr(b, f.name)
+    }
+    assert differ == {"lookalike_prob"}
+    assert (a.lookalike_prob, b.lookalike_prob) == (0.4, 0.8)
