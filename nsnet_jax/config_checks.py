@@ -52,6 +52,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # dotted config field -> (lowest allowed value, whether the lowest value itself is allowed)
 BOUNDS: dict[str, tuple[float, bool]] = {
     "batch_size": (1, True),
+    "pretrain.num_train": (1, True),
+    "pretrain.num_test": (1, True),
+    "pretrain.num_epochs": (0, False),
+    "pretrain.batch_size": (1, True),
+    "pretrain.learning_rate": (0, False),
+    "pretrain.weight_decay": (0, True),
+    "pretrain.warmup_steps": (0, True),
     "eval_batch_size": (1, True),
     "log_every_steps": (1, True),
     "checkpoint_every_steps": (1, True),
@@ -200,6 +207,8 @@ def validate_config(config: Any) -> None:
         raise ValueError(f"config.model.sampler.transformer_heads={heads!r} must be >= 1")
     if "eval" in config:
         eval_ks(config)
+    if "pretrain" in config:
+        _check_pretrain(config)
     for stage in ("recognizer_training", "sampler_training"):
         if stage in config:
             tc = config[stage]
@@ -208,6 +217,39 @@ def validate_config(config: Any) -> None:
                     f"config.{stage}: set num_steps > 0 or num_epochs > 0 "
                     f"(got num_steps={tc.num_steps}, num_epochs={tc.num_epochs})"
                 )
+
+
+def _check_pretrain(config: Any) -> None:
+    from nsnet_jax.train import pretrain
+
+    names = pretrain.parts(config)  # raises on an unknown part
+    if config.stage == "pretrain" and not names:
+        raise ValueError(
+            "config.stage='pretrain' needs config.pretrain.stills_variant (e.g. 'lookalike')"
+        )
+    if names:
+        from input_pipeline import stills
+
+        stills.variant_config(config.pretrain.stills_variant)  # raises on an unknown variant
+        pc = config.pretrain
+        if pc.num_train < pc.batch_size:
+            raise ValueError(
+                f"config.pretrain.num_train={pc.num_train} is smaller than one batch "
+                f"(config.pretrain.batch_size={pc.batch_size})"
+            )
+        if config.init_from.path:
+            raise ValueError(
+                f"config.init_from.path={config.init_from.path!r} would overwrite the backbones "
+                "that stage pretrain trains; clear one of init_from.path and "
+                "pretrain.stills_variant"
+            )
+    for part in names:
+        if config.model[part].init_from.format:
+            raise ValueError(
+                f"config.model.{part}.init_from.format={config.model[part].init_from.format!r} "
+                f"and config.pretrain.parts={config.pretrain.parts!r} both set its backbone's "
+                f"start; drop {part!r} from pretrain.parts or clear init_from.format"
+            )
 
 
 def check_frames(name: str, frames: Any, *, num_frames: int | None = None) -> None:

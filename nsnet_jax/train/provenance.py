@@ -45,6 +45,23 @@ _IGNORED_BY_STAGE: dict[str, tuple[str, ...]] = {
     "sampler": ("eval", "eval_batch_size", "data.eval_split"),
     "eval": (),
 }
+# stages that depend on nothing but these (prefixes of dotted fields)
+_ONLY_BY_STAGE: dict[str, tuple[str, ...]] = {
+    "pretrain": (
+        "pretrain",
+        "seed",
+        "model.dtype",
+        "model.depthwise_impl",
+        "data.sampler_size",
+        "data.recognizer_size",
+        "model.sampler.backbone",
+        "model.sampler.width",
+        "model.sampler.spatial_pool",
+        "model.recognizer.backbone",
+        "model.recognizer.width",
+        "model.recognizer.spatial_pool",
+    ),
+}
 # Fields added after workdirs already existed, with the value that gives the earlier behaviour: a
 # record without the field matches a config that keeps that value (old workdirs stay resumable).
 ADDED_FIELDS: dict[str, Any] = {
@@ -53,6 +70,15 @@ ADDED_FIELDS: dict[str, Any] = {
     "model.recognizer.spatial_pool": "mean",
     "pseudo_label.own_top_k": 0,
     "pseudo_label.own_from": 0.5,
+    "pretrain.stills_variant": "",
+    "pretrain.parts": "sampler,recognizer",
+    "pretrain.num_train": 30_000,
+    "pretrain.num_test": 2_000,
+    "pretrain.num_epochs": 2.0,
+    "pretrain.batch_size": 128,
+    "pretrain.learning_rate": 2e-3,
+    "pretrain.weight_decay": 1e-4,
+    "pretrain.warmup_steps": 100,
 }
 # pseudo labels are the recognizer's outputs on the training split: the same dependencies
 _IGNORED_BY_STAGE["pseudo_labels"] = _IGNORED_BY_STAGE["recognizer"]
@@ -80,8 +106,16 @@ def _ignored(field: str, prefixes: tuple[str, ...]) -> bool:
 def stage_fields(config: Any, stage: str) -> dict[str, Any]:
     """The dotted config fields `stage`'s result depends on, with their values (JSON-safe)."""
     flat = _flatten(json.loads(config.to_json_best_effort()))
-    skip = _RUN_FIELDS + _IGNORED_BY_STAGE[stage]
-    return {k: v for k, v in sorted(flat.items()) if not _ignored(k, skip)}
+    if not flat.get("pretrain.stills_variant"):  # the stage is off: its other fields do nothing
+        flat = {k: v for k, v in flat.items() if not _ignored(k, ("pretrain",))}
+        flat["pretrain.stills_variant"] = ""
+    skip = _RUN_FIELDS + _IGNORED_BY_STAGE.get(stage, ())
+    only = _ONLY_BY_STAGE.get(stage)
+    return {
+        k: v
+        for k, v in sorted(flat.items())
+        if not _ignored(k, skip) and (only is None or _ignored(k, only))
+    }
 
 
 def record_path(workdir: str, stage: str) -> epath.Path:

@@ -1,5 +1,6 @@
 """NSNet training and evaluation, stage by stage: read top to bottom.
 
+    pretrain       stage 0, optional: backbones as classifiers of labelled stills (pretrain.py)
     recognizer     stage 1: the recognizer on T frames, TSN-style (video labels only)
     pseudo_labels  stage 2: the frozen recognizer scores every frame of the training split
     sampler        stage 3: the sampler, trained to suppress non-salient frames
@@ -36,7 +37,7 @@ from nsnet_jax.sharding import (
     host_local,
     replicated,
 )
-from nsnet_jax.train import STAGE_ORDER, checkpointing, faults, losses, provenance
+from nsnet_jax.train import STAGE_ORDER, checkpointing, faults, losses, pretrain, provenance
 from nsnet_jax.train.step import (
     TrainState,
     build_stage_optimizer,
@@ -73,13 +74,18 @@ def train_and_evaluate(
     mesh = data_mesh(devices)
     check_global_batch(config.batch_size, mesh, "batch_size")
     check_global_batch(config.eval_batch_size, mesh, "eval_batch_size")
+    if pretrain.parts(config):
+        check_global_batch(config.pretrain.batch_size, mesh, "pretrain.batch_size")
     model = build_model(config)
     rerun = provenance.check_finished_stages(config, workdir)  # a stale workdir fails here
     writer = writer or _default_writer(workdir)
     if jax.process_index() == 0:
         _write_run_info(config, workdir, mesh)
 
-    stages = STAGE_ORDER if config.stage == "all" else (config.stage,)
+    if config.stage == "all":
+        stages = tuple(s for s in STAGE_ORDER if s != "pretrain" or pretrain.parts(config))
+    else:
+        stages = (config.stage,)
     summaries: dict[str, Any] = {}
     for stage in stages:
         done = epath.Path(workdir) / stage / "DONE.json"
@@ -165,8 +171,16 @@ def _write_run_info(config: Any, workdir: str, mesh) -> None:
 # =============================================================================================
 
 
-def create_variables(config: Any, model: NSNet, mesh, seed: int | None = None) -> dict[str, Any]:
-    """params + batch_stats, created directly with their (replicated) sharding."""
+def create_variables(
+    config: Any,
+    model: NSNet,
+    mesh,
+    seed: int | None = None,
+    workdir: str | None = None,
+    pretrained: tuple[str, ...] = pretrain.PARTS,
+) -> dict[str, Any]:
+    """params + batch_stats, created directly with their (replicated) sharding; with `workdir`,
+    the `pretrained` parts' backbones start from stage `pretrain`'s weights where it ran."""
 
     def init(rng):
         return dict(init_variables(model, config, rng))
@@ -175,7 +189,56 @@ def create_variables(config: Any, model: NSNet, mesh, seed: int | None = None) -
     abstract = jax.eval_shape(init, rng)
     shardings = jax.tree.map(lambda _: replicated(mesh), abstract)
     variables = jax.jit(init, out_shardings=shardings)(rng)
+    if workdir is not None:
+        variables = _load_pretrain_stage(config, workdir, variables, mesh, pretrained)
     return _apply_init_from(config, variables, mesh)
+
+
+def _load_pretrain_stage(
+    config: Any, workdir: str, variables: dict, mesh, only: tuple[str, ...]
+) -> dict:
+    rep = replicated(mesh)
+    done = epath.Path(workdir) / "pretrain" / "DONE.json"
+    for part in (p for p in pretrain.parts(config) if p in only):
+        path = pretrain.variables_dir(workdir, part)
+        if not done.exists():  # a stage that died half-way may have left one part, unchecked
+            raise FileNotFoundError(
+                f"config.pretrain.parts names {part!r} but stage pretrain has not finished in "
+                f"{workdir} ({done} is missing); run --config.stage=pretrain (or "
+                "--config.stage=all) with this workdir first"
+            )
+        # only what the headless backbone has: a backbone that holds the video head (the
+        # mean_logits aggregations) keeps that head's fresh init
+        keep = pretrain.headless_shapes(config, part)
+        target = {
+            c: {k: v for k, v in variables[c][part]["backbone"].items() if k in keep[c]}
+            for c in keep
+        }
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), target
+        )
+        loaded = checkpointing.restore_variables(path, target)
+        bad = [
+            f"{jax.tree_util.keystr(k)}: config {want.shape} vs checkpoint {got.shape}"
+            for (k, want), got in zip(
+                jax.tree_util.tree_flatten_with_path(target)[0], jax.tree.leaves(loaded)
+            )
+            if tuple(want.shape) != tuple(got.shape)
+        ]
+        if bad:
+            raise ValueError(
+                f"{path} does not fit model.{part} (changed after stage pretrain ran?): "
+                + "; ".join(bad[:5])
+                + f". Move {workdir}/pretrain aside and rerun the stage"
+            )
+        variables = {
+            c: {**tree, part: {**tree[part], "backbone": {**tree[part]["backbone"], **loaded[c]}}}
+            if c in loaded
+            else tree
+            for c, tree in variables.items()
+        }
+        log.info("model.%s: backbone from stage pretrain (%s)", part, path)
+    return variables
 
 
 def _split_globs(spec: str) -> tuple[str, ...]:
@@ -393,12 +456,44 @@ def _restore_stage_variables(
 
 
 # =============================================================================================
+# Stage 0 (optional): pretrain the backbones on labelled stills
+# =============================================================================================
+
+
+def run_pretrain_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+    from input_pipeline import stills
+
+    pc = config.pretrain
+    start = time.time()
+    train = stills.make_stills(pc.stills_variant, "train", pc.num_train, seed=config.seed)
+    test = stills.make_stills(pc.stills_variant, "test", pc.num_test, seed=config.seed)
+    summary: dict[str, Any] = {"stills_seconds": time.time() - start}
+    log.info(
+        "pretrain: %d train / %d test stills like salient_fashion/%s in %.0f s",
+        pc.num_train, pc.num_test, pc.stills_variant, summary["stills_seconds"],
+    )  # fmt: skip
+    for part in pretrain.parts(config):
+        variables, metrics = pretrain.pretrain_part(
+            config, part, train, test, stills.NUM_CLASSES, mesh
+        )
+        checkpointing.save_variables(pretrain.variables_dir(workdir, part), variables)
+        scalars = {f"pretrain/{part}/{k}": v for k, v in metrics.items() if np.isscalar(v)}
+        writer.write_scalars(metrics["steps"], scalars)
+        log.info(
+            "pretrain %s: test still accuracy %.3f (per class %s)",
+            part, metrics["test_accuracy"], metrics["test_accuracy_per_class"],
+        )  # fmt: skip
+        summary[part] = metrics
+    return summary
+
+
+# =============================================================================================
 # Stage 1: the recognizer
 # =============================================================================================
 
 
 def run_recognizer_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
-    variables = create_variables(config, model, mesh)
+    variables = create_variables(config, model, mesh, workdir=workdir, pretrained=("recognizer",))
     return _train_stage("recognizer", config, workdir, model, mesh, writer, variables)
 
 
@@ -520,7 +615,10 @@ def load_pseudo_labels(workdir: str) -> PseudoLabelTable:
 
 
 def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
-    variables = create_variables(config, model, mesh, seed=stage_seed(config, "sampler"))
+    variables = create_variables(  # the recognizer comes from its own stage, below
+        config, model, mesh, seed=stage_seed(config, "sampler"), workdir=workdir,
+        pretrained=("sampler",),
+    )  # fmt: skip
     recognizer = _restore_stage_variables(
         config, workdir, model, mesh, "recognizer", parts=("recognizer",)
     )
@@ -584,6 +682,7 @@ def run_eval_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
 
 
 STAGES: dict[str, Callable[..., dict[str, Any]]] = {
+    "pretrain": run_pretrain_stage,
     "recognizer": run_recognizer_stage,
     "pseudo_labels": run_pseudo_label_stage,
     "sampler": run_sampler_stage,
