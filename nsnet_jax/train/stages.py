@@ -470,7 +470,8 @@ def run_pretrain_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
     summary: dict[str, Any] = {"stills_seconds": time.time() - start}
     log.info(
         "pretrain: %d train / %d test stills like salient_fashion/%s in %.0f s",
-        pc.num_train, pc.num_test, pc.stills_variant, summary["stills_seconds"],
+        pc.num_train, pc.num_test, stills.variant_config(pc.stills_variant).name,
+        summary["stills_seconds"],
     )  # fmt: skip
     for part in pretrain.parts(config):
         variables, metrics = pretrain.pretrain_part(
