@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from input_pipeline import pipeline
 from nsnet_jax.models.registry import create_backbone, normalize_images
 from nsnet_jax.sharding import batch_sharding, host_local, replicated
 
@@ -140,11 +141,13 @@ def pretrain_part(
 
     rng = np.random.default_rng(seed)
     key = jax.random.key(seed + 1000)
-    pi, pc_count = jax.process_index(), jax.process_count()
+    pc_count = jax.process_count()
     local = batch // pc_count
+    mine = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
 
-    def to_global(arr: np.ndarray) -> jax.Array:
-        return jax.make_array_from_process_local_data(data, arr[pi * local : (pi + 1) * local])
+    def to_global(images: np.ndarray, labels: np.ndarray) -> dict[str, jax.Array]:
+        """This process's rows of a global batch, assembled as pipeline batches are."""
+        return pipeline.to_global({"images": images[mine], "labels": labels[mine]}, data)
 
     start, order = time.time(), np.empty(0, np.int64)
     window: list[tuple[jax.Array, jax.Array]] = []  # (loss, acc) since the last log
@@ -152,10 +155,10 @@ def pretrain_part(
         if s % steps_per_epoch == 0:
             order = rng.permutation(n)  # the same on every process: each takes its rows
         idx = np.sort(order[(s % steps_per_epoch) * batch :][:batch])
+        b = to_global(images[idx], labels[idx])
         params, stats, opt_state, loss, acc = step(
-            params, stats, opt_state, to_global(images[idx]), to_global(labels[idx]),
-            jax.random.fold_in(key, s),
-        )  # fmt: skip
+            params, stats, opt_state, b["images"], b["labels"], jax.random.fold_in(key, s)
+        )
         window.append((loss, acc))
         done = s + 1
         if done % config.log_every_steps == 0 or done == total:
@@ -171,14 +174,14 @@ def pretrain_part(
     counted = np.zeros(num_classes, np.int64)
     for i in range(0, len(test_images), batch):  # each process scores its rows of each batch
         chunk, truth = test_images[i : i + batch], test_labels[i : i + batch]
-        valid = np.arange(batch)[pi * local : (pi + 1) * local] < len(chunk)
-        chunk = np.concatenate(
-            [chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)]
-        )
-        preds = host_local(predict(params, stats, to_global(chunk)), mesh)
-        rows = np.arange(batch)[pi * local : (pi + 1) * local][valid]
-        np.add.at(correct, truth[rows], preds[valid] == truth[rows])
-        np.add.at(counted, truth[rows], 1)
+        pad = batch - len(chunk)  # the last batch, padded to the global size
+        chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+        truth = np.concatenate([truth, np.zeros((pad,), truth.dtype)])
+        b = to_global(chunk, truth)
+        preds = host_local(predict(params, stats, b["images"]), mesh)
+        valid = mine < batch - pad
+        np.add.at(correct, truth[mine][valid], preds[valid] == truth[mine][valid])
+        np.add.at(counted, truth[mine][valid], 1)
     if pc_count > 1:  # every process scored its own rows
         from jax.experimental import multihost_utils
 
