@@ -28,8 +28,17 @@ def xla_flops(jitted: Any, *args: Any) -> float:
         # the cuDNN convolutions (measured on an H200: 0.69 instead of 51 GFLOPs per video), so
         # count the same program lowered for the CPU, where every multiply-add is an HLO op.
         analysis = jitted.trace(*args).lower(lowering_platforms=("cpu",)).cost_analysis()
+    if not analysis:  # compile the same program for a CPU device: its count is complete
+        cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+        on_cpu = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), args)
+        analysis = jitted.lower(*on_cpu).compile().cost_analysis()
     if isinstance(analysis, (list, tuple)):  # older JAX: one dict per computation
-        analysis = analysis[0]
+        analysis = analysis[0] if analysis else None
+    if not analysis or "flops" not in analysis:
+        raise RuntimeError(
+            f"XLA gave no FLOP count on backend {jax.default_backend()!r} (JAX {jax.__version__}); "
+            "count on a CPU host instead: python -m nsnet_jax.flops --config=..."
+        )
     return float(analysis["flops"])
 
 
