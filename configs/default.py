@@ -65,6 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.sampler.spatial_pool = "mean"
     c.model.sampler.fusion = "sum"  # sum | product | rank
     c.model.sampler.fusion_beta = 1.0  # s = s_f + beta * a for `sum` and `rank`
+    # Keep the sampler's pretrained backbone fixed in stage 3 (inference-mode BatchNorm, no
+    # gradient, no weight decay): the temporal context and heads learn on its features. On
+    # lookalike, stills-pretrained features beat the ones fine-tuned on pseudo labels (README).
+    c.model.sampler.freeze_backbone = False
     c.model.recognizer = ml_collections.ConfigDict()
     c.model.recognizer.backbone = "resnet50"
     c.model.recognizer.width = 1.0
@@ -91,6 +95,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.pretrain.num_train = 30_000  # stills from Fashion-MNIST's train images
     c.pretrain.num_test = 2_000  # from its test images: the reported still accuracy
     c.pretrain.num_epochs = 2.0
+    c.pretrain.part_epochs = ""  # e.g. "sampler=15": that part's epochs instead of num_epochs
     c.pretrain.batch_size = 128
     c.pretrain.learning_rate = 2e-3
     c.pretrain.weight_decay = 1e-4  # AdamW's decay, on every parameter (BatchNorm's too)

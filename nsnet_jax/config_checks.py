@@ -8,6 +8,7 @@ them. The checks run in Python before anything is traced, so nobody has to decod
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jax.numpy as jnp
@@ -209,6 +210,7 @@ def validate_config(config: Any) -> None:
         eval_ks(config)
     if "pretrain" in config:
         _check_pretrain(config)
+    _check_frozen_backbones(config)
     for stage in ("recognizer_training", "sampler_training"):
         if stage in config:
             tc = config[stage]
@@ -231,6 +233,8 @@ def _check_pretrain(config: Any) -> None:
         from input_pipeline import stills
 
         stills.variant_config(config.pretrain.stills_variant)  # raises on an unknown variant
+        for part in names:
+            pretrain.num_epochs(config, part)  # raises on a malformed pretrain.part_epochs
         pc = config.pretrain
         if pc.num_train < pc.batch_size:
             raise ValueError(
@@ -250,6 +254,26 @@ def _check_pretrain(config: Any) -> None:
                 f"and config.pretrain.parts={config.pretrain.parts!r} both set its backbone's "
                 f"start; drop {part!r} from pretrain.parts or clear init_from.format"
             )
+
+
+def _check_frozen_backbones(config: Any) -> None:
+    """A frozen backbone with nothing loaded is a random-feature ablation at best: say so."""
+    from nsnet_jax.train import pretrain
+
+    pretrained = pretrain.parts(config) if "pretrain" in config else ()
+    for part in ("sampler", "recognizer"):
+        m = config.model[part]
+        if not m.get("freeze_backbone", False):
+            continue
+        if part in pretrained or m.init_from.format or config.get("init_from", {}).get("path"):
+            continue
+        logging.getLogger(__name__).warning(
+            "config.model.%s.freeze_backbone=True but nothing loads that backbone's weights, so "
+            "its random features stay fixed: set config.pretrain.stills_variant (with %r in "
+            "pretrain.parts), config.model.%s.init_from or config.init_from.path, unless a "
+            "random-feature ablation is meant",
+            part, part, part,
+        )  # fmt: skip
 
 
 def check_frames(name: str, frames: Any, *, num_frames: int | None = None) -> None:

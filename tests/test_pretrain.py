@@ -47,6 +47,8 @@ def test_an_unknown_variant_names_the_choices():
             "both set",
         ),
         (dict(pretrain__num_epochs=0.0), "pretrain.num_epochs"),
+        (dict(pretrain__stills_variant="small", pretrain__part_epochs="sampler=0"), "part_epochs"),
+        (dict(pretrain__stills_variant="small", pretrain__part_epochs="decoder=3"), "part_epochs"),
     ],
 )
 def test_bad_pretrain_settings_fail_naming_the_field(overrides, match):
@@ -80,6 +82,7 @@ def test_pretrain_learns_the_stills_and_the_video_stages_start_from_its_backbone
         pretrain__num_train=1536,
         pretrain__num_test=256,
         pretrain__num_epochs=4.0,
+        pretrain__part_epochs="sampler=6",  # the sampler's own length; the recognizer keeps 4
         pretrain__batch_size=64,
         pretrain__learning_rate=5e-3,
         pretrain__warmup_steps=5,
@@ -92,6 +95,7 @@ def test_pretrain_learns_the_stills_and_the_video_stages_start_from_its_backbone
     fresh = train.create_variables(config, model, mesh)
     started = train.create_variables(config, model, mesh, workdir=workdir)
     assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(started))  # nothing left abstract
+    assert (summary["sampler"]["steps"], summary["recognizer"]["steps"]) == (6 * 24, 4 * 24)
     for part in ("sampler", "recognizer"):
         assert summary[part]["test_accuracy"] > 0.2, summary  # 10 classes: chance is 0.1
         saved = checkpointing.restore_variables(pretrain.variables_dir(workdir, part))

@@ -64,6 +64,7 @@ def build_model(config: Any) -> NSNet:
         spatial_pool=m.sampler.get("spatial_pool", "mean"),
         fusion=m.sampler.fusion,
         fusion_beta=m.sampler.fusion_beta,
+        freeze_backbone=m.sampler.get("freeze_backbone", False),
         depthwise_impl=m.depthwise_impl,
         dtype=dtype,
     )

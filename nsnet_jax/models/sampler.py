@@ -5,6 +5,9 @@ frames [B, T, h, w, 3] -> backbone features h_t [B, T, D] -> optional temporal c
   attention head: g_t  (temporal attention logit, a = sigmoid(g))
   video head:     W z+ and W z- on the attention-pooled salient / non-salient representations
 score s_t = fuse(s_f, a)   (`sum`: s_f + beta a, `product`: s_f a, `rank`: rank(s_f) + beta rank(a))
+
+`freeze_backbone` keeps a pretrained backbone fixed (inference mode, no gradient): only the temporal
+context and the heads learn, and a step costs one forward pass of the backbone.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class NSNetSampler(nn.Module):
     spatial_pool: str = "mean"
     fusion: str = "sum"
     fusion_beta: float = 1.0
+    freeze_backbone: bool = False
     depthwise_impl: str = "auto"
     dtype: Any = jnp.float32
 
@@ -99,7 +103,10 @@ class NSNetSampler(nn.Module):
             spatial_pool=self.spatial_pool,
             name="backbone",
         )
-        h = net(x, train=train).reshape(b, t, -1)
+        if self.freeze_backbone:
+            h = jax.lax.stop_gradient(net(x, train=False)).reshape(b, t, -1)
+        else:
+            h = net(x, train=train).reshape(b, t, -1)
         h = TemporalContext(
             self.temporal, self.transformer_heads, self.temporal_kernel, self.dtype, name="temporal"
         )(h)

@@ -45,6 +45,25 @@ def parts(config: Any) -> tuple[str, ...]:
     return names
 
 
+def num_epochs(config: Any, part: str) -> float:
+    """`pretrain.part_epochs`' value for `part` ("sampler=15"), else `pretrain.num_epochs`."""
+    spec = config.pretrain.get("part_epochs", "")
+    by_part: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            epochs = float(value)
+        except ValueError:
+            epochs = -1.0
+        if name.strip() not in PARTS or not epochs > 0:
+            raise ValueError(
+                f"pretrain.part_epochs={spec!r}: each item must look like 'sampler=15' with a part "
+                f"of {list(PARTS)} and a number of epochs > 0"
+            )
+        by_part[name.strip()] = epochs
+    return by_part.get(part, config.pretrain.num_epochs)
+
+
 def variables_dir(workdir: str, part: str) -> str:
     return os.path.join(workdir, "pretrain", part)
 
@@ -96,7 +115,7 @@ def pretrain_part(
     images, labels = train
     n, batch = len(images), pc.batch_size
     steps_per_epoch = n // batch
-    total = max(1, int(round(pc.num_epochs * steps_per_epoch)))
+    total = max(1, int(round(num_epochs(config, part) * steps_per_epoch)))
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, pc.learning_rate, min(pc.warmup_steps, total // 2), total
     )

@@ -75,6 +75,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "pretrain.num_train": 30_000,
     "pretrain.num_test": 2_000,
     "pretrain.num_epochs": 2.0,
+    "pretrain.part_epochs": "",
     "pretrain.batch_size": 128,
     "pretrain.learning_rate": 2e-3,
     "pretrain.weight_decay": 1e-4,

@@ -105,11 +105,14 @@ def build_stage_optimizer(
     """The stage's optimizer (frozen parts get zero updates) and its total number of steps."""
     train_config = stage_train_config(config, stage)
     trainable = trainable_parts(config, stage)
-    if "recognizer" in trainable and config.model.recognizer.get("freeze_backbone", False):
-        # Its gradient is already zero (stop_gradient); lr 0 also keeps weight decay off it.
+    frozen = [
+        f"{part}/backbone=0"
+        for part in trainable
+        if config.model[part].get("freeze_backbone", False)
+    ]
+    if frozen:  # their gradient is already zero (stop_gradient); lr 0 also keeps weight decay off
         train_config = train_config.copy_and_resolve_references()
-        spec = train_config.lr_multipliers
-        train_config.lr_multipliers = ",".join(s for s in (spec, "recognizer/backbone=0") if s)
+        train_config.lr_multipliers = ",".join([train_config.lr_multipliers, *frozen]).strip(",")
     total = optim.num_train_steps(train_config, steps_per_epoch)
     tx = optim.build_optimizer(train_config, params, trainable, total)
     return tx, total
