@@ -39,7 +39,9 @@ def _path(key_path: tuple) -> str:
     return "/".join(str(k) for k in key_path)
 
 
-def parse_multipliers(spec: str) -> dict[str, float]:
+def parse_multipliers(
+    spec: str, field: str = "lr_multipliers", example: str = "path/prefix=0.1"
+) -> dict[str, float]:
     """'sampler/backbone=0.1,recognizer=0.5' -> {'sampler/backbone': 0.1, 'recognizer': 0.5}."""
     out = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
@@ -50,8 +52,7 @@ def parse_multipliers(spec: str) -> dict[str, float]:
             sep = ""
         if not sep:
             raise ValueError(
-                f"lr_multipliers item {item!r} must look like 'path/prefix=0.1' "
-                "(parameter path prefix, '=', a number)"
+                f"{field} item {item!r} must look like {example!r} (a name, '=', a number)"
             ) from None
     return out
 

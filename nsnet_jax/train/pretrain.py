@@ -25,6 +25,7 @@ import optax
 from input_pipeline import pipeline
 from nsnet_jax.models.registry import create_backbone, normalize_images
 from nsnet_jax.sharding import batch_sharding, host_local, replicated
+from nsnet_jax.train import optim
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +49,12 @@ def parts(config: Any) -> tuple[str, ...]:
 def num_epochs(config: Any, part: str) -> float:
     """`pretrain.part_epochs`' value for `part` ("sampler=15"), else `pretrain.num_epochs`."""
     spec = config.pretrain.get("part_epochs", "")
-    by_part: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, _, value = item.partition("=")
-        try:
-            epochs = float(value)
-        except ValueError:
-            epochs = -1.0
-        if name.strip() not in PARTS or not epochs > 0:
-            raise ValueError(
-                f"pretrain.part_epochs={spec!r}: each item must look like 'sampler=15' with a part "
-                f"of {list(PARTS)} and a number of epochs > 0"
-            )
-        by_part[name.strip()] = epochs
+    by_part = optim.parse_multipliers(spec, "pretrain.part_epochs", "sampler=15")
+    if any(name not in PARTS or not epochs > 0 for name, epochs in by_part.items()):
+        raise ValueError(
+            f"pretrain.part_epochs={spec!r}: each item must look like 'sampler=15' with a part "
+            f"of {list(PARTS)} and a number of epochs > 0"
+        )
     return by_part.get(part, config.pretrain.num_epochs)
 
 
