@@ -139,6 +139,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.sampler_training = _train_config(optimizer="sgd", learning_rate=0.008, grad_clip=40.0)
     c.sampler_training.train_recognizer = False  # joint fine-tuning of the recognizer
     c.sampler_training.seed = -1  # init, data order and noise of this stage; -1: config.seed
+    # With model.sampler.freeze_backbone: run the backbone once over the (un-augmented) training
+    # videos and train the temporal context and heads on its stored features (train.feature_cache)
+    c.sampler_training.feature_cache = False
+    c.sampler_training.feature_cache_views = 1  # passes: the first plain, the rest augmented
 
     # ---- evaluation ------------------------------------------------------------------------
     c.eval = ml_collections.ConfigDict()

@@ -118,7 +118,6 @@ class _ExampleLoader:
         num_frames: int,
         sampler_size: int,
         recognizer_size: int,
-        train: bool,
         augment: bool,
         crop_scale_min: float,
         seed: int,
@@ -135,7 +134,7 @@ class _ExampleLoader:
         self.num_frames = num_frames
         self.sampler_size = sampler_size
         self.recognizer_size = recognizer_size
-        self.augment = train and augment
+        self.augment = augment
         self.crop_scale_min = crop_scale_min
         self.seed = seed
         self.views = tuple(views)
@@ -313,6 +312,7 @@ def create_dataset(
     process_count: int | None = None,
     num_epochs: int | None = None,
     views: Sequence[str] = ("sampler", "recognizer"),
+    augment: bool | None = None,
 ) -> tuple[Iterator[dict[str, np.ndarray]], DatasetMeta]:
     """Process-local numpy batches of `split` and the split's metadata.
 
@@ -326,6 +326,9 @@ def create_dataset(
     Train with views=("recognizer",) and `data.recognizer_train_frames=n` (> 0): `frames` holds
     n TSN frames [b, n, ...] instead of T, so only those are decoded (set it to
     recognizer_training.frames_per_video; train.step.tsn_segments keeps n frames as they are).
+    augment: None follows `data.augment` in training and is off in eval; True with train=False
+    gives one pass over every example, each cropped and flipped as a seed decides (the sampler
+    feature cache's augmented views).
     """
     if process_index is None or process_count is None:
         import jax
@@ -384,14 +387,16 @@ def create_dataset(
         where = _cfg(data_config, "sampler_cache_augment", "host")
         if where not in ("host", "step"):
             raise ValueError(f"config.data.sampler_cache_augment={where!r}: use 'host' or 'step'")
+    augment_frames = train and bool(_cfg(data_config, "augment", True))
+    if augment is not None:
+        augment_frames = augment
     loader = _ExampleLoader(
         source,
         num_classes=meta.num_classes,
         num_frames=meta.num_frames,
         sampler_size=sampler_size,
         recognizer_size=int(_cfg(data_config, "recognizer_size", 224)),
-        train=train,
-        augment=bool(_cfg(data_config, "augment", True)),
+        augment=augment_frames,
         crop_scale_min=float(_cfg(data_config, "crop_scale_min", 0.25)),
         seed=seed,
         views=views,

@@ -211,6 +211,7 @@ def validate_config(config: Any) -> None:
     if "pretrain" in config:
         _check_pretrain(config)
     _check_frozen_backbones(config)
+    _check_feature_cache(config)
     for stage in ("recognizer_training", "sampler_training"):
         if stage in config:
             tc = config[stage]
@@ -274,6 +275,35 @@ def _check_frozen_backbones(config: Any) -> None:
             "random-feature ablation is meant",
             part, part, part,
         )  # fmt: skip
+
+
+def _check_feature_cache(config: Any) -> None:
+    """The cache replaces the sampler's frames: nothing else in the stage may need them."""
+    if not config.sampler_training.get("feature_cache", False):
+        return
+    views = config.sampler_training.get("feature_cache_views", 1)
+    if not isinstance(views, int) or views < 1:
+        raise ValueError(f"sampler_training.feature_cache_views={views!r}: expected an int >= 1")
+    if views > 1 and not config.data.augment:
+        raise ValueError(
+            f"sampler_training.feature_cache_views={views} stores augmented views, but "
+            "data.augment=False would make them all the same: set feature_cache_views=1 or "
+            "data.augment=True"
+        )
+    if not config.model.sampler.get("freeze_backbone", False):
+        raise ValueError(
+            "sampler_training.feature_cache=True stores the sampler backbone's features once, "
+            "which is only right for a fixed backbone: set model.sampler.freeze_backbone=True or "
+            "sampler_training.feature_cache=False"
+        )
+    if config.sampler_training.train_recognizer or config.selection.train_mode != "none":
+        raise ValueError(
+            "sampler_training.feature_cache=True trains on stored features only, but "
+            f"sampler_training.train_recognizer={config.sampler_training.train_recognizer} / "
+            f"selection.train_mode={config.selection.train_mode!r} runs the recognizer on the "
+            "selected frames in the sampler stage: set feature_cache=False, or train_recognizer="
+            "False and selection.train_mode='none'"
+        )
 
 
 def check_frames(name: str, frames: Any, *, num_frames: int | None = None) -> None:

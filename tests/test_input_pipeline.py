@@ -214,7 +214,6 @@ def test_corrupt_jpeg_at_read_time_names_the_example():
         num_frames=2,
         sampler_size=8,
         recognizer_size=16,
-        train=False,
         augment=False,
         crop_scale_min=0.5,
         seed=0,

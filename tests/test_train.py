@@ -442,8 +442,8 @@ def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="evidence")
     seen = {}
 
-    def keep_host_keys(name, config, workdir, model, mesh, writer, variables, add_host_keys=None):
-        seen["add_host_keys"] = add_host_keys
+    def keep_host_keys(name, config, workdir, model, mesh, writer, variables, **inputs):
+        seen["add_host_keys"] = inputs["add_host_keys"]
         return {}
 
     monkeypatch.setattr(train, "_train_stage", keep_host_keys)

@@ -2,7 +2,8 @@
 
 One module holds both networks, so one variables tree (`params/sampler`, `params/recognizer`) goes
 through training, checkpoints and inference. The stages of training call the sub-networks through
-`method=` (`NSNet.sample`, `NSNet.recognize`).
+`method=` (`NSNet.sample`, `NSNet.recognize`; `NSNet.embed` and `NSNet.sample_features` split
+`sample` at a frozen sampler backbone).
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ class NSNet(nn.Module):
 
     def sample(self, sampler_frames: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         return self.sampler(sampler_frames, train=train)
+
+    def embed(self, sampler_frames: jax.Array) -> jax.Array:
+        """The sampler backbone's features [B, T, D] (for a frozen backbone: a fixed function)."""
+        return self.sampler(sampler_frames, embed_only=True)["backbone_features"]
+
+    def sample_features(self, features: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        """`sample` from features `embed` gave (frozen backbone only): the context and heads."""
+        return self.sampler(None, train=train, features=features)
 
     def recognize(self, frames: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         return self.recognizer(frames, train=train)

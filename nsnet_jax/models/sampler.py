@@ -7,7 +7,8 @@ frames [B, T, h, w, 3] -> backbone features h_t [B, T, D] -> optional temporal c
 score s_t = fuse(s_f, a)   (`sum`: s_f + beta a, `product`: s_f a, `rank`: rank(s_f) + beta rank(a))
 
 `freeze_backbone` keeps a pretrained backbone fixed (inference mode, no gradient): only the temporal
-context and the heads learn, and a step costs one forward pass of the backbone.
+context and the heads learn, and a step costs one forward pass of the backbone, or none when the
+backbone's features were computed once (`features=`, `train.feature_cache`).
 """
 
 from __future__ import annotations
@@ -91,22 +92,43 @@ class NSNetSampler(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, frames: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        b, t = frames.shape[:2]
-        x = normalize_images(frames.reshape((b * t,) + frames.shape[2:]), self.backbone, self.dtype)
-        net = create_backbone(
-            self.backbone,
-            num_classes=None,
-            width=self.width,
-            dtype=self.dtype,
-            depthwise_impl=self.depthwise_impl,
-            spatial_pool=self.spatial_pool,
-            name="backbone",
-        )
-        if self.freeze_backbone:
-            h = jax.lax.stop_gradient(net(x, train=False)).reshape(b, t, -1)
+    def __call__(
+        self,
+        frames: jax.Array | None,
+        train: bool = False,
+        *,
+        features: jax.Array | None = None,
+        embed_only: bool = False,
+    ) -> dict[str, jax.Array]:
+        """frames [B, T, h, w, 3]; or, for a frozen backbone, its `features` [B, T, D] computed
+        earlier (`embed_only=True` returns just those as `backbone_features`)."""
+        if features is None:
+            b, t = frames.shape[:2]
+            x = normalize_images(
+                frames.reshape((b * t,) + frames.shape[2:]), self.backbone, self.dtype
+            )
+            net = create_backbone(
+                self.backbone,
+                num_classes=None,
+                width=self.width,
+                dtype=self.dtype,
+                depthwise_impl=self.depthwise_impl,
+                spatial_pool=self.spatial_pool,
+                name="backbone",
+            )
+            if self.freeze_backbone:
+                h = jax.lax.stop_gradient(net(x, train=False)).reshape(b, t, -1)
+            else:
+                h = net(x, train=train).reshape(b, t, -1)
+            if embed_only:
+                return {"backbone_features": h}
+        elif not self.freeze_backbone:
+            raise ValueError(
+                "NSNetSampler(features=...) skips the backbone, which is only right when it is "
+                "frozen: set config.model.sampler.freeze_backbone=True"
+            )
         else:
-            h = net(x, train=train).reshape(b, t, -1)
+            h = features.astype(self.dtype)
         h = TemporalContext(
             self.temporal, self.transformer_heads, self.temporal_kernel, self.dtype, name="temporal"
         )(h)

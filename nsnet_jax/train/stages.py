@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -37,7 +37,15 @@ from nsnet_jax.sharding import (
     host_local,
     replicated,
 )
-from nsnet_jax.train import STAGE_ORDER, checkpointing, faults, losses, pretrain, provenance
+from nsnet_jax.train import (
+    STAGE_ORDER,
+    checkpointing,
+    faults,
+    feature_cache,
+    losses,
+    pretrain,
+    provenance,
+)
 from nsnet_jax.train.step import (
     TrainState,
     build_stage_optimizer,
@@ -291,18 +299,26 @@ def _train_stage(
     writer,
     variables: dict,
     add_host_keys: Callable[[dict], dict] | None = None,
+    batches_from: Callable[[int, int], tuple[Iterator[dict], int]] | None = None,
 ) -> dict[str, Any]:
-    """Optimizer, checkpoint restore, input at the restored position, then the step loop."""
+    """Optimizer, checkpoint restore, input at the restored position, then the step loop.
+
+    batches_from(start_step, seed) -> (batches, steps_per_epoch) replaces the decoding input.
+    """
     ckpt_dir = os.path.join(workdir, name, "checkpoints")
     mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints)
     start = mngr.latest_step() or 0  # checkpoints are named by step = data position
-    seed_offset = _SEED_OFFSETS[name]
-    batches, meta = pipeline.create_dataset(
-        config.data, config.data.train_split, train=True, global_batch_size=config.batch_size,
-        seed=stage_seed(config, name) + seed_offset, start_step=start,
-        views=input_views(config, name),
-    )  # fmt: skip
-    tx, total = build_stage_optimizer(config, name, variables["params"], meta.steps_per_epoch)
+    seed = stage_seed(config, name) + _SEED_OFFSETS[name]
+    if batches_from is None:
+        batches, meta = pipeline.create_dataset(
+            config.data, config.data.train_split, train=True,
+            global_batch_size=config.batch_size, seed=seed, start_step=start,
+            views=input_views(config, name),
+        )  # fmt: skip
+        steps_per_epoch = meta.steps_per_epoch
+    else:
+        batches, steps_per_epoch = batches_from(start, seed)
+    tx, total = build_stage_optimizer(config, name, variables["params"], steps_per_epoch)
     rep = replicated(mesh)
     state = jax.jit(lambda v: create_train_state(v, tx), out_shardings=rep)(variables)
     if start:
@@ -318,7 +334,7 @@ def _train_stage(
     step_fn = make_train_step(config, model, name, tx, total_steps=total)
     jit_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(rep, rep))
     data_sharding = batch_sharding(mesh)
-    base_rng = jax.random.key(stage_seed(config, name) + 1000 + seed_offset)
+    base_rng = jax.random.key(seed + 1000)
     progress = _Progress(name, start, total)
     metrics_host: dict[str, float] = {}
     with checkpointing.PreemptionFlag() as preemption:
@@ -354,7 +370,7 @@ def _train_stage(
     parts = _FINAL_PARTS[name]
     final = {c: {p: getattr(state, c)[p] for p in parts} for c in ("params", "batch_stats")}
     checkpointing.save_variables(_final_dir(workdir, name), final, resume_dir=ckpt_dir)
-    return {"steps": total, "steps_per_epoch": meta.steps_per_epoch, **metrics_host}
+    return {"steps": total, "steps_per_epoch": steps_per_epoch, **metrics_host}
 
 
 def _check_checkpoint_matches_model(config, workdir, name, mngr, step, state) -> None:
@@ -647,9 +663,22 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
             keys["share"] = table.share[rows]
         return {**host_batch, **keys}
 
+    batches_from = None
+    if config.sampler_training.get("feature_cache", False):
+        cache = feature_cache.extract(
+            config, model, variables, mesh, seed=stage_seed(config, "sampler") + 5000
+        )
+
+        def batches_from(start_step: int, seed: int):
+            it = feature_cache.batches(
+                cache, seed=seed, global_batch_size=config.batch_size, start_step=start_step
+            )
+            return it, cache.steps_per_epoch(config.batch_size)
+
     return _train_stage(
-        "sampler", config, workdir, model, mesh, writer, variables, add_host_keys=add_host_keys
-    )
+        "sampler", config, workdir, model, mesh, writer, variables,
+        add_host_keys=add_host_keys, batches_from=batches_from,
+    )  # fmt: skip
 
 
 def _check_has_evidence(config) -> None:

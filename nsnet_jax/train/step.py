@@ -187,8 +187,9 @@ def recognizer_loss_fn(config: Any, model: NSNet) -> LossFn:
 def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
     """Stage 3 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, parts)).
 
-    batch: sampler_frames, labels, p_gt and correct (the pseudo-label table's rows), and frames
-    when the recognizer takes part (differentiable selection or joint fine-tuning).
+    batch: sampler_frames (or sampler_features, train.feature_cache), labels, p_gt and correct
+    (the pseudo-label table's rows), and frames when the recognizer takes part (differentiable
+    selection or joint fine-tuning).
     """
     joint = config.sampler_training.train_recognizer
     sel = config.selection
@@ -201,11 +202,15 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
     def loss_fn(params, batch_stats, batch, rng):
         if not joint:
             params = {**params, "recognizer": jax.lax.stop_gradient(params["recognizer"])}
+        if "sampler_features" in batch:  # a frozen backbone's stored output (feature_cache)
+            inputs, method = batch["sampler_features"], NSNet.sample_features
+        else:
+            inputs, method = sampler_view(batch), NSNet.sample
         out, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats}, sampler_view(batch), train=True,
-            method=NSNet.sample, mutable=["batch_stats"],
+            {"params": params, "batch_stats": batch_stats}, inputs, train=True, method=method,
+            mutable=["batch_stats"],
         )  # fmt: skip
-        batch_stats = merge_stats(batch_stats, updates["batch_stats"])
+        batch_stats = merge_stats(batch_stats, updates.get("batch_stats", {}))
         targets = losses.pseudo_labels(
             batch["p_gt"], batch["correct"], config.pseudo_label.rule,
             ratio=ratio, threshold=config.pseudo_label.threshold, share=batch.get("share"),
