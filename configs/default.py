@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.sampler.temporal = "none"  # none | conv1d | transformer
     c.model.sampler.transformer_heads = 4
     c.model.sampler.temporal_kernel = 3  # conv1d: odd window of frames each frame sees
+    c.model.sampler.temporal_layers = 1  # stacked conv1d / transformer blocks
     # How the backbone pools its last feature map: mean | max | mean_max (max keeps a small
     # object's response that the mean dilutes with background; it lost recall on cluttered,
     # whose items are 26-44 px wide in 64 px frames: README "Real-looking video")

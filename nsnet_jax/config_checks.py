@@ -203,6 +203,9 @@ def validate_config(config: Any) -> None:
             f"config.model.sampler.temporal_kernel={kernel!r} must be an odd int >= 1 (the frame "
             "itself and as many neighbours on each side)"
         )
+    layers = config.model.sampler.get("temporal_layers", 1)
+    if not (isinstance(layers, int) and layers >= 1):
+        raise ValueError(f"config.model.sampler.temporal_layers={layers!r} must be an int >= 1")
     heads = config.model.sampler.transformer_heads
     if config.model.sampler.temporal == "transformer" and heads < 1:
         raise ValueError(f"config.model.sampler.transformer_heads={heads!r} must be >= 1")

@@ -38,6 +38,29 @@ def test_conv1d_context_sees_temporal_kernel_frames(kernel):
     np.testing.assert_array_equal(changed > 0, np.abs(np.arange(9) - 4) <= reach)
 
 
+@pytest.mark.parametrize("mode, names", [("conv1d", {"conv"}), ("transformer", {"attn", "mlp_in"})])
+def test_stacked_context_layers_reach_further_and_keep_the_first_layers_names(mode, names):
+    from nsnet_jax.models.sampler import TemporalContext
+
+    h = jax.random.normal(jax.random.key(0), (1, 9, 16))
+    one = TemporalContext(mode, kernel=3).init(jax.random.key(1), h)["params"]
+    two_layers = TemporalContext(mode, kernel=3, layers=2)
+    two = two_layers.init(jax.random.key(1), h)["params"]
+    assert names <= set(one) and set(one) < set(two)  # a 1-layer checkpoint loads by name
+    assert {n + "_2" for n in names} <= set(two)
+    if mode == "conv1d":  # two 3-frame layers: each frame sees two neighbours on each side
+        moved = h.at[0, 4].add(1.0)
+        diff = two_layers.apply({"params": two}, moved) - two_layers.apply({"params": two}, h)
+        changed = np.abs(diff).max(-1)[0]
+        np.testing.assert_array_equal(changed > 0, np.abs(np.arange(9) - 4) <= 2)
+
+
+def test_temporal_layers_are_checked():
+    config = tiny_config(model__sampler__temporal_layers=0)
+    with pytest.raises(ValueError, match="temporal_layers=0 must be an int >= 1"):
+        validate_config(config)
+
+
 @pytest.mark.parametrize("temporal", ["none", "conv1d", "transformer"])
 def test_sampler_outputs_for_each_temporal_head(temporal):
     sampler = NSNetSampler(backbone="patch_cnn", width=0.25, video_classes=6, temporal=temporal)

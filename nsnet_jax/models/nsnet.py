@@ -70,6 +70,7 @@ def build_model(config: Any) -> NSNet:
         temporal=m.sampler.temporal,
         transformer_heads=m.sampler.transformer_heads,
         temporal_kernel=m.sampler.get("temporal_kernel", 3),  # runs from before the switch
+        temporal_layers=m.sampler.get("temporal_layers", 1),
         spatial_pool=m.sampler.get("spatial_pool", "mean"),
         fusion=m.sampler.fusion,
         fusion_beta=m.sampler.fusion_beta,

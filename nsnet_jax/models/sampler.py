@@ -32,28 +32,34 @@ class TemporalContext(nn.Module):
     num_heads: int = 4
     kernel: int = 3  # conv1d: frames each frame sees (itself and (kernel - 1) / 2 each side)
     dtype: Any = jnp.float32
+    layers: int = 1  # stacked residual blocks; the first keeps the single-layer parameter names
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         if self.mode == "none":
             return h
+        if self.mode not in TEMPORAL_MODES:
+            raise ValueError(
+                f"model.sampler.temporal={self.mode!r} is not one of {list(TEMPORAL_MODES)}"
+            )
         dim = h.shape[-1]
-        if self.mode == "conv1d":
-            y = nn.Conv(dim, (self.kernel,), padding="SAME", dtype=self.dtype, name="conv")(h)
-            return h + nn.relu(y)
         if self.mode == "transformer":
             pos = self.param("pos_embedding", nn.initializers.normal(0.02), (h.shape[1], dim))
-            x = h + pos.astype(h.dtype)
-            y = nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x)
-            y = nn.MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype, name="attn")(y, y)
-            x = x + y
-            y = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x)
-            y = nn.Dense(dim, dtype=self.dtype, name="mlp_in")(y)
-            y = nn.Dense(dim, dtype=self.dtype, name="mlp_out")(nn.gelu(y))
-            return x + y
-        raise ValueError(
-            f"model.sampler.temporal={self.mode!r} is not one of {list(TEMPORAL_MODES)}"
-        )
+            h = h + pos.astype(h.dtype)
+        dt = self.dtype
+        for i in range(self.layers):
+            n = "" if i == 0 else f"_{i + 1}"
+            if self.mode == "conv1d":
+                conv = nn.Conv(dim, (self.kernel,), padding="SAME", dtype=dt, name="conv" + n)
+                h = h + nn.relu(conv(h))
+                continue
+            attn = nn.MultiHeadDotProductAttention(self.num_heads, dtype=dt, name="attn" + n)
+            y = nn.LayerNorm(dtype=dt, name="ln_attn" + n)(h)
+            h = h + attn(y, y)
+            y = nn.LayerNorm(dtype=dt, name="ln_mlp" + n)(h)
+            y = nn.Dense(dim, dtype=dt, name="mlp_in" + n)(y)
+            h = h + nn.Dense(dim, dtype=dt, name="mlp_out" + n)(nn.gelu(y))
+        return h
 
 
 def _normalized_rank(x: jax.Array) -> jax.Array:
@@ -84,6 +90,7 @@ class NSNetSampler(nn.Module):
     temporal: str = "none"
     transformer_heads: int = 4
     temporal_kernel: int = 3
+    temporal_layers: int = 1
     spatial_pool: str = "mean"
     fusion: str = "sum"
     fusion_beta: float = 1.0
@@ -130,8 +137,9 @@ class NSNetSampler(nn.Module):
         else:
             h = features.astype(self.dtype)
         h = TemporalContext(
-            self.temporal, self.transformer_heads, self.temporal_kernel, self.dtype, name="temporal"
-        )(h)
+            self.temporal, self.transformer_heads, self.temporal_kernel, self.dtype,
+            self.temporal_layers, name="temporal",
+        )(h)  # fmt: skip
         frame_logits = nn.Dense(1, dtype=self.dtype, name="frame_head")(h)[..., 0]
         attn_logits = nn.Dense(1, dtype=self.dtype, name="attention_head")(h)[..., 0]
 

@@ -66,6 +66,9 @@ _ONLY_BY_STAGE: dict[str, tuple[str, ...]] = {
 # record without the field matches a config that keeps that value (old workdirs stay resumable).
 ADDED_FIELDS: dict[str, Any] = {
     "model.sampler.temporal_kernel": 3,
+    "model.sampler.temporal_layers": 1,
+    "sampler_training.feature_cache": False,
+    "sampler_training.feature_cache_views": 1,
     "model.sampler.spatial_pool": "mean",
     "model.recognizer.spatial_pool": "mean",
     "pseudo_label.own_top_k": 0,
