@@ -6,7 +6,7 @@ epoch of the sampler stage decodes the same JPEGs and runs the same backbone aga
 frames, as the pseudo labels saw them) and trains the temporal context and heads on the stored
 features [T, D] per video: the stage then costs one backbone pass (`feature_cache_views` > 1:
 as many, the extra ones cropped and flipped as the training input would). Each process keeps and
-shuffles only its own share of the split (memory N/P x T x D per host, no cross-host traffic);
+shuffles only its own share of the split (memory N/P x V x T x D per host, no cross-host traffic);
 batch `s` depends only on (seed, process, s), so a resumed stage continues exactly.
 """
 
