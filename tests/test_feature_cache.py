@@ -3,7 +3,12 @@ stored output, and that changes nothing but the cost."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -163,3 +168,88 @@ def test_the_sampler_stage_on_cached_features_trains_only_the_heads(tiny_fashion
         assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     head_before = start["params"]["sampler"]["frame_head"]["kernel"]
     assert not np.allclose(head_before, final["params"]["sampler"]["frame_head"]["kernel"])
+
+
+_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    from nsnet_jax.models.nsnet import build_model
+    from nsnet_jax.train import feature_cache
+    from nsnet_jax.train import stages as train
+    from tests import tiny_train_config
+    from tests.tiny import set_fields
+
+    config = set_fields(
+        tiny_train_config.get_config(), data__data_dir=sys.argv[3],
+        model__sampler__freeze_backbone=True, sampler_training__feature_cache=True,
+        sampler_training__feature_cache_views=2,
+    )
+    model = build_model(config)
+    mesh = train.data_mesh()
+    variables = train.create_variables(config, model, mesh, seed=0)
+    cache = feature_cache.extract(config, model, variables, mesh, seed=5)
+    batch = next(feature_cache.batches(cache, seed=1, global_batch_size=8))
+    print("RESULT " + json.dumps({
+        "process": jax.process_index(),
+        "ids": [v.decode() for v in cache.video_id],
+        "sums": cache.features.sum(axis=(2, 3)).tolist(),
+        "batch_ids": [v.decode() for v in batch["video_id"]],
+    }), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_each_cache_their_own_share_with_the_same_features(tiny_fashion_dir):
+    """Multi-host: disjoint shares that cover the split once, each video's features (both
+    views) equal to a one-process extraction, and local batches drawn from the local share."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu", PYTHONPATH=repo)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, address, str(i), tiny_fashion_dir],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    results = []
+    try:
+        for p in procs:
+            stdout, _ = p.communicate(timeout=300)
+            assert p.returncode == 0, stdout[-3000:]
+            line = [x for x in stdout.splitlines() if x.startswith("RESULT ")][-1]
+            results.append(json.loads(line[len("RESULT ") :]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    r0, r1 = sorted(results, key=lambda r: r["process"])
+    assert not set(r0["ids"]) & set(r1["ids"])
+    assert len(r0["ids"]) + len(r1["ids"]) == TINY["num_train"]
+    for r in (r0, r1):
+        assert len(r["batch_ids"]) == 4 and set(r["batch_ids"]) <= set(r["ids"])
+
+    config = set_fields(
+        tiny_train_config.get_config(), data__data_dir=tiny_fashion_dir,
+        model__sampler__freeze_backbone=True, sampler_training__feature_cache=True,
+        sampler_training__feature_cache_views=2,
+    )  # fmt: skip
+    model = build_model(config)
+    mesh = train.data_mesh()
+    variables = train.create_variables(config, model, mesh, seed=0)
+    one = feature_cache.extract(config, model, variables, mesh, seed=5)
+    want = dict(zip([v.decode() for v in one.video_id], one.features.sum(axis=(2, 3))))
+    assert len(want) == TINY["num_train"]
+    for r in (r0, r1):
+        for vid, sums in zip(r["ids"], r["sums"], strict=True):
+            np.testing.assert_allclose(sums, want[vid], rtol=1e-4, atol=1e-3)
+    assert not np.allclose([s[0] for s in want.values()], [s[1] for s in want.values()])
