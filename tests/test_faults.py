@@ -4,7 +4,6 @@ survivor names it: a raised error (peer at a barrier or in a device collective),
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,19 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ROOT / "tests" / "fault_program.py"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_pair(tmp_path, fault: str, wait: str, victim: int = 1, heartbeat: int = 30):
     """Starts both processes, waits at most 90 s; returns ([rc0, rc1], [log0, log1], seconds)."""
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="2", NSNET_TEST_FAULT=fault,
         NSNET_TEST_WAIT=wait, NSNET_TEST_FAULT_PROCESS=str(victim),

@@ -3,11 +3,7 @@ stored output, and that changes nothing but the cost."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -22,17 +18,10 @@ from nsnet_jax.train import stages as train
 from nsnet_jax.train.step import build_stage_optimizer, create_train_state, make_train_step
 from tests import tiny_train_config
 from tests.input_fixtures import TINY
+from tests.processes import NullWriter, free_port, run_workers, worker_env
 from tests.tiny import set_fields, tiny_config
 
 pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
-
-
-class _NullWriter:
-    def write_scalars(self, step, scalars):
-        pass
-
-    def flush(self):
-        pass
 
 
 def _frozen_config(**overrides):
@@ -155,10 +144,10 @@ def test_the_sampler_stage_on_cached_features_trains_only_the_heads(tiny_fashion
     )  # fmt: skip
     workdir = str(tmp_path)
     for stage in ("recognizer", "pseudo_labels"):
-        train.train_and_evaluate(set_fields(config, stage=stage), workdir, _NullWriter())
+        train.train_and_evaluate(set_fields(config, stage=stage), workdir, NullWriter())
     model = build_model(config)
     start = train.create_variables(config, model, train.data_mesh(), seed=config.seed)
-    summary = train.train_and_evaluate(set_fields(config, stage="sampler"), workdir, _NullWriter())
+    summary = train.train_and_evaluate(set_fields(config, stage="sampler"), workdir, NullWriter())
     assert summary["sampler"]["steps"] == 3
     assert summary["sampler"]["steps_per_epoch"] == TINY["num_train"] // config.batch_size
     final = checkpointing.restore_variables(os.path.join(workdir, "sampler", "final"))
@@ -205,33 +194,9 @@ _WORKER = textwrap.dedent(
 def test_two_processes_each_cache_their_own_share_with_the_same_features(tiny_fashion_dir):
     """Multi-host: disjoint shares that cover the split once, each video's features (both
     views) equal to a one-process extraction, and local batches drawn from the local share."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu", PYTHONPATH=repo)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WORKER, address, str(i), tiny_fashion_dir],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    results = []
-    try:
-        for p in procs:
-            stdout, _ = p.communicate(timeout=300)
-            assert p.returncode == 0, stdout[-3000:]
-            line = [x for x in stdout.splitlines() if x.startswith("RESULT ")][-1]
-            results.append(json.loads(line[len("RESULT ") :]))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    address = f"127.0.0.1:{free_port()}"
+    args = [[address, str(i), tiny_fashion_dir] for i in range(2)]
+    results = run_workers(_WORKER, args, worker_env(), timeout=300)
     r0, r1 = sorted(results, key=lambda r: r["process"])
     assert not set(r0["ids"]) & set(r1["ids"])
     assert len(r0["ids"]) + len(r1["ids"]) == TINY["num_train"]

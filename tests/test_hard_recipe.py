@@ -12,17 +12,10 @@ from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.train import checkpointing
 from nsnet_jax.train import stages as train
 from tests import tiny_train_config
+from tests.processes import NullWriter
 from tests.tiny import set_fields
 
 pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
-
-
-class _NullWriter:
-    def write_scalars(self, step, scalars):
-        pass
-
-    def flush(self):
-        pass
 
 
 def test_frozen_recognizer_backbone_keeps_its_weights_and_trains_the_head(
@@ -35,7 +28,7 @@ def test_frozen_recognizer_backbone_keeps_its_weights_and_trains_the_head(
     config.recognizer_training.weight_decay = 0.1  # would move the backbone if it were not frozen
     model = build_model(config)
     start = train.create_variables(config, model, train.data_mesh())
-    train.train_and_evaluate(config, str(tmp_path), _NullWriter())
+    train.train_and_evaluate(config, str(tmp_path), NullWriter())
     final = checkpointing.restore_variables(os.path.join(tmp_path, "recognizer", "final"))
     for col in ("params", "batch_stats"):  # inference-mode BatchNorm: statistics stay too
         before = jax.tree.leaves(start[col]["recognizer"]["backbone"])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.processes import REPO, free_port, run_workers, worker_env
 
 pytest_plugins = ("input_fixtures",)
 
@@ -48,40 +46,12 @@ WORKER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_read_disjoint_covering_parts(tiny_fashion_dir):
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tests_dir = os.path.join(repo, "tests")
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu", PYTHONPATH=repo)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    address = f"127.0.0.1:{_free_port()}"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, address, str(i), tiny_fashion_dir, tests_dir],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    results = []
-    try:
-        for p in procs:
-            stdout, _ = p.communicate(timeout=240)
-            assert p.returncode == 0, stdout[-3000:]
-            line = [x for x in stdout.splitlines() if x.startswith("RESULT ")][-1]
-            results.append(json.loads(line[len("RESULT ") :]))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    tests_dir = os.path.join(REPO, "tests")
+    address = f"127.0.0.1:{free_port()}"
+    args = [[address, str(i), tiny_fashion_dir, tests_dir] for i in range(2)]
+    results = run_workers(WORKER, args, worker_env(), timeout=240)
     r0, r1 = sorted(results, key=lambda r: r["process"])
     assert r0["devices"] == 4 and r0["global_shape"] == [8, 6, 32, 32, 3]
     assert r0["local_rows"] == 4 and r1["local_rows"] == 4

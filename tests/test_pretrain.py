@@ -12,6 +12,7 @@ from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.train import checkpointing, pretrain, provenance
 from nsnet_jax.train import stages as train
 from tests import tiny_train_config
+from tests.processes import NullWriter
 from tests.tiny import set_fields, tiny_config
 
 pytest_plugins = ("input_fixtures",)
@@ -163,13 +164,5 @@ def test_stage_all_runs_pretrain_first_only_where_a_variant_is_named(
     for name in train.STAGES:
         monkeypatch.setitem(train.STAGES, name, lambda *a, _n=name, **k: ran.append(_n) or {})
     config = set_fields(tiny_train_config.get_config(), pretrain__stills_variant=variant)
-    train.train_and_evaluate(config, str(tmp_path), writer=_NullWriter())
+    train.train_and_evaluate(config, str(tmp_path), writer=NullWriter())
     assert ran == expected + ["recognizer", "pseudo_labels", "sampler", "eval"]
-
-
-class _NullWriter:
-    def write_scalars(self, step, scalars):
-        pass
-
-    def flush(self):
-        pass
