@@ -12,9 +12,11 @@ import jax
 import numpy as np
 import pytest
 
+from nsnet_jax.inference import export
 from nsnet_jax.inference.export import export_all
 from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.trained import load_trained
+from tests.trained_fixtures import break_stablehlo, serialized_stablehlo
 
 pytest_plugins = ("trained_fixtures",)
 
@@ -95,3 +97,45 @@ def test_jax_export_module_matches_and_signature_is_written(exported):
     sig = json.loads(open(os.path.join(out, "signature.json")).read())
     assert sig["class_names"][1] == "trouser" and sig["num_select"] == 2
     assert sig["inputs"]["frames"] == [6, 32, 32, 3]
+
+
+def _v(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def test_export_targets_the_stablehlo_this_tensorflow_reads(exported):
+    trained, out, info = exported
+    tf_version, jax_version = export.tf_stablehlo_version(), export.jax_stablehlo_version()
+    assert info["stablehlo_version"] == min(tf_version, jax_version, key=_v)
+    assert export.saved_model_stablehlo_version(info["saved_model"]) == info["stablehlo_version"]
+    # The block restores JAX's own target: later jax.export calls are unaffected.
+    with export.stablehlo_target("0.9.0") as written:
+        assert written == "0.9.0"
+    assert export.jax_stablehlo_version() == jax_version
+
+
+def test_a_saved_model_this_tensorflow_cannot_run_is_one_line(exported, tmp_path):
+    trained, out, info = exported
+    path = export.export_saved_model(trained, str(tmp_path / "sm"))
+    break_stablehlo(path)
+    shape = export.input_specs(trained.config)["sampler_frames"]
+    with pytest.raises(export.SavedModelUnreadable) as err:
+        export.load_saved_model(path, shape)
+    message = str(err.value)
+    assert "\n" not in message and "python -m nsnet_jax.export" in message
+    assert f"written as StableHLO {info['stablehlo_version']}" in message
+
+
+def test_jax_own_stablehlo_runs_or_fails_as_one_line(exported, tmp_path):
+    """JAX's default target (no cap, no record): TensorFlow runs it when it reads that version,
+    and when it does not (JAX 0.12 writes 1.18.0, TF 2.21 reads 1.13.7) the failure inside TF's
+    XLA comes back as one line naming StableHLO, which predict turns into its JAX fallback."""
+    trained, out, info = exported
+    path = export.export_saved_model(trained, str(tmp_path / "sm"), stablehlo_version=None)
+    shape = export.input_specs(trained.config)["sampler_frames"]
+    if b"custom_call_v2" not in serialized_stablehlo(path):  # JAX 0.10 (1.15.0): TF 2.21 reads it
+        assert export.load_saved_model(path, shape) is not None
+    else:  # JAX 0.12 (1.18.0)
+        with pytest.raises(export.SavedModelUnreadable, match="vhlo.custom_call_v2") as err:
+            export.load_saved_model(path, shape)
+        assert "\n" not in str(err.value)

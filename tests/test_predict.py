@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,11 +14,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nsnet_jax.inference import export
 from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.predictor import PredictOptions, predict
 from nsnet_jax.inference.trained import load_trained
 from nsnet_jax.inference.video_reader import open_frame_folder, open_video_file
-from tests.trained_fixtures import CLASS_NAMES, tiny_predict_config, write_workdir
+from tests.trained_fixtures import (
+    CLASS_NAMES,
+    break_stablehlo,
+    tiny_predict_config,
+    write_workdir,
+)
 
 pytest_plugins = ("trained_fixtures", "input_fixtures")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,6 +101,28 @@ def test_the_tf_engine_chooses_the_same_frames_as_jax(tiny_workdir, videos):
         assert a["selected"] == b["selected"]
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-4)
         assert [c["index"] for c in a["top"]][:1] == [c["index"] for c in b["top"]][:1]
+
+
+def _export_this_tensorflow_cannot_run(trained, directory, *args, real=export.export_saved_model):
+    path = real(trained, directory, *args)
+    break_stablehlo(path)
+    return path
+
+
+def test_auto_engine_falls_back_to_jax_when_the_saved_model_cannot_run(
+    tiny_workdir, videos, monkeypatch, caplog
+):
+    inputs = [videos["mp4"], videos["folder"]]
+    jax_lines, _ = _run(tiny_workdir, inputs, engine="jax")
+    monkeypatch.setattr(export, "export_saved_model", _export_this_tensorflow_cannot_run)
+    with caplog.at_level(logging.WARNING, logger="nsnet_jax"):
+        auto_lines, auto_summary = _run(tiny_workdir, inputs, engine="auto")
+    assert auto_summary["engine"] == "jax"
+    assert [a["selected"] for a in auto_lines] == [a["selected"] for a in jax_lines]
+    warned = [r.getMessage() for r in caplog.records if "instead of the SavedModel" in r.message]
+    assert len(warned) == 1 and "does not run in TensorFlow" in warned[0] and "\n" not in warned[0]
+    with pytest.raises(export.SavedModelUnreadable, match="re-export"):
+        _run(tiny_workdir, inputs, engine="tf")  # asked for by name: no silent fallback
 
 
 def test_reader_samples_like_video_folder_and_decodes_k_on_demand(videos):

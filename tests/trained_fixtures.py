@@ -45,3 +45,35 @@ def tiny_workdir(tmp_path_factory) -> str:
     workdir = str(tmp_path_factory.mktemp("trained"))
     write_workdir(workdir, tiny_predict_config())
     return workdir
+
+
+def _call_modules(path: str):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = saved_model_pb2.SavedModel.FromString(
+        open(os.path.join(path, "saved_model.pb"), "rb").read()
+    )
+    nodes = [
+        node
+        for graph in model.meta_graphs
+        for fn in graph.graph_def.library.function
+        for node in fn.node_def
+        if node.op == "XlaCallModule"
+    ]
+    return model, nodes
+
+
+def serialized_stablehlo(path: str) -> bytes:
+    """The StableHLO bytecode of every XlaCallModule op, concatenated (op names are readable)."""
+    return b"".join(node.attr["module"].s for node in _call_modules(path)[1])
+
+
+def break_stablehlo(path: str) -> None:
+    """Replaces the StableHLO inside every XlaCallModule op of a SavedModel by bytes no StableHLO
+    version reads: the failure a TensorFlow older than the exporting JAX meets, on any JAX."""
+    model, nodes = _call_modules(path)
+    assert nodes
+    for node in nodes:
+        node.attr["module"].s = b"ML\xefR" + b"\x00" * 64
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+        f.write(model.SerializeToString())

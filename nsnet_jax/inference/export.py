@@ -19,9 +19,11 @@ TensorFlow / TF Serving without JAX or this project.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -31,6 +33,76 @@ import numpy as np
 from nsnet_jax.inference.trained import TrainedModel
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import gather_frames
+
+log = logging.getLogger("nsnet_jax")
+
+
+class SavedModelUnreadable(RuntimeError):
+    """The exported SavedModel does not run in the installed TensorFlow."""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def tf_stablehlo_version() -> str | None:
+    """The newest StableHLO version the installed TensorFlow's XLA deserializes, or None."""
+    try:
+        from tensorflow.compiler.mlir.stablehlo import stablehlo
+    except ImportError:
+        return None
+    return str(stablehlo.get_current_version())
+
+
+def jax_stablehlo_version() -> str:
+    """The StableHLO version `jax.export` writes by default (its 4-week compatibility window)."""
+    from jax._src.lib.mlir.dialects import hlo
+
+    req = hlo.StablehloCompatibilityRequirement.WEEK_4
+    return str(hlo.get_version_from_compatibility_requirement(req))
+
+
+class _CappedHlo:
+    """The `hlo` dialect module as `jax.export` sees it, with its target version capped."""
+
+    def __init__(self, hlo: Any, version: str):
+        self._hlo, self._version = hlo, version
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hlo, name)
+
+    def get_version_from_compatibility_requirement(self, requirement: Any) -> str:
+        own = str(self._hlo.get_version_from_compatibility_requirement(requirement))
+        return min(own, self._version, key=_version_tuple)
+
+
+@contextlib.contextmanager
+def stablehlo_target(version: str | None) -> Iterator[str]:
+    """Serializes `jax.export` artifacts for StableHLO `version` (or older) inside the block.
+
+    JAX writes the version of its 4-week compatibility window (JAX 0.12: 1.18.0), which a
+    consumer built with an older StableHLO cannot read (TensorFlow 2.21 reads up to 1.13.7:
+    "unregistered operation 'vhlo.custom_call_v2'"). StableHLO downgrades the portable artifact
+    to any version within its window when the module uses no newer feature. `jax.export` has no
+    argument for this, so the block swaps the dialect module its serializer reads; yields the
+    version actually written. None: JAX's default.
+    """
+    from jax._src.export import _export
+
+    default = jax_stablehlo_version()
+    if version is None or _version_tuple(version) >= _version_tuple(default):
+        yield default
+        return
+    if not hasattr(getattr(_export, "hlo", None), "get_version_from_compatibility_requirement"):
+        log.warning("export: this JAX serializes StableHLO %s; cannot target %s", default, version)
+        yield default
+        return
+    original = _export.hlo
+    _export.hlo = _CappedHlo(original, version)
+    try:
+        yield version
+    finally:
+        _export.hlo = original
 
 
 def portable_topk_indices(scores: jax.Array, k: int) -> jax.Array:
@@ -82,9 +154,17 @@ def input_specs(config: Any) -> dict[str, tuple[int, ...]]:
 
 
 def export_saved_model(
-    trained: TrainedModel, out_dir: str, platforms: Sequence[str] | None = None
+    trained: TrainedModel,
+    out_dir: str,
+    platforms: Sequence[str] | None = None,
+    stablehlo_version: str | None = "tf",
 ) -> str:
-    """Writes the SavedModel to `out_dir`; returns its path."""
+    """Writes the SavedModel to `out_dir`; returns its path.
+
+    `stablehlo_version`: "tf" (default) serializes for the StableHLO that the installed
+    TensorFlow reads, so the SavedModel runs where it is written; a version string targets another
+    consumer; None keeps JAX's own. `out_dir/assets.extra/nsnet_export.json` records the version.
+    """
     import tensorflow as tf
     from jax.experimental import jax2tf
 
@@ -103,6 +183,8 @@ def export_saved_model(
     nsnet_tf = convert(_nsnet_fn(model), 2)
     sample_tf = convert(_sample_fn(model), 1)
     recognize_tf = convert(_recognize_fn(model), 1)
+    if stablehlo_version == "tf":
+        stablehlo_version = tf_stablehlo_version()
 
     def sig(name):
         return tf.TensorSpec((None,) + specs[name], tf.uint8, name=name)
@@ -125,12 +207,49 @@ def export_saved_model(
         return {"logits": recognize_tf(tf_vars, selected_frames)}
 
     module.serving, module.sample, module.recognize = serving, sample, recognize
-    tf.saved_model.save(
-        module,
-        out_dir,
-        signatures={"serving_default": serving, "sample": sample, "recognize": recognize},
-    )
+    signatures = {"serving_default": serving, "sample": sample, "recognize": recognize}
+    with stablehlo_target(stablehlo_version) as written:  # jax2tf serializes while tracing
+        tf.saved_model.save(module, out_dir, signatures=signatures)
+    os.makedirs(os.path.join(out_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(out_dir, EXPORT_INFO), "w") as f:
+        json.dump({"stablehlo_version": written, "jax_version": jax.__version__}, f)
     return out_dir
+
+
+EXPORT_INFO = os.path.join("assets.extra", "nsnet_export.json")
+
+
+def saved_model_stablehlo_version(path: str) -> str | None:
+    """The StableHLO version a SavedModel of this project was serialized for (None: unrecorded)."""
+    try:
+        with open(os.path.join(path, EXPORT_INFO)) as f:
+            return json.load(f).get("stablehlo_version")
+    except FileNotFoundError:
+        return None
+
+
+def load_saved_model(path: str, sampler_shape: Sequence[int]) -> Any:
+    """Loads the SavedModel and runs `sample` once on zeros; raises SavedModelUnreadable (one line)
+    when the installed TensorFlow cannot run it, e.g. StableHLO newer than its XLA reads.
+
+    A version comparison alone cannot tell: a consumer reads newer artifacts that use no newer
+    feature (TF 2.21, reading up to 1.13.7, runs JAX 0.10's 1.15.0), so the check is a real call.
+    """
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(path)
+        loaded.signatures["sample"](sampler_frames=tf.zeros((1, *sampler_shape), tf.uint8))
+    except (tf.errors.OpError, ValueError, OSError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        reason = next((ln for ln in lines if "StableHLO" in ln or "deserialize" in ln), lines[0])
+        written, readable = saved_model_stablehlo_version(path), tf_stablehlo_version()
+        versions = f" (written as StableHLO {written or 'unrecorded'}, TF reads <= {readable})"
+        raise SavedModelUnreadable(
+            f"{path} does not run in TensorFlow {tf.__version__}{versions}: {reason[:300]}; "
+            "re-export with `python -m nsnet_jax.export` where it is served"
+        ) from e
+    return loaded
 
 
 def export_jax(trained: TrainedModel, path: str, platforms: Sequence[str] | None = None) -> str:
@@ -171,6 +290,7 @@ def export_all(
         "class_names": list(trained.class_names),
         "checkpoint": trained.checkpoint,
         "platforms": list(platforms) if platforms else [jax.default_backend()],
+        "stablehlo_version": saved_model_stablehlo_version(saved),
         "frames": "uint8 RGB 0..255, centre square crop of the short side, resized (bilinear)",
     }
     if with_jax_export:

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from input_pipeline.video_io import SkipVideo
+from nsnet_jax.inference.export import SavedModelUnreadable
 from nsnet_jax.inference.sources import Source, find_sources
 from nsnet_jax.inference.trained import TrainedModel
 from nsnet_jax.inference.video_reader import OpenVideo, open_source
@@ -93,9 +94,10 @@ def make_tf_predict_fns(trained: TrainedModel, directory: str) -> tuple[Callable
     SavedModel `export.export_saved_model` writes (same frames chosen, logits within 1e-4)."""
     import tensorflow as tf
 
-    from nsnet_jax.inference.export import export_saved_model
+    from nsnet_jax.inference.export import export_saved_model, input_specs, load_saved_model
 
-    loaded = tf.saved_model.load(export_saved_model(trained, directory))
+    path = export_saved_model(trained, directory)
+    loaded = load_saved_model(path, input_specs(trained.config)["sampler_frames"])
     sample_sig, recognize_sig = loaded.signatures["sample"], loaded.signatures["recognize"]
 
     def sample(low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +156,14 @@ def predict(
     engine = choose_engine(opts.engine)
     tmp = tempfile.mkdtemp(prefix="nsnet_predict_") if engine == "tf" else None
     if engine == "tf":
-        sample_host, recognize_host = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
-    else:
+        try:
+            sample_host, recognize_host = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
+        except SavedModelUnreadable as e:
+            if opts.engine != "auto":
+                raise
+            log.warning("predict: serving with JAX instead of the SavedModel: %s", e)
+            engine = "jax"
+    if engine == "jax":
         variables = replicate(trained.variables, mesh)
         sample_jit, recognize_jit = make_predict_fns(trained.model, mesh)
 
