@@ -1,9 +1,11 @@
 """ActivityNet-v1.3: T=16 candidates, K=6 frames, MobileNetV2 @128 sampler, ResNet-50 @224.
 
-Paper: 76.8 mAP at 26.0 GFLOPs (multiply-adds). This config counts 26.2 GMACs per video:
+Paper: 76.8 mAP at 26.0 GFLOPs (multiply-adds). This config counts 25.47 GMACs per video (README
+"FLOPs at the paper's shapes"):
     python -m nsnet_jax.flops --config=configs/activitynet.py
-Train (frames prepared as in README "Data preparation"):
+Train (frames prepared as in docs/data.md):
     python -m nsnet_jax.main --config=configs/activitynet.py --workdir=/tmp/anet
+Its accuracy has not been measured in this project (the dataset is not on these machines).
 """
 
 from configs import default

@@ -1,8 +1,8 @@
 """Shared defaults: every dataset config imports this and overrides only what differs.
 
-Each open choice of the method (see README "Method") is a field here, with the default the
-README names. Dataset configs lock the ConfigDict, so a mistyped override key fails loudly
-instead of being silently ignored.
+Each open choice of the method is a field here, with the default that docs/method.md names.
+Dataset configs lock the ConfigDict, so a mistyped override key fails loudly instead of being
+silently ignored.
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
-"""salient_fashion: the offline benchmark with ground-truth evidence frames (README "Results").
+"""salient_fashion: the offline benchmark with ground-truth evidence frames (docs/results.md).
 
-Every stage on a 2-core CPU in about 15 minutes. Small networks on purpose: the recognizer is a
-PatchCNN (stride-4 patchify stem, widths 32/64/128) with max-pooled MLP aggregation on 64 px frames,
-the sampler a half-width PatchCNN on 32 px frames, so all 16 sampler frames cost about one
-recognizer frame.
-A stride-4 patchify stem doubled training frames/s on this CPU against a 3x3 stride-2 stem.
+Small networks on purpose: the recognizer is a PatchCNN (stride-4 patchify stem, widths
+32/64/128) with max-pooled MLP aggregation on 64 px frames, the sampler a half-width PatchCNN on
+32 px frames, so all 16 sampler frames cost about one recognizer frame. A stride-4 patchify stem
+doubled training frames/s on the 2-core CPU against a 3x3 stride-2 stem.
 
     python -m nsnet_jax.main --config=configs/salient_fashion.py --workdir=/tmp/salient_fashion
 
 (the dataset must be built first; `bash launch/quickstart.sh` does both). Evaluated at K = 1, 2, 4.
-Result (2-core CPU, 17 minutes with the dataset build): NSNet 74.6% top-1 at K=2 with evidence
-recall 0.989, uniform-2 34.8%, all-16 76.5% at 5.5x the GMACs of NSNet-2.
+Result (2-core CPU with nothing else running, 9.8 minutes without the dataset build): NSNet 75.0%
+top-1 at K=2 with evidence recall 0.989, uniform-2 35.3%, all-16 76.2% at 5.5x the GMACs of
+NSNet-2.
 """
 
 from configs import default

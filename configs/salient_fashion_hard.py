@@ -1,15 +1,11 @@
-"""salient_fashion/hard: today's salient_fashion recipe on the real-looking variant (README
-"Real-looking video"; `configs/salient_fashion_cluttered.py` is the learnable variant's recipe).
+"""salient_fashion/hard: the salient_fashion recipe on the hardest real-looking variant, kept as a
+stress test (docs/results.md, "hard").
 
     python -m nsnet_jax.demo --config=configs/salient_fashion_hard.py --workdir=/tmp/sf_hard
 
-The variant (3,000 train / 1,000 test videos, T=16, 64 px) pans real clips at full brightness
-under items that are alpha-blended, change size, are partly occluded, and share distractor
-segments with Shirt look-alikes. This config is `configs/salient_fashion.py` pointed at it with a
-64 px sampler input; it is the measured baseline, not a fix: its recognizer stays at chance
-(all-16 19.4%), so NSNet, uniform and oracle are all at chance too. The switches measured
-against it (README) are `model.recognizer.init_from` (ImageNet EfficientNet-Lite0) and
-`model.recognizer.freeze_backbone`.
+configs/salient_fashion.py pointed at `hard` with a 64 px sampler input. It is the measured
+baseline, not a fix: its recognizer stays at chance (all-16 19.4%, 5 classes), so NSNet, uniform
+and oracle are all at chance too. The probes that did not learn it either: CHANGELOG.md.
 """
 
 from configs import salient_fashion
