@@ -12,6 +12,8 @@ and bfloat16. Prints one JSON line per result and writes them to OUT/gpu_check.j
 - input_*: decode-only rates per view (host: 1 thread = per core, and all threads; GPU: nvJPEG).
 - compute_*: NSNet on pre-decoded device frames (videos/s, TFLOP/s from XLA's GMACs, MFU).
 - e2e_*: decode-aware NSNet from JPEG bytes, host decode vs GPU decode.
+- e2e_overlapped: the same over a stream of batches, decoding batch i+1 while batch i computes,
+  against decode alone and compute alone (`share_of_min_decode_compute`; 1.0: perfect overlap).
 - augment_in_step: the sampler cache's crop+flip done on the device, ms per batch.
 """
 
@@ -102,6 +104,40 @@ def timed(fn, iters: int, warmup: int = 1) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def overlapped_row(
+    run, variables, videos, chosen, iters: int, compute_vps: float, **fields: Any
+) -> dict[str, Any]:
+    """Decode-aware NSNet over a stream of batches with decode overlapping compute
+    (`decode_aware.run_overlapped`) against decode alone and compute alone: the stream reaches
+    min(decode-only, compute-only) when the overlap is perfect."""
+    from nsnet_jax.inference import decode_aware as da
+
+    low_size, high_size = run.sizes
+    batch = len(videos)
+
+    def decode_only():
+        run.decoder.view(list(videos), low_size)
+        return run.decoder.view(list(videos), high_size, indices=chosen)
+
+    decode_vps = batch / timed(decode_only, iters)
+    n = max(iters, 2) + 1
+    list(da.run_overlapped(run, variables, [list(videos) for _ in range(2)]))  # warm-up
+    start = time.perf_counter()
+    outs = list(da.run_overlapped(run, variables, [list(videos) for _ in range(n)]))
+    stream_vps = n * batch / (time.perf_counter() - start)
+    bound = min(decode_vps, compute_vps)
+    return dict(
+        what="decode-aware NSNet over a stream of batches, batch i+1 decoding while i computes",
+        videos_per_s=round(stream_vps, 1),
+        decode_only_videos_per_s=round(decode_vps, 1),
+        compute_only_videos_per_s=round(compute_vps, 1),
+        share_of_min_decode_compute=round(stream_vps / bound, 3),
+        wait_s_median=round(float(np.median([o["timings"]["wait_s"] for o in outs])), 4),
+        batches=n,
+        **fields,
+    )
 
 
 def build_nsnet(shapes: dict[str, Any], dtype: Any):
@@ -322,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                     device=kind,
                 )
+                if over_budget(f"e2e_overlapped_{name}_{dtype_name}"):
+                    continue
+                report.emit("e2e_overlapped", **overlapped_row(run, variables, videos, chosen,
+                            iters, vps, dtype=dtype_name, decoder=name, device=kind))  # fmt: skip
         except Exception as e:  # noqa: BLE001 - report and go on to the next dtype
             report.emit("error", what=f"models_{dtype_name}", error=repr(e)[:500],
                         trace=traceback.format_exc()[-1500:])  # fmt: skip

@@ -123,6 +123,56 @@ def test_decode_aware_path_selects_the_same_frames_and_decodes_only_k(tiny, monk
     assert set(got["timings"]) == {"decode_s", "compute_s"}
 
 
+def test_overlapped_stream_equals_batch_by_batch_and_queues_device_work_before_decoding(tiny):
+    config, model, variables = tiny
+    batches = [da.synthetic_encoded_videos(2, 16, short_side=48, seed=s) for s in (1, 2, 3)]
+    sizes = (config.data.sampler_size, config.data.recognizer_size)
+    run = da.make_decode_aware_fn(model, *sizes)
+    want = [run(variables, videos) for videos in batches]
+
+    events: list[str] = []
+    real_view, real_sample = run.decoder.view, run.sample
+
+    def view(videos, size, **kw):
+        events.append(f"decode {'K' if 'indices' in kw else 'low'} {batches.index(videos)}")
+        return real_view(videos, size, **kw)
+
+    def sample(variables, low):
+        events.append("sampler")
+        return real_sample(variables, low)
+
+    run.decoder.view, run.sample = view, sample
+    got = list(da.run_overlapped(run, variables, iter(batches)))
+    assert len(got) == 3
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g["indices"], w["indices"])
+        np.testing.assert_allclose(g["logits"], w["logits"], atol=1e-5, rtol=1e-5)
+        assert g["timings"]["wait_s"] >= 0
+    # batch i+1's sampler is queued before batch i's K frames are decoded, and batch i+1's
+    # sampler view is decoded (by the worker) before batch i's K frames are needed
+    assert events.index("decode K 0") > [i for i, e in enumerate(events) if e == "sampler"][1]
+    assert events.index("decode low 1") < events.index("decode K 0")
+    assert events.index("decode low 2") < events.index("decode K 1")
+    assert [e for e in events if e.startswith("decode K")] == ["decode K 0", "decode K 1",
+                                                               "decode K 2"]  # fmt: skip
+
+
+def test_gpu_checks_overlapped_row_compares_the_stream_with_decode_and_compute_alone(tiny):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "launch" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    config, model, variables = tiny
+    run = da.make_decode_aware_fn(model, config.data.sampler_size, config.data.recognizer_size)
+    videos = da.synthetic_encoded_videos(batch=2, num_frames=16, short_side=48, seed=4)
+    chosen = np.tile(np.arange(config.model.num_select), (2, 1))
+    row = gpu_check.overlapped_row(run, variables, videos, chosen, 1, 50.0, decoder="host")
+    assert row["batches"] == 3 and row["decoder"] == "host" and row["videos_per_s"] > 0
+    bound = min(row["decode_only_videos_per_s"], 50.0)
+    assert row["share_of_min_decode_compute"] == pytest.approx(row["videos_per_s"] / bound, 0.02)
+
+
 @pytest.mark.parametrize("stage", ["sampler", "recognizer"])
 def test_bench_times_the_trainers_step_which_updates_only_its_network(stage):
     config = tiny_config(recognizer_training__warmup_steps=0)  # lr 0 at step 0 otherwise

@@ -13,9 +13,10 @@ same sampler view.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -150,4 +151,65 @@ def make_decode_aware_fn(
         }
 
     run.sample, run.recognize, run.decoder = sample, recognize, decoder
+    run.sizes = (sampler_size, recognizer_size)
     return run
+
+
+def run_overlapped(
+    run: Callable[..., dict[str, Any]], variables: Any, batches: Iterable[Sequence[EncodedVideo]]
+) -> Iterator[dict[str, Any]]:
+    """`make_decode_aware_fn`'s `run` over a stream of batches, decoding while the device computes.
+
+    The host needs batch i's top-K before it can decode its K full-size frames, so a plain loop
+    leaves the device idle during every decode. Here device work is queued ahead (JAX dispatches
+    asynchronously) and read back only when needed:
+
+        host (main):    wait idx_i | decode K of i        | wait idx_i+1 | decode K of i+1 ...
+        host (thread):  decode sampler view of i+2 ...
+        device:         sampler_i  | sampler_i+1          | recognizer_i | sampler_i+2 ...
+
+    Yields, in order, one dict per batch with the same logits, indices and scores as `run`, and
+    `timings.wait_s`: host time spent waiting for the device (the rest was decoding).
+    """
+    sample, recognize, decoder = run.sample, run.recognize, run.decoder
+    low_size, high_size = run.sizes
+
+    def low_view(videos: Sequence[EncodedVideo]) -> jax.Array:
+        return jax.block_until_ready(decoder.view(videos, low_size))
+
+    stream = iter(batches)
+    current = next(stream, None)
+    if current is None:
+        return
+    worker = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        sampled = sample(variables, low_view(current))
+        following = next(stream, None)
+        next_low = worker.submit(low_view, following) if following is not None else None
+        previous = None
+        while current is not None:
+            t0 = time.perf_counter()
+            indices = np.asarray(sampled["indices"])  # waits for this batch's sampler only
+            wait = time.perf_counter() - t0
+            scores = sampled["scores"]
+            if next_low is not None:  # queue the next sampler before decoding this batch's K
+                sampled = sample(variables, next_low.result())
+                after = next(stream, None)
+                next_low = worker.submit(low_view, after) if after is not None else None
+            else:
+                after = None
+            logits = recognize(variables, decoder.view(current, high_size, indices=indices))
+            if previous is not None:
+                yield _finish(*previous)
+            previous = (logits, indices, scores, wait)
+            current, following = following, after
+        yield _finish(*previous)
+    finally:
+        worker.shutdown(wait=True)
+
+
+def _finish(logits: jax.Array, indices: np.ndarray, scores: jax.Array, wait: float) -> dict:
+    t0 = time.perf_counter()
+    logits = jax.block_until_ready(logits)
+    timings = {"wait_s": wait + time.perf_counter() - t0}
+    return {"logits": logits, "indices": indices, "scores": scores, "timings": timings}
