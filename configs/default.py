@@ -62,13 +62,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.sampler.temporal_layers = 1  # stacked conv1d / transformer blocks
     # How the backbone pools its last feature map: mean | max | mean_max (max keeps a small
     # object's response that the mean dilutes with background; it lost recall on cluttered,
-    # whose items are 26-44 px wide in 64 px frames: README "Real-looking video")
+    # whose items are 26-44 px wide in 64 px frames: docs/results.md)
     c.model.sampler.spatial_pool = "mean"
     c.model.sampler.fusion = "sum"  # sum | product | rank
     c.model.sampler.fusion_beta = 1.0  # s = s_f + beta * a for `sum` and `rank`
     # Keep the sampler's pretrained backbone fixed in stage 3 (inference-mode BatchNorm, no
     # gradient, no weight decay): the temporal context and heads learn on its features. On
-    # lookalike, stills-pretrained features beat the ones fine-tuned on pseudo labels (README).
+    # lookalike, stills-pretrained features beat the ones fine-tuned on pseudo labels (docs/results.md).
     c.model.sampler.freeze_backbone = False
     c.model.recognizer = ml_collections.ConfigDict()
     c.model.recognizer.backbone = "resnet50"
@@ -78,10 +78,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.recognizer.dropout_rate = 0.0
     c.model.recognizer.spatial_pool = "mean"  # as model.sampler.spatial_pool
     # Keep the recognizer's (pretrained) backbone fixed: inference-mode BatchNorm, no gradient,
-    # no weight decay; only the aggregation head trains (README "Hard variant").
+    # no weight decay; only the aggregation head trains (docs/results.md).
     c.model.recognizer.freeze_backbone = False
     for part in (c.model.sampler, c.model.recognizer):
-        # ImageNet (or other) weights for the backbone; README "Pretrained weights".
+        # ImageNet (or other) weights for the backbone; docs/pretrained.md.
         part.init_from = ml_collections.ConfigDict()
         part.init_from.path = ""  # a file or an Orbax directory; "package" for the Lite package
         part.init_from.format = ""  # "" (scratch) | torch | safetensors | orbax
@@ -89,7 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
         part.init_from.skip = ""  # comma-separated globs of backbone paths to keep fresh
     # Stage 0, `pretrain`: the backbones first learn to classify labelled stills drawn like this
     # salient_fashion variant's frames (all 10 Fashion-MNIST classes), the CPU benchmark's stand-in
-    # for ImageNet weights (README "Real-looking video"). "" skips the stage.
+    # for ImageNet weights (docs/results.md). "" skips the stage.
     c.pretrain = ml_collections.ConfigDict()
     c.pretrain.stills_variant = ""  # e.g. "lookalike"
     c.pretrain.parts = "sampler,recognizer"  # which backbones start from the stage's weights
@@ -108,7 +108,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.pseudo_label.ratio = -1.0  # `rank` keeps the top ceil(ratio*T); -1 means K/T
     c.pseudo_label.threshold = 0.5  # `threshold` rule's tau
     # Self-training: > 0 adds the sampler's own top-k frames of each training batch to its frame
-    # targets, from the fraction `own_from` of the sampler stage on (README "Real-looking video")
+    # targets, from the fraction `own_from` of the sampler stage on (docs/results.md)
     c.pseudo_label.own_top_k = 0
     c.pseudo_label.own_from = 0.5
     c.loss = ml_collections.ConfigDict()

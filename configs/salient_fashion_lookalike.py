@@ -19,10 +19,10 @@ def get_config():
     with c.unlocked():
         c.data.name = "salient_fashion/lookalike"
         c.pretrain.stills_variant = "lookalike"
-        c.pretrain.num_train = 120_000  # 30,000 over-fitted with more epochs (README)
+        c.pretrain.num_train = 120_000  # 30,000 over-fitted with more epochs (docs/results.md)
         c.pretrain.num_epochs = 5.0
         # the frozen sampler's features are what it selects with: 5 -> 15 -> 30 epochs lift its
-        # test still accuracy 68.3% -> 74.2% -> 76.3% (README)
+        # test still accuracy 68.3% -> 74.2% -> 76.3% (docs/results.md)
         c.pretrain.part_epochs = "sampler=30"
         c.recognizer_training.num_epochs = 8.0  # pretrained: all-16 64.1% after 8 epochs
         # The sampler keeps its stills-pretrained backbone: fine-tuned on pseudo labels it lost
@@ -38,7 +38,7 @@ def get_config():
         c.sampler_training.feature_cache_views = 8
         # (the time saved pays for the 30 pretrain epochs), and a deeper temporal context ranks
         # the frames: 6 conv1d blocks instead of 1 (recall at K=2 0.874 -> 0.908, NSNet-2
-        # 67.3% -> 71.7%; 15 pretrain epochs: 0.882; README)
+        # 67.3% -> 71.7%; 15 pretrain epochs: 0.882; docs/results.md)
         c.model.sampler.temporal_layers = 6
     c.lock()
     return c

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if args.dataset == "video_folder":
         if not args.manual_dir:
-            p.error("video_folder needs --manual_dir (see README, Data preparation)")
+            p.error("video_folder needs --manual_dir (see docs/data.md)")
         builder = build_video_folder(
             args.config, args.manual_dir, args.data_dir, args.workers, args.keep_cache
         )

@@ -19,7 +19,7 @@ recognizer and prints (and writes to RUN/diagnose.json):
 
 If the sampler sits at the label-free ceiling, a better sampler cannot help without a better
 recognizer; if it sits far below even with `pseudo_label.rule=evidence` (the ground truth as
-targets), its input or capacity is the limit (README "Real-looking video").
+targets), its input or capacity is the limit (docs/results.md).
 """
 
 from __future__ import annotations

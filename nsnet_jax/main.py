@@ -1,6 +1,6 @@
 """Command line: `python -m nsnet_jax.main --config=configs/NAME.py --workdir=DIR [--config.x=y]`.
 
-Runs the stages (README "Configs and command line"); flags shared with every entry point are in
+Runs the stages (docs/method.md); flags shared with every entry point are in
 nsnet_jax/cli.py, including --distributed for multi-host runs.
 """
 

@@ -74,7 +74,7 @@ def choose_engine(engine: str) -> str:
 
     On this project's 2-core CPU at ActivityNet shapes the SavedModel (jax2tf, run by TF's XLA
     with oneDNN) ran NSNet at 1.58x JAX's jitted float32 path and at 0.97x `torch.compile`, while
-    no XLA:CPU flag moved JAX by more than the noise (README "Use a trained model").
+    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")

@@ -66,7 +66,7 @@ def perturbed_topk(scores: jax.Array, k: int, num_samples: int, sigma: float, ke
     E[Z] = 0). The backward pass estimates it from the same samples. Without that control variate
     the estimate is <P, g> Z / sigma even when every sample selects the same frames (the true
     Jacobian is then ~0): noise of size |<P, g>| / (sigma sqrt(S)) on every score, which is what
-    kept the sampler from training (README "Ablations", bench `relaxations`).
+    kept the sampler from training (docs/ablations.md, bench `relaxations`).
     """
     out, _ = _perturbed_forward(scores, k, num_samples, sigma, key)
     return out

@@ -1,4 +1,4 @@
-"""NSNet's objectives as pure functions of arrays (README "Method" gives the formulas).
+"""NSNet's objectives as pure functions of arrays (docs/method.md gives the formulas).
 
 Labels are multi-hot [B, C] everywhere (single labels go through `to_multihot`), because ActivityNet
 validation videos can carry several classes. All losses return a batch mean.

@@ -5,7 +5,7 @@ process per core, resumable, no Beam), or `tfds build input_pipeline/datasets/vi
 Bad videos are skipped with a reason, counted, logged, and listed in
 `OUT/video_folder/NAME/VERSION/skip_report-<split>.tsv`; the build never aborts on one video.
 Under `tfds build`, configs with `beam=True` build through Apache Beam (DirectRunner here,
-Dataflow/Spark/Flink on a cluster: see the README).
+Dataflow/Spark/Flink on a cluster: see docs/data.md).
 """
 
 from __future__ import annotations
