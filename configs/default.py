@@ -68,7 +68,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.sampler.fusion_beta = 1.0  # s = s_f + beta * a for `sum` and `rank`
     # Keep the sampler's pretrained backbone fixed in stage 3 (inference-mode BatchNorm, no
     # gradient, no weight decay): the temporal context and heads learn on its features. On
-    # lookalike, stills-pretrained features beat the ones fine-tuned on pseudo labels (docs/results.md).
+    # lookalike, stills-pretrained features beat the ones fine-tuned on pseudo labels
+    # (docs/results.md).
     c.model.sampler.freeze_backbone = False
     c.model.recognizer = ml_collections.ConfigDict()
     c.model.recognizer.backbone = "resnet50"
