@@ -78,7 +78,8 @@ def describe_inputs(root: str, config: Any, entries: Mapping[str, list]) -> dict
 
 
 def write(data_dir: str, manifest: Mapping[str, Any]) -> None:
-    epath.Path(data_dir, MANIFEST).write_text(json.dumps(manifest, indent=0, sort_keys=True))
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    epath.Path(data_dir, MANIFEST).write_text(text)
 
 
 def read(data_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -131,7 +132,8 @@ def differences(built: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 
 def summary(changes: list[str]) -> str:
     """The first change, and how many more."""
-    more = f" (and {len(changes) - 1} more changes)" if len(changes) > 1 else ""
+    n = len(changes) - 1
+    more = f" (and {n} more change{'s' if n > 1 else ''})" if n else ""
     return changes[0] + more
 
 
@@ -167,7 +169,7 @@ def warn_if_stale(name: str, data_dir: str | os.PathLike) -> None:
     changes = stale_lists(data_dir)
     if changes:
         logging.warning(
-            "dataset %s in %s is older than its lists: %s since it was built. Rebuild it: %s",
+            "dataset %s in %s is older than its lists (since the build, %s); rebuild it: %s",
             name,
             key,
             summary(changes),

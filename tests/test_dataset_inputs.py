@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from input_pipeline import build, manifest, pipeline, sampler_cache
+from input_pipeline import build, inspect, manifest, pipeline, sampler_cache
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.test_datasets_video_folder import _brightness_ramp, _write_mp4
 
@@ -103,9 +103,9 @@ def test_finished_build_with_an_added_video_is_refused_then_rebuilt(tmp_path, ca
         build.InputsChangedError, match="train.txt line 4 is new: 'videos/v3.mp4 1'"
     ):
         build.build_video_folder(_config("add"), manual, out, workers=1)
-    with caplog.at_level(logging.WARNING):  # training and inspect read it through load_builder
-        pipeline.load_builder("video_folder/add", out)
-    assert "is older than its lists: train.txt line 4 is new" in _messages(caplog)
+    with caplog.at_level(logging.WARNING):  # training reads it through load_builder too
+        inspect.inspect_record("video_folder/add", "train", out, 0, None)
+    assert "is older than its lists (since the build, train.txt line 4 is new" in _messages(caplog)
     assert "--rebuild" in _messages(caplog)
     build.build_video_folder(_config("add"), manual, out, workers=1, rebuild=True)
     assert sorted(_labels(out, "add")) == [f"videos/v{i}.mp4" for i in range(4)]
