@@ -44,7 +44,12 @@ def _changes_since_build(vf, probe, manual_dir: str) -> list[str]:
         )
         return []
     cfg = probe.builder_config
-    _, entries, _ = vf.read_manual_dir(manual_dir, cfg.splits, cfg.multi_label)
+    try:
+        _, entries, _ = vf.read_manual_dir(manual_dir, cfg.splits, cfg.multi_label)
+    except FileNotFoundError as e:  # a finished dataset needs no manual_dir: keep it
+        first = str(e).splitlines()[0]
+        logging.warning("%s: cannot compare with its inputs (%s); kept", probe.data_dir, first)
+        return []
     return manifest.differences(built, manifest.describe_inputs(manual_dir, cfg, entries))
 
 

@@ -141,6 +141,10 @@ def test_a_rebuild_from_the_same_inputs_keeps_the_fingerprint(tmp_path):
     first = manifest.fingerprint(build.build_video_folder(_config("fp"), manual, out, 1).data_dir)
     again = build.build_video_folder(_config("fp"), manual, out, workers=1, rebuild=True)
     assert manifest.fingerprint(again.data_dir) == first
+    # A finished dataset needs no manual_dir: without one it is kept as it is.
+    os.rename(manual, manual + ".away")
+    kept = build.build_video_folder(_config("fp"), manual, out, workers=1)
+    assert manifest.fingerprint(kept.data_dir) == first
 
 
 def test_finished_stage_refuses_a_rebuilt_dataset_naming_both_fingerprints(tmp_path):
