@@ -1,12 +1,15 @@
 """Build a dataset without Apache Beam: one process per core, progress with ETA, resumable.
 
 python -m input_pipeline.build video_folder --config=NAME --manual_dir=DIR --data_dir=OUT
-    [--workers=N] [--keep_cache]
+    [--workers=N] [--keep_cache] [--rebuild]
 python -m input_pipeline.build salient_fashion --config=small --data_dir=OUT
 
 Writes the same dataset as `tfds build` (same examples, same bytes). Stop it at any time (Ctrl-C,
 a killed job): the rerun with the same arguments skips the videos already decoded, which wait in
-OUT/video_folder/NAME/build_cache-VERSION-HASH/ until the build finishes.
+OUT/video_folder/NAME/build_cache-VERSION-HASH/ until the build finishes (their labels come from
+the list as it is then). A finished dataset records what it was built from (build_manifest.json);
+when the lists, classes.txt, a video file or the builder config changed since, the command stops
+naming the first change, and --rebuild replaces the dataset (never silently: others may read it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,34 @@ import sys
 
 import tensorflow_datasets as tfds
 
+from input_pipeline import manifest
+
+
+class InputsChangedError(RuntimeError):
+    """A finished dataset's lists, videos or config changed since it was built."""
+
+
+def _changes_since_build(vf, probe, manual_dir: str) -> list[str]:
+    """What differs between a finished dataset's manifest and `manual_dir` now."""
+    built = manifest.read(probe.data_dir)
+    if built is None:
+        logging.warning(
+            "%s in %s has no %s (built before manifests were recorded): cannot tell whether its "
+            "lists changed; --rebuild rebuilds it and records one",
+            probe.info.full_name,
+            probe.data_dir,
+            manifest.MANIFEST,
+        )
+        return []
+    cfg = probe.builder_config
+    try:
+        _, entries, _ = vf.read_manual_dir(manual_dir, cfg.splits, cfg.multi_label)
+    except FileNotFoundError as e:  # a finished dataset needs no manual_dir: keep it
+        first = str(e).splitlines()[0]
+        logging.warning("%s: cannot compare with its inputs (%s); kept", probe.data_dir, first)
+        return []
+    return manifest.differences(built, manifest.describe_inputs(manual_dir, cfg, entries))
+
 
 def build_video_folder(
     config: str | tfds.core.BuilderConfig,
@@ -28,18 +59,36 @@ def build_video_folder(
     data_dir: str,
     workers: int = 0,
     keep_cache: bool = False,
+    rebuild: bool = False,
 ) -> tfds.core.DatasetBuilder:
-    """Builds video_folder/`config` with `workers` processes (0: one per core)."""
+    """Builds video_folder/`config` with `workers` processes (0: one per core).
+
+    A finished dataset is kept when its inputs are unchanged; InputsChangedError names the first
+    change otherwise. `rebuild` replaces it in either case.
+    """
     from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 
     workers = workers or os.cpu_count() or 1
     probe = vf.Builder(config=config, data_dir=data_dir)
+    mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    if probe.is_prepared():
+        changes = _changes_since_build(vf, probe, manual_dir)
+        if changes and not rebuild:
+            raise InputsChangedError(
+                f"{probe.info.full_name} in {probe.data_dir} was built from other inputs: "
+                f"{manifest.summary(changes)}. Rerun with --rebuild to replace it (sampler "
+                "caches and training stages made from it then refuse the new one until redone)."
+            )
+        if rebuild:
+            mode = tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS  # deletes, then builds
+            why = manifest.summary(changes) if changes else "--rebuild"
+            logging.warning("rebuilding %s in %s: %s", probe.info.full_name, probe.data_dir, why)
     # The cache is only valid for these exact settings (T, size, fps, ...): name it by them.
     digest = hashlib.sha1(repr(probe.builder_config).encode()).hexdigest()[:10]
     cache = os.path.join(os.path.dirname(probe.data_dir), f"build_cache-{probe.version}-{digest}")
     builder = vf.Builder(config=config, data_dir=data_dir, workers=workers, cache_dir=cache)
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode)
     )
     if not keep_cache and os.path.isdir(cache):
         shutil.rmtree(cache)
@@ -63,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manual_dir", default=None, help="video_folder: the manual_dir")
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.add_argument("--keep_cache", action="store_true", help="keep decoded videos after the build")
+    p.add_argument(
+        "--rebuild", action="store_true", help="replace a finished dataset (e.g. lists changed)"
+    )
     args = p.parse_args(argv)
     # A killed job (SIGTERM, e.g. a scheduler's preemption) unwinds like Ctrl-C: the pool's
     # workers are stopped and the finished videos stay in the cache for the rerun.
@@ -71,9 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset == "video_folder":
         if not args.manual_dir:
             p.error("video_folder needs --manual_dir (see docs/data.md)")
-        builder = build_video_folder(
-            args.config, args.manual_dir, args.data_dir, args.workers, args.keep_cache
-        )
+        try:
+            builder = build_video_folder(
+                args.config,
+                args.manual_dir,
+                args.data_dir,
+                args.workers,
+                args.keep_cache,
+                args.rebuild,
+            )
+        except InputsChangedError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     else:
         builder = build_salient_fashion(args.config, args.data_dir)
     print(f"built {builder.info.full_name} in {builder.data_dir}")

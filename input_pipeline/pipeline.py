@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import decode, records
+from input_pipeline import decode, manifest, records
 
 HOST_ONLY_KEYS = ("video_id", "index", "encoded_frames", "crop_box", "flip")
 
@@ -80,6 +80,7 @@ def load_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
             f"Dataset {name!r} in {builder.data_dir} is stored as {sorted(formats)}; this "
             "pipeline reads array_record (random access). Rebuild with --file_format=array_record."
         )
+    manifest.warn_if_stale(name, builder.data_dir)  # a list edited since the build
     return builder
 
 
@@ -383,7 +384,7 @@ def create_dataset(
         from input_pipeline.sampler_cache import SamplerCache
 
         sampler_cache = SamplerCache(cache_dir, name, split, sampler_size)
-        sampler_cache.check(n, meta.num_frames)
+        sampler_cache.check(n, meta.num_frames, manifest.fingerprint(builder.data_dir))
         where = _cfg(data_config, "sampler_cache_augment", "host")
         if where not in ("host", "step"):
             raise ValueError(f"config.data.sampler_cache_augment={where!r}: use 'host' or 'step'")

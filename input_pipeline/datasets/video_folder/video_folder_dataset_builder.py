@@ -23,10 +23,10 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 try:
-    from input_pipeline import video_io
+    from input_pipeline import manifest, video_io
 except ModuleNotFoundError:  # `tfds build <folder>` loads this file by path, outside the package
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
-    from input_pipeline import video_io
+    from input_pipeline import manifest, video_io
 
 LAYOUT = """\
 Expected manual_dir layout:
@@ -132,6 +132,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         root = os.fspath(dl_manager.manual_dir)
         cfg = self.builder_config
         classes, entries, dropped = read_manual_dir(root, cfg.splits, cfg.multi_label)
+        # what this dataset is built from, beside it (written into TFDS's incomplete.* folder)
+        manifest.write(os.fspath(self.data_dir), manifest.describe_inputs(root, cfg, entries))
         self.info.features["label"].names = classes
         self.info.features["labels"].feature.names = classes
         return {
@@ -304,24 +306,17 @@ class _Processor:
             raise video_io.SkipVideo(f"label {token!r} is not in the class list")
         return i
 
-    def __call__(self, entry) -> tuple[str, dict]:
+    def __call__(self, entry, frames: list[bytes] | None = None) -> tuple[str, dict]:
+        """`frames`: the video's JPEG frames decoded earlier (the build's cache). The labels always
+        come from `entry`, i.e. from the list file as it is now."""
         cfg = self.cfg
         if not entry.labels:
             raise video_io.SkipVideo("no label")
         labels = list(dict.fromkeys(self._label(t) for t in entry.labels))
         if not cfg.multi_label and len(labels) > 1:
             labels = labels[:1]
-        kw = dict(short_side=cfg.short_side, quality=cfg.jpeg_quality)
-        if os.path.isdir(entry.path):
-            step = cfg.frame_folder_fps / cfg.fps if cfg.fps > 0 and cfg.frame_folder_fps else 0.0
-            frames = video_io.read_frame_folder(
-                entry.path, cfg.num_frames, fps_step=step, expected=entry.num_frames_hint, **kw
-            )
-        else:
-            mode = "keyframe" if cfg.keyframes_only else "exact"
-            frames = video_io.read_video_file(
-                entry.path, cfg.num_frames, fps=cfg.fps, mode=mode, threads=self.threads, **kw
-            )
+        if frames is None:
+            frames = self.frames(entry)
         example = {
             "video": frames,
             "label": labels[0],
@@ -330,6 +325,20 @@ class _Processor:
             "evidence": np.zeros(cfg.num_frames, bool),
         }
         return entry.video_id, example
+
+    def frames(self, entry) -> list[bytes]:
+        """The T JPEG frames of one video; what they depend on is the file and this config."""
+        cfg = self.cfg
+        kw = dict(short_side=cfg.short_side, quality=cfg.jpeg_quality)
+        if os.path.isdir(entry.path):
+            step = cfg.frame_folder_fps / cfg.fps if cfg.fps > 0 and cfg.frame_folder_fps else 0.0
+            return video_io.read_frame_folder(
+                entry.path, cfg.num_frames, fps_step=step, expected=entry.num_frames_hint, **kw
+            )
+        mode = "keyframe" if cfg.keyframes_only else "exact"
+        return video_io.read_video_file(
+            entry.path, cfg.num_frames, fps=cfg.fps, mode=mode, threads=self.threads, **kw
+        )
 
 
 @dataclasses.dataclass
