@@ -7,11 +7,16 @@ python -m input_pipeline.build salient_fashion --config=small --data_dir=OUT
 Writes the same dataset as `tfds build` (same examples, same bytes). Stop it at any time (Ctrl-C,
 a killed job): the rerun with the same arguments skips the videos already decoded, which wait in
 OUT/video_folder/NAME/build_cache-VERSION-HASH/ until the build finishes.
+
+A mistake in the inputs (a split with no usable video) and a full disk are one line, `error: ...`,
+naming the path and the fix (exit code 2 and 1); --verbose or NSNET_VERBOSE=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import glob
 import hashlib
 import logging
 import os
@@ -55,6 +60,47 @@ def build_salient_fashion(config: str, data_dir: str) -> tfds.core.DatasetBuilde
     return builder
 
 
+def _is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC anywhere in the chain (a worker's OSError, or TensorFlow's text of one)."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(e):
+            return True
+        stack += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+    return False
+
+
+def _disk_full(args: argparse.Namespace) -> str:
+    """Where the disk filled, how much is free, and what the rerun keeps."""
+    path = os.path.abspath(args.data_dir)
+    probe = path
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    free = shutil.disk_usage(probe).free / 2**20
+    caches = glob.glob(os.path.join(path, args.dataset, args.config, "build_cache-*"))
+    kept = [
+        f
+        for c in caches
+        for f in glob.glob(os.path.join(c, "**", "*"), recursive=True)
+        if os.path.isfile(f) and not f.endswith(".tmp")
+    ]
+    if kept:
+        keep = f"{len(kept)} decoded video(s) are kept in {caches[0]}, not decoded again"
+    else:
+        keep = "nothing is kept: the rerun builds from the start"
+    return (
+        f"disk full while building {args.dataset}/{args.config} in {path} ({free:.1f} MiB free "
+        f"on that filesystem): free space there, then rerun the same command; {keep}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset", choices=("video_folder", "salient_fashion"))
@@ -63,19 +109,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manual_dir", default=None, help="video_folder: the manual_dir")
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     p.add_argument("--keep_cache", action="store_true", help="keep decoded videos after the build")
+    p.add_argument("--verbose", action="store_true", help="tracebacks for one-line errors")
     args = p.parse_args(argv)
+    args.verbose = args.verbose or os.environ.get("NSNET_VERBOSE", "0") not in ("", "0")
     # A killed job (SIGTERM, e.g. a scheduler's preemption) unwinds like Ctrl-C: the pool's
     # workers are stopped and the finished videos stay in the cache for the rerun.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if args.dataset == "video_folder":
-        if not args.manual_dir:
-            p.error("video_folder needs --manual_dir (see README, Data preparation)")
-        builder = build_video_folder(
-            args.config, args.manual_dir, args.data_dir, args.workers, args.keep_cache
-        )
-    else:
-        builder = build_salient_fashion(args.config, args.data_dir)
+    if args.dataset == "video_folder" and not args.manual_dir:
+        p.error("video_folder needs --manual_dir (see README, Data preparation)")
+    try:
+        if args.dataset == "video_folder":
+            builder = build_video_folder(
+                args.config, args.manual_dir, args.data_dir, args.workers, args.keep_cache
+            )
+        else:
+            builder = build_salient_fashion(args.config, args.data_dir)
+    except Exception as e:
+        if args.verbose or not (getattr(e, "one_line", False) or _is_disk_full(e)):
+            raise
+        one_line = getattr(e, "one_line", False)
+        print(f"error: {e if one_line else _disk_full(args)}", file=sys.stderr)
+        return getattr(e, "exit_code", 1) if one_line else 1
     print(f"built {builder.info.full_name} in {builder.data_dir}")
     return 0
 
