@@ -10,11 +10,17 @@ OUT/video_folder/NAME/build_cache-VERSION-HASH/ until the build finishes (their 
 the list as it is then). A finished dataset records what it was built from (build_manifest.json);
 when the lists, classes.txt, a video file or the builder config changed since, the command stops
 naming the first change, and --rebuild replaces the dataset (never silently: others may read it).
+
+A mistake in the inputs (a split with no usable video, inputs changed since a finished build) and a
+full disk are one line, `error: ...`, naming the path and the fix (exit code 2 and 1); --verbose or
+NSNET_VERBOSE=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import glob
 import hashlib
 import logging
 import os
@@ -25,6 +31,7 @@ import sys
 import tensorflow_datasets as tfds
 
 from input_pipeline import manifest
+from input_pipeline.build_pool import CACHE_SUFFIX
 
 
 class InputsChangedError(RuntimeError):
@@ -104,6 +111,47 @@ def build_salient_fashion(config: str, data_dir: str) -> tfds.core.DatasetBuilde
     return builder
 
 
+def _is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC anywhere in the chain (a worker's OSError, or TensorFlow's text of one)."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(e):
+            return True
+        stack += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+    return False
+
+
+def _disk_full(args: argparse.Namespace) -> str:
+    """Where the disk filled, how much is free, and what the rerun keeps."""
+    path = os.path.abspath(args.data_dir)
+    probe = path
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    free = shutil.disk_usage(probe).free / 2**20
+    caches = glob.glob(os.path.join(path, args.dataset, args.config, "build_cache-*"))
+    kept = [
+        f
+        for c in caches
+        for f in glob.glob(os.path.join(c, "**", "*"), recursive=True)
+        if os.path.isfile(f) and f.endswith(CACHE_SUFFIX)
+    ]
+    if kept:
+        keep = f"{len(kept)} decoded video(s) are kept in {caches[0]}, not decoded again"
+    else:
+        keep = "nothing is kept: the rerun builds from the start"
+    return (
+        f"disk full while building {args.dataset}/{args.config} in {path} ({free:.1f} MiB free "
+        f"on that filesystem): free space there, then rerun the same command; {keep}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset", choices=("video_folder", "salient_fashion"))
@@ -115,15 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--rebuild", action="store_true", help="replace a finished dataset (e.g. lists changed)"
     )
+    p.add_argument("--verbose", action="store_true", help="tracebacks for one-line errors")
     args = p.parse_args(argv)
+    args.verbose = args.verbose or os.environ.get("NSNET_VERBOSE", "0") not in ("", "0")
     # A killed job (SIGTERM, e.g. a scheduler's preemption) unwinds like Ctrl-C: the pool's
     # workers are stopped and the finished videos stay in the cache for the rerun.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if args.dataset == "video_folder":
-        if not args.manual_dir:
-            p.error("video_folder needs --manual_dir (see docs/data.md)")
-        try:
+    if args.dataset == "video_folder" and not args.manual_dir:
+        p.error("video_folder needs --manual_dir (see docs/data.md)")
+    try:
+        if args.dataset == "video_folder":
             builder = build_video_folder(
                 args.config,
                 args.manual_dir,
@@ -132,11 +182,19 @@ def main(argv: list[str] | None = None) -> int:
                 args.keep_cache,
                 args.rebuild,
             )
-        except InputsChangedError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    else:
-        builder = build_salient_fashion(args.config, args.data_dir)
+        else:
+            builder = build_salient_fashion(args.config, args.data_dir)
+    except InputsChangedError as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if args.verbose or not (getattr(e, "one_line", False) or _is_disk_full(e)):
+            raise
+        one_line = getattr(e, "one_line", False)
+        print(f"error: {e if one_line else _disk_full(args)}", file=sys.stderr)
+        return getattr(e, "exit_code", 1) if one_line else 1
     print(f"built {builder.info.full_name} in {builder.data_dir}")
     return 0
 

@@ -156,4 +156,4 @@ def generate(
                     f"({len(skipped)} skipped), {rate:.1f} videos/s, ETA {_eta(eta)}",
                     flush=True,
                 )
-    report.write(skipped)
+    report.write(skipped, examples=total - len(skipped))

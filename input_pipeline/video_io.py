@@ -22,6 +22,18 @@ class SkipVideo(Exception):
     """This video cannot be used; the message is the reason written to the skip report."""
 
 
+STILL_IMAGE = (
+    "a still image, not a video (1 frame): give a video file "
+    f"({'/'.join(e[1:] for e in VIDEO_EXTENSIONS)}) or a folder of the video's frames "
+    "(image_00001.jpg, ... in order)"
+)
+
+
+def _is_still_image(container) -> bool:
+    """FFmpeg reads a single JPEG/PNG/... as a one-frame video ('jpeg_pipe', 'png_pipe', ...)."""
+    return container.format.name == "image2" or container.format.name.endswith("_pipe")
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One video to build: where it is and its label tokens (ints or class names)."""
@@ -76,6 +88,8 @@ def read_frame_folder(
     `expected` is the frame count of the list line: a folder holding fewer frames is skipped (an
     interrupted extraction would otherwise be sampled over the part that is there).
     """
+    if os.path.isfile(path) and path.lower().endswith(FRAME_EXTENSIONS):
+        raise SkipVideo(STILL_IMAGE)
     if not os.path.isdir(path):
         raise SkipVideo(f"frame folder not found: {path}")
     names = sorted(
@@ -227,6 +241,8 @@ def decode_sampled_frames(
     try:
         images = None
         with av.open(path) as container:
+            if _is_still_image(container):
+                raise SkipVideo(STILL_IMAGE)
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = threads

@@ -8,6 +8,8 @@ the program writes, and --distributed (multi-host), handled the same way everywh
 `run` parses the flags, refuses stray arguments (an override without its `--` would otherwise be
 ignored silently), calls `jax.distributed.initialize` first when asked, quiets library logging,
 validates the whole config before any work, and then calls `main(config, workdir, argv)`.
+A `UserError` (nsnet_jax/errors.py), and an override that names no field of the config, is printed
+as one line `error: ...` with exit code 2; --verbose (or NSNET_VERBOSE=1) shows the traceback.
 Multi-host: pass --distributed (or set NSNET_DISTRIBUTED=1); on Cloud TPU and SLURM JAX finds its
 peers by itself, elsewhere give --coordinator_address, --num_processes and --process_id. A process
 that fails stops the others promptly, naming itself and its error (nsnet_jax/train/faults.py).
@@ -15,13 +17,17 @@ that fails stops the others promptly, naming itself and its error (nsnet_jax/tra
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from absl import app, flags
-from ml_collections import config_flags
+from ml_collections import config_dict, config_flags
+
+from nsnet_jax.errors import UserError, verbose
 
 Main = Callable[[Any, "str | None", list[str]], None]
 
@@ -68,6 +74,11 @@ def define_flags(
         "Seconds without a heartbeat after which a process counts as dead and the others stop "
         "(--distributed; JAX's default is 100).",
     )
+    flags.DEFINE_bool(
+        "verbose",
+        verbose([]),
+        "Tracebacks for errors that are otherwise one line (also: NSNET_VERBOSE=1).",
+    )
 
 
 def reject_stray_arguments(argv: list[str]) -> None:
@@ -98,7 +109,83 @@ def setup(argv: list[str], positional: bool = False) -> tuple[Any, str | None]:
     if f.config is not None:
         validate_config(f.config)
     workdir = f.workdir if "workdir" in f else None
+    if workdir and "://" not in workdir and os.path.isfile(workdir):
+        raise UserError(
+            f"--workdir={workdir} is a file, not a directory: give --workdir a directory (a "
+            "missing one is created), or move the file away"
+        )
     return f.config, workdir
+
+
+def override_error(argv: list[str], default_config: str | None) -> str | None:
+    """The first --config.a.b override that names no field of the config file: the field, the
+    closest valid names and the file; None when every override names a field."""
+    path = default_config
+    for i, arg in enumerate(argv):
+        if arg.startswith(("--config=", "-config=")):
+            path = arg.split("=", 1)[1]
+        elif arg in ("--config", "-config") and i + 1 < len(argv):
+            path = argv[i + 1]
+    if path is None:
+        return None
+    from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+    try:
+        config = ConfigFileFlagParser("config").parse(path)
+    except Exception:  # noqa: BLE001 - the config itself is broken: absl's own error says how
+        return None
+    for arg in argv:
+        if not arg.startswith(("--config.", "-config.")):
+            continue
+        field = arg.lstrip("-").split("=", 1)[0][len("config.") :]
+        node: Any = config
+        parts = field.split(".")
+        for depth, part in enumerate(parts):
+            parent = ".".join(parts[:depth])
+            if not isinstance(node, config_dict.ConfigDict):
+                return (
+                    f"{arg}: {parent} is a value, not a section, in {path}: override "
+                    f"--config.{parent} itself"
+                )
+            if part in node:
+                node = node[part]
+                continue
+            what = "field" if depth == len(parts) - 1 else "section"
+            names = sorted(node.keys())
+            close = difflib.get_close_matches(part, names, n=3, cutoff=0.6)
+            close += [n for n in names if part in n and n not in close]  # training: *_training
+            prefix = f"{parent}." if parent else ""
+            if close:
+                hint = "did you mean " + " or ".join(prefix + c for c in close) + "?"
+            else:
+                hint = f"{parent or 'the config'} has: {', '.join(names)}"
+            return f"{arg}: {path} has no {what} {prefix}{part}; {hint}"
+    return None
+
+
+def _exit_on_bad_override(argv: list[str], default_config: str | None) -> None:
+    """After flag parsing failed: an override naming no field exits with one line, code 2;
+    otherwise (or with --verbose) returns, and the caller re-raises the parser's error."""
+    message = override_error(argv, default_config)
+    if message is not None and not verbose(argv):
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+_OVERRIDE_ERRORS = (KeyError, AttributeError, IndexError, ValueError)  # ml_collections raises
+
+
+def _flags_parser(default_config: str | None) -> Callable[[list[str]], list[str]]:
+    """absl's parser, but an override of a field the config lacks is one line, exit code 2."""
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return app.parse_flags_with_usage(argv)
+        except _OVERRIDE_ERRORS:
+            _exit_on_bad_override(argv, default_config)
+            raise
+
+    return parse
 
 
 def run(
@@ -117,7 +204,11 @@ def run(
     `config_required=False`: --config may be left out (predict and export read the workdir's);
     `positional`: the program takes positional arguments (predict's inputs).
     """
-    define_flags(default_config, workdir, default_workdir, config_required)
+    try:  # a default config is parsed, overrides and all, as its flag is defined
+        define_flags(default_config, workdir, default_workdir, config_required)
+    except _OVERRIDE_ERRORS:
+        _exit_on_bad_override(sys.argv if argv is None else argv, default_config)
+        raise
     if define_extra is not None:
         define_extra()
 
@@ -130,9 +221,12 @@ def run(
 
             if faults.is_multiprocess():  # an error in setup after the distributed init too
                 faults.fail(e)  # tells the peers which process failed and why; does not return
-            if getattr(e, "one_line", False):  # e.g. disk full: the message says it all
+            if isinstance(e, UserError) and not flags.FLAGS.verbose:
+                print(f"error: {e}", file=sys.stderr)
+                raise SystemExit(e.exit_code) from None
+            if getattr(e, "one_line", False) and not flags.FLAGS.verbose:  # e.g. disk full
                 logging.getLogger("nsnet_jax").error("%s", e)
                 raise SystemExit(1) from None
             raise
 
-    app.run(_main, argv=argv)
+    app.run(_main, argv=argv, flags_parser=_flags_parser(default_config))

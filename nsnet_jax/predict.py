@@ -18,6 +18,7 @@ from typing import Any
 from absl import flags
 
 from nsnet_jax import cli
+from nsnet_jax.errors import UserError
 
 # --config (default: the workdir's), --workdir (a finished training workdir) and --distributed come
 # from nsnet_jax/cli.py, as for every entry point.
@@ -55,7 +56,7 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     try:
         trained = load_trained(workdir, config, _CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"predict: {e}")
+        raise UserError(str(e)) from e
     rows = None
     if _SPLIT.value:
         from nsnet_jax.inference.split_files import export_split_frames
@@ -64,6 +65,8 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
             sys.exit("predict: --split needs --split_dir=DIR for the exported frame folders")
         rows = export_split_frames(trained.config.data, _SPLIT.value, _SPLIT_DIR.value)
         inputs = [os.path.join(_SPLIT_DIR.value, f"{_SPLIT.value}.txt")]
+    if _OUT.value:  # like --workdir and export's --out: a missing directory is created
+        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     out = open(_OUT.value, "w") if _OUT.value else sys.stdout  # noqa: SIM115
 
     lines: list[dict] = []

@@ -2,8 +2,9 @@
 
 The workdir carries everything predict and export need: `config.json` (the run's config),
 `sampler/final` (both networks after the last stage) and `run_info.json` (class names). Any other
-checkpoint can be paired with a config file; a checkpoint whose shapes do not fit the config is
-one error that names both.
+checkpoint can be paired with a config file; a checkpoint whose parameters do not fit the config
+(another architecture: a parameter missing, extra or of another shape) is one `CheckpointMismatch`
+line naming the first such parameter and both shapes, checked before anything is restored.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import jax
 import ml_collections
 from etils import epath
 
+from nsnet_jax.errors import UserError
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
+
+
+class CheckpointMismatch(UserError, ValueError):
+    """The checkpoint holds another architecture's parameters than the config builds."""
 
 
 @dataclasses.dataclass
@@ -81,6 +87,7 @@ def load_trained(
         )
     model = build_model(config)
     template = jax.eval_shape(lambda: dict(init_variables(model, config, jax.random.key(0))))
+    _check_tree(template, checkpoint, config)
     try:
         variables = checkpointing.restore_variables(checkpoint, template)
     except Exception as e:  # noqa: BLE001 - Orbax raises several types for a tree mismatch
@@ -94,6 +101,48 @@ def load_trained(
     _check_shapes(template, variables, checkpoint)
     names = class_names_from_workdir(workdir, config.data.num_classes)
     return TrainedModel(config, model, variables, names, checkpoint)
+
+
+def _saved_shapes(checkpoint: str) -> dict[str, tuple] | None:
+    """Parameter path -> shape of what `checkpoint` holds, from its metadata (no arrays read)."""
+    import orbax.checkpoint as ocp
+    from flax import traverse_util
+
+    try:
+        tree = ocp.StandardCheckpointer().metadata(checkpoint)
+        tree = getattr(tree, "item_metadata", tree)
+        tree = getattr(tree, "tree", tree)
+    except Exception:  # noqa: BLE001 - no readable metadata: the restore reports what it can
+        return None
+    if not isinstance(tree, dict):
+        return None
+    flat = traverse_util.flatten_dict(tree, sep="/")
+    return {k: tuple(getattr(v, "shape", None) or ()) for k, v in flat.items()}
+
+
+def _check_tree(template: Any, checkpoint: str, config: Any) -> None:
+    """A checkpoint of another architecture fails here, naming the first differing parameter;
+    Orbax would restore the common part and leave the rest abstract (failing much later)."""
+    from flax import traverse_util
+
+    saved = _saved_shapes(checkpoint)
+    if saved is None:
+        return
+    want = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(template, sep="/").items()}
+    for path in sorted(set(saved) | set(want)):
+        a, b = saved.get(path), want.get(path)
+        if a == b:
+            continue
+        n = sum(saved.get(p) != want.get(p) for p in set(saved) | set(want))
+        raise CheckpointMismatch(
+            f"checkpoint {checkpoint} does not fit the config: {path} is "
+            f"{'absent' if a is None else a} in the checkpoint, "
+            f"{'absent' if b is None else b} in the config ({n} parameter(s) differ; backbones "
+            f"{config.model.sampler.backbone}/{config.model.recognizer.backbone}, temporal "
+            f"{config.model.sampler.get('temporal')}, {config.data.num_classes} classes); "
+            "pass the config the checkpoint was trained with (--workdir=ITS_RUN without "
+            "--config reads it)"
+        )
 
 
 def _check_shapes(template: Any, variables: Any, checkpoint: str) -> None:

@@ -3,7 +3,9 @@
 `python -m input_pipeline.build video_folder --config=NAME --manual_dir=DIR --data_dir=OUT` (a
 process per core, resumable, no Beam), or `tfds build input_pipeline/datasets/video_folder ...`.
 Bad videos are skipped with a reason, counted, logged, and listed in
-`OUT/video_folder/NAME/VERSION/skip_report-<split>.tsv`; the build never aborts on one video.
+`OUT/video_folder/NAME/VERSION/skip_report-<split>.tsv`; the build never aborts on one video. A
+split left with no video at all (an empty list, every line skipped) stops the build with one
+`NoVideos` line naming the list file and the report, kept in OUT/video_folder/NAME/.
 Under `tfds build`, configs with `beam=True` build through Apache Beam (DirectRunner here,
 Dataflow/Spark/Flink on a cluster: see docs/data.md).
 """
@@ -37,6 +39,13 @@ Expected manual_dir layout:
     labels are 0-based ints into classes.txt, or class names
   or, without <split>.txt: MANUAL_DIR/<split>/<class name>/<video file> (classes.txt optional)
 """
+
+
+class NoVideos(Exception):
+    """A split has no usable video; the message names its list file and the skip report."""
+
+    one_line = True  # the build prints the message alone, exit code 2 (a user's fix)
+    exit_code = 2
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -136,12 +145,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         manifest.write(os.fspath(self.data_dir), manifest.describe_inputs(root, cfg, entries))
         self.info.features["label"].names = classes
         self.info.features["labels"].feature.names = classes
+        sources = {s: os.path.join(root, f"{s}.txt") for s in cfg.splits}
+        sources = {s: p if os.path.isfile(p) else os.path.join(root, s) for s, p in sources.items()}
         return {
-            split: self._generate_examples(split, entries[split], classes, dropped[split])
+            split: self._generate_examples(
+                split, entries[split], classes, dropped[split], sources[split]
+            )
             for split in cfg.splits
         }
 
-    def _generate_examples(self, split: str, entries: list, classes: list[str], dropped: list):
+    def _generate_examples(
+        self, split: str, entries: list, classes: list[str], dropped: list, source: str = ""
+    ):
         cfg = self.builder_config
         name = f"skip_report-{split}.tsv"
         report = _Report(
@@ -150,6 +165,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             split,
             list(dropped),
             len(entries) + len(dropped),
+            source,
         )
         process = _Processor(cfg, classes, threads=1 if self._workers > 0 else 0)
         if self._workers > 0:
@@ -350,11 +366,33 @@ class _Report:
     split: str
     dropped: list  # list lines dropped before decoding (conflicting duplicates)
     total: int  # list lines, dropped ones included
+    source: str = ""  # the split's list file (or class folder tree), named when nothing is left
 
-    def write(self, skipped: list) -> None:
+    def write(self, skipped: list, examples: int | None = None) -> None:
+        """Writes the report; `examples` == 0 (no video left) raises `NoVideos` instead of
+        letting TFDS fail with "No examples were yielded"."""
         rows = sorted(self.dropped + list(skipped))
         reasons = collections.Counter(r.split(":")[0] for _, _, r in rows)
         lines = ["video_id\tpath\treason"] + [f"{v}\t{p}\t{r}" for v, p, r in rows]
+        if examples == 0:  # the build fails and TFDS removes its folder: keep the report beside
+            name = os.path.basename(self.shown_path)  # OUT/video_folder/NAME/VERSION/<name>
+            kept = os.path.join(os.path.dirname(os.path.dirname(self.shown_path)), name)
+            epath.Path(kept).parent.mkdir(parents=True, exist_ok=True)
+            epath.Path(kept).write_text("\n".join(lines) + "\n")
+            source = self.source or f"the {self.split} split"
+            if not rows:
+                raise NoVideos(
+                    f"video_folder {self.split}: {source} lists no video: add one line per "
+                    "video, '<video file> <label>' or '<frame folder> <num_frames> <label>' "
+                    "(see the manual_dir layout in the README), or leave the split out of the "
+                    "config's splits"
+                )
+            counts = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+            raise NoVideos(
+                f"video_folder {self.split}: no usable video in {source}, {len(rows)} skipped "
+                f"({counts}); the reason per line is in {kept}: fix those lines (or the "
+                "files they name) and rerun"
+            )
         epath.Path(self.write_path).write_text("\n".join(lines) + "\n")
         logging.warning(
             "video_folder %s: skipped %d of %d list lines %s; list in %s",
@@ -374,7 +412,7 @@ def _python_generator(entries, process, report):
         except video_io.SkipVideo as e:
             logging.warning("Skipping %s: %s", entry.video_id, e)
             skipped.append((entry.video_id, entry.path, str(e)))
-    report.write(skipped)
+    report.write(skipped, examples=len(entries) - len(skipped))
 
 
 def _beam_transform(entries, process, report):
