@@ -4,6 +4,8 @@ Methods (evaluation/methods.py): nsnet (the sampler's top-K), uniform (segment c
 (K distinct frames, seeded), oracle (ground-truth evidence frames first; only where the dataset has
 evidence), and all (the recognizer on all T frames). Every example of the split counts exactly once
 across processes: the input pads the last batch and marks padding with mask=0, dropped here.
+With eval.early_exit_thresholds (or a budget), early exit on NSNet's ranking is reported beside
+them (evaluation/early_exit_eval.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from input_pipeline import pipeline
 from nsnet_jax.bench.flops import count_gmacs
 from nsnet_jax.bench.timing import median_seconds
 from nsnet_jax.config_checks import eval_ks
-from nsnet_jax.evaluation import metrics
+from nsnet_jax.evaluation import early_exit_eval, metrics
 from nsnet_jax.evaluation.methods import METHODS, active_methods
 from nsnet_jax.inference.jitted import (
     make_all_frames_fn,
@@ -54,6 +56,7 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
     recognize = make_recognize_fn(model, mesh)
     all_frames = make_all_frames_fn(model, mesh)
     rng = np.random.default_rng(config.seed + jax.process_index())
+    exit_on, exit_parts = early_exit_eval.enabled(config), []
 
     logits = {(m, k): [] for m in methods for k in ks}
     chosen = {(m, k): [] for m in methods for k in ks}
@@ -72,6 +75,9 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
                 out = recognize(variables, batch["frames"], idx)
                 logits[(m, k)].append(host_local(out, mesh)[keep])
                 chosen[(m, k)].append(local_idx[keep])
+        if exit_on:
+            args = (recognize, variables, batch["frames"], scores, max(ks), mesh)
+            exit_parts.append(early_exit_eval.batch_prefix(*args, keep))
         if baselines:
             all_logits.append(host_local(all_frames(variables, batch["frames"]), mesh)[keep])
         labels.append(host["labels"][keep])
@@ -115,7 +121,18 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         np.concatenate(ids), np.concatenate(labels), np.concatenate(sampler_scores), local,
         evidence=np.concatenate(evidence) if meta.has_evidence else None,
     )  # fmt: skip
+    extra = {}
+    if exit_on:
+        gmacs = gmacs_by_k[ks[0]]
+        fns = (scores_fn, recognize, variables, mesh, gmacs, max(ks))
+        extra["early_exit"] = early_exit_eval.report(
+            config, *(_gather(np.concatenate(p)) for p in zip(*exit_parts, strict=True)),
+            labels_all, np.concatenate(ids), gmacs,
+            evidence=evidence_all if meta.has_evidence else None,
+            budget_threshold=early_exit_eval.budget_threshold(config, *fns),
+        )  # fmt: skip
     return {
+        **extra,
         "per_video": per_video,
         "split": config.data.eval_split,
         "num_videos": int(len(labels_all)),
@@ -283,4 +300,6 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{_fmt(r['mAP'], True)} | {_fmt(r['evidence_recall'])} | {_fmt(r['gmacs'])} | "
             f"{_fmt(r['videos_per_s'])} |"
         )
+    if "early_exit" in results:
+        lines.append(early_exit_eval.markdown(results["early_exit"]))
     return "\n".join(lines)
