@@ -70,7 +70,8 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         scores = host_local(scores_fn(variables, batch["sampler_frames"]), mesh)
         for k in ks:
             for m in methods:
-                local_idx = METHODS[m].select(scores, host["evidence"], rng, k)
+                args = (scores, host["evidence"], rng, k, host["sampler_frames"])
+                local_idx = METHODS[m].select(*args)
                 idx = jax.make_array_from_process_local_data(sharding, local_idx)
                 out = recognize(variables, batch["frames"], idx)
                 logits[(m, k)].append(host_local(out, mesh)[keep])
@@ -102,6 +103,8 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
             )
             uses_sampler = METHODS[m].uses_sampler
             row["gmacs"] = gmacs["video_gmacs"] if uses_sampler else gmacs["uniform_gmacs"]
+            if METHODS[m].extra_gmacs is not None:
+                row["gmacs"] += METHODS[m].extra_gmacs(config)
             rows.append(row)
     if baselines:
         t = config.data.num_frames
