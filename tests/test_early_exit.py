@@ -64,7 +64,10 @@ def test_multi_label_rule_exits_once_another_frame_stops_changing_the_distributi
 def test_sweep_rows_count_the_sampler_and_each_used_frame():
     prefix = np.stack([_logits_for([[0.6, 0.4], [0.95, 0.05]]), _logits_for([[0.99, 0.01]] * 2)])
     labels = np.array([[1, 0], [0, 1]])
-    rows = early_exit.sweep(prefix, labels, [0.0, 0.9], sampler_gmacs=1.0, frame_gmacs=10.0)
+    table = early_exit.gmacs_table(2, 1.0, 10.0)
+    np.testing.assert_array_equal(table, [11.0, 21.0])
+    np.testing.assert_array_equal(early_exit.gmacs_table(2, 1.0, 10.0, {2: 20.9}), [11.0, 20.9])
+    rows = early_exit.sweep(prefix, labels, [0.0, 0.9], gmacs=table)
     assert [r["mean_frames"] for r in rows] == [1.0, 1.5]
     assert [r["gmacs"] for r in rows] == [11.0, 16.0]
     assert rows[1]["gmacs_p95"] == pytest.approx(20.5)

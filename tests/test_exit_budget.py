@@ -15,10 +15,10 @@ def _prefix(first_conf):
 
 def test_budget_picks_the_largest_threshold_that_fits():
     prefix = _prefix([0.6, 0.7, 0.8, 0.9])  # 2 frames: 1.0 + 2 * 10 GMACs, 1 frame: 11
-    kw = {"sampler_gmacs": 1.0, "frame_gmacs": 10.0}
+    kw = {"gmacs": early_exit.gmacs_table(2, 1.0, 10.0)}
     t = budget.choose_threshold(prefix, 16.0, **kw)  # half the videos may use a second frame
     used = early_exit.frames_used(early_exit.confidences(prefix, "max_prob"), t)
-    assert early_exit.video_gmacs(used, 1.0, 10.0).mean() <= 16.0
+    assert early_exit.video_gmacs(used, kw["gmacs"]).mean() <= 16.0
     assert used.sum() == 6  # exactly two of four videos take a second frame
     assert budget.choose_threshold(prefix, 100.0, **kw) == 1.0  # everything fits: K_max
     assert budget.choose_threshold(prefix, 5.0, **kw) == 0.0  # below one frame: NSNet-1

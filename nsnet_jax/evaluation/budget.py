@@ -23,12 +23,12 @@ def choose_threshold(
     prefix_logits: np.ndarray,
     target_gmacs: float,
     *,
-    sampler_gmacs: float,
-    frame_gmacs: float,
+    gmacs: np.ndarray,
     rule: str = "max_prob",
 ) -> float:
     """The largest threshold whose mean GMACs per video on these videos is <= target_gmacs.
 
+    `gmacs` is `early_exit.gmacs_table(K_max, ...)`.
     A larger threshold never exits earlier, so the largest affordable one uses the most frames the
     budget allows. Exits change only at the prefixes' confidences, so those are the candidates.
     Below one frame per video the budget cannot be met: threshold 0 (NSNet-1), with a warning.
@@ -38,7 +38,7 @@ def choose_threshold(
     best = None
     for t in candidates:  # ascending: GMACs grow with t
         used = early_exit.frames_used(conf, float(t))
-        if early_exit.video_gmacs(used, sampler_gmacs, frame_gmacs).mean() <= target_gmacs:
+        if early_exit.video_gmacs(used, gmacs).mean() <= target_gmacs:
             best = float(t)
         else:
             break

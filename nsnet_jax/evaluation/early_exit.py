@@ -60,9 +60,18 @@ def apply_exit(
     return used, prefix_logits[np.arange(len(used)), used - 1]
 
 
-def video_gmacs(used: np.ndarray, sampler_gmacs: float, frame_gmacs: float) -> np.ndarray:
-    """[B] GMACs per video: the sampler on all T candidates plus the recognizer per used frame."""
-    return sampler_gmacs + used.astype(np.float64) * frame_gmacs
+def gmacs_table(
+    k_max: int, sampler_gmacs: float, frame_gmacs: float, known: dict[int, float] | None = None
+) -> np.ndarray:
+    """[K_max] GMACs of a video that uses j+1 frames: the sampler on all T plus j+1 recognizer
+    frames; `known` (fixed-K NSNet's own counts) wins where given, so the rows agree exactly."""
+    known = known or {}
+    return np.array([known.get(j, sampler_gmacs + j * frame_gmacs) for j in range(1, k_max + 1)])
+
+
+def video_gmacs(used: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """[B] GMACs per video from the frames each used and `gmacs_table`."""
+    return np.asarray(table, np.float64)[used - 1]
 
 
 def sweep(
@@ -70,14 +79,14 @@ def sweep(
     labels: np.ndarray,
     thresholds: Sequence[float],
     *,
-    sampler_gmacs: float,
-    frame_gmacs: float,
+    gmacs: np.ndarray,
     rule: str = "max_prob",
     score_order: np.ndarray | None = None,
     evidence: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """One row per threshold: top-1/top-5/mAP, mean and p95 GMACs per video, mean frames used.
 
+    `gmacs` is `gmacs_table(K_max, ...)`.
     With `score_order` [B, K_max] (frame indices, best first) and `evidence` [B, T], the evidence
     recall of the frames each video used.
     """
@@ -86,7 +95,7 @@ def sweep(
     for t in thresholds:
         used = frames_used(conf, t)
         logits = prefix_logits[np.arange(len(used)), used - 1]
-        g = video_gmacs(used, sampler_gmacs, frame_gmacs)
+        g = video_gmacs(used, gmacs)
         row = {
             "method": "early_exit",
             "k": int(prefix_logits.shape[1]),

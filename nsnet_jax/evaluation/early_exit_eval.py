@@ -30,6 +30,14 @@ def prefix_logits(
     return np.stack(outs, axis=1), order
 
 
+def gmacs_table(gmacs_by_k: dict[int, dict[str, Any]], k_max: int) -> np.ndarray:
+    """GMACs per video at 1..K_max frames, fixed-K NSNet's own count where it was made."""
+    any_k = next(iter(gmacs_by_k.values()))
+    known = {k: g["video_gmacs"] for k, g in gmacs_by_k.items()}
+    sampler, frame = any_k["sampler_gmacs"], any_k["recognizer_gmacs_per_frame"]
+    return early_exit.gmacs_table(k_max, sampler, frame, known)
+
+
 def enabled(config: Any) -> bool:
     """Whether evaluation runs early exit (configs written before the switch have it off)."""
     e = config.eval
@@ -43,7 +51,7 @@ def report(
     order: np.ndarray,
     labels: np.ndarray,
     video_ids: np.ndarray,
-    gmacs: dict[str, Any],
+    gmacs: np.ndarray,
     evidence: np.ndarray | None = None,
     budget_threshold: float | None = None,
 ) -> dict[str, Any]:
@@ -57,9 +65,7 @@ def report(
     if budget_threshold is not None:
         thresholds = sorted(set(thresholds) | {budget_threshold})
     rows = early_exit.sweep(
-        prefix, labels, thresholds, rule=rule,
-        sampler_gmacs=gmacs["sampler_gmacs"], frame_gmacs=gmacs["recognizer_gmacs_per_frame"],
-        score_order=order, evidence=evidence,
+        prefix, labels, thresholds, rule=rule, gmacs=gmacs, score_order=order, evidence=evidence,
     )  # fmt: skip
     for row in rows:
         row["budget"] = budget_threshold is not None and row["threshold"] == budget_threshold
@@ -69,7 +75,8 @@ def report(
     return {
         "rule": rule,
         "k_max": int(prefix.shape[1]),
-        "budget_gmacs": float(config.eval.early_exit_budget_gmacs),
+        "budget_gmacs": float(config.eval.get("early_exit_budget_gmacs", 0.0)),
+        "gmacs_by_frames": [float(g) for g in gmacs],
         "budget_threshold": budget_threshold,
         "rows": rows,
         "per_video": {
@@ -140,7 +147,5 @@ def budget_threshold(config, scores_fn, recognize, variables, mesh, gmacs, k_max
     prefix = budget.holdout_prefix_logits(config, run, config.eval_batch_size)
     if jax.process_count() > 1:  # every process must pick the same threshold
         prefix = np.asarray(multihost_utils.process_allgather(prefix, tiled=True))
-    return budget.choose_threshold(
-        prefix, target, rule=early_exit.rule_for(bool(config.data.multi_label)),
-        sampler_gmacs=gmacs["sampler_gmacs"], frame_gmacs=gmacs["recognizer_gmacs_per_frame"],
-    )  # fmt: skip
+    rule = early_exit.rule_for(bool(config.data.multi_label))
+    return budget.choose_threshold(prefix, target, gmacs=gmacs, rule=rule)

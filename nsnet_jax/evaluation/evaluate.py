@@ -126,7 +126,7 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
     )  # fmt: skip
     extra = {}
     if exit_on:
-        gmacs = gmacs_by_k[ks[0]]
+        gmacs = early_exit_eval.gmacs_table(gmacs_by_k, max(ks))
         fns = (scores_fn, recognize, variables, mesh, gmacs, max(ks))
         extra["early_exit"] = early_exit_eval.report(
             config, *(_gather(np.concatenate(p)) for p in zip(*exit_parts, strict=True)),
