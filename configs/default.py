@@ -155,6 +155,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.early_exit_thresholds = ""
     c.eval.early_exit_budget_gmacs = 0.0  # > 0: pick the threshold for this mean GMACs/video
     c.eval.early_exit_holdout = 256  # ... on the first this-many videos of data.train_split
+    c.eval.scsampler_videos = (
+        0  # > 0: the SCSampler baseline, its head fitted on this many train videos
+    )
     return c
 
 

@@ -88,6 +88,7 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "eval.timing_repeats": (1, True),
     "eval.early_exit_budget_gmacs": (0, True),
     "eval.early_exit_holdout": (1, True),
+    "eval.scsampler_videos": (0, True),
     **{
         f"{stage}.{field}": bound
         for stage in ("recognizer_training", "sampler_training")

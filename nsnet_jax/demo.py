@@ -48,7 +48,7 @@ def plot_accuracy_vs_gmacs(
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     styles = {"nsnet": "o-", "uniform": "s--", "random": "^--", "oracle": "d:", "all": "*",
-              "mgsampler": "v--"}  # fmt: skip
+              "mgsampler": "v--", "scsampler": "P--"}  # fmt: skip
     for method, style in styles.items():
         rows = sorted((r for r in results["rows"] if r["method"] == method), key=lambda r: r["k"])
         if not rows:

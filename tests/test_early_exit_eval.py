@@ -7,7 +7,7 @@ import jax
 import pytest
 from input_fixtures import TINY
 
-from nsnet_jax.evaluation import evaluate
+from nsnet_jax.evaluation import early_exit_report, evaluate
 from nsnet_jax.inference import early_exit_speed
 from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.sharding import data_mesh
@@ -22,7 +22,7 @@ def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path
     config = set_fields(
         tiny_train_config.get_config(), data__data_dir=tiny_fashion_dir,
         eval__early_exit_thresholds="0,0.5,1", eval__early_exit_budget_gmacs=1e-3,
-        eval__early_exit_holdout=10,
+        eval__early_exit_holdout=10, eval__scsampler_videos=16,
     )  # fmt: skip
     write_workdir(str(tmp_path), config)
     from nsnet_jax.train import checkpointing
@@ -42,8 +42,13 @@ def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path
     mg = {r["k"]: r for r in results["rows"] if r["method"] == "mgsampler"}
     uniform = {r["k"]: r for r in results["rows"] if r["method"] == "uniform"}
     assert mg[2]["gmacs"] > uniform[2]["gmacs"]
+    sc = {r["k"]: r for r in results["rows"] if r["method"] == "scsampler"}
+    assert sc[2]["gmacs"] == fixed[2]["gmacs"] and 0 <= sc[2]["top1"] <= 1
     assert "Early exit (max_prob, K_max=2)" in evaluate.markdown_table(results)
     json.dumps(results)  # results.json must serialise
+    same = early_exit_report.paired_difference(section, 1.0, 2)
+    assert (same["top1_diff"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)
+    assert same["exit_top1"] == fixed[2]["top1"] and same["mean_frames"] == 2.0
 
     out = early_exit_speed.measure(set_fields(config, eval__early_exit_thresholds="0.5"), tmp_path)
     assert set(out["fixed_k"]) == {1, 2} and out["early_exit"][0.5]["videos_per_s"] > 0

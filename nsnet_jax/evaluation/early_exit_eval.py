@@ -88,24 +88,6 @@ def report(
     }
 
 
-def markdown(section: dict[str, Any]) -> str:
-    """The sweep as a table to append under the fixed-K one."""
-    lines = [
-        f"\nEarly exit ({section['rule']}, K_max={section['k_max']}):\n",
-        "| threshold | top-1 (%) | mAP (%) | mean frames | GMACs/video | p95 GMACs "
-        "| evidence recall |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in section["rows"]:
-        rec = "-" if r["evidence_recall"] is None else f"{r['evidence_recall']:.3g}"
-        mark = " (budget)" if r.get("budget") else ""
-        lines.append(
-            f"| {r['threshold']:g}{mark} | {100 * r['top1']:.1f} | {100 * r['mAP']:.1f} | "
-            f"{r['mean_frames']:.2f} | {r['gmacs']:.3g} | {r['gmacs_p95']:.3g} | {rec} |"
-        )
-    return "\n".join(lines)
-
-
 def host_recognize(recognize, variables, frames, sharding, mesh) -> Callable[[np.ndarray], Any]:
     """`recognize` (make_recognize_fn) as host indices -> host logits for one global batch."""
     from nsnet_jax.sharding import host_local

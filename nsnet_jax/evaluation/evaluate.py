@@ -21,8 +21,8 @@ from input_pipeline import pipeline
 from nsnet_jax.bench.flops import count_gmacs
 from nsnet_jax.bench.timing import median_seconds
 from nsnet_jax.config_checks import eval_ks
-from nsnet_jax.evaluation import early_exit_eval, metrics
-from nsnet_jax.evaluation.methods import METHODS, active_methods
+from nsnet_jax.evaluation import early_exit_eval, early_exit_report, metrics
+from nsnet_jax.evaluation.methods import METHODS, active_methods, select_functions
 from nsnet_jax.inference.jitted import (
     make_all_frames_fn,
     make_recognize_fn,
@@ -50,7 +50,8 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         global_batch_size=config.eval_batch_size, seed=config.seed,
     )  # fmt: skip
     baselines = config.eval.baselines
-    methods = active_methods(baselines, meta.has_evidence)
+    methods = active_methods(baselines, meta.has_evidence, config)
+    select = select_functions(methods, config, model, variables)
     sharding = batch_sharding(mesh)
     scores_fn = make_scores_fn(model, mesh)
     recognize = make_recognize_fn(model, mesh)
@@ -71,7 +72,7 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         for k in ks:
             for m in methods:
                 args = (scores, host["evidence"], rng, k, host["sampler_frames"])
-                local_idx = METHODS[m].select(*args)
+                local_idx = select[m](*args)
                 idx = jax.make_array_from_process_local_data(sharding, local_idx)
                 out = recognize(variables, batch["frames"], idx)
                 logits[(m, k)].append(host_local(out, mesh)[keep])
@@ -304,5 +305,5 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{_fmt(r['videos_per_s'])} |"
         )
     if "early_exit" in results:
-        lines.append(early_exit_eval.markdown(results["early_exit"]))
+        lines.append(early_exit_report.markdown(results["early_exit"]))
     return "\n".join(lines)

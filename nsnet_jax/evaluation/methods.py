@@ -30,6 +30,9 @@ class Method:
     needs_evidence: bool = False  # reported only where the dataset has ground-truth evidence
     uses_sampler: bool = False  # its speed includes the sampler on all T frames
     extra_gmacs: Callable[[Any], float] | None = None  # its own selection's cost, from the config
+    # a method with a fitted part: bind(config, model, variables) -> its select function
+    bind: Callable[[Any, Any, Any], SelectFn] | None = None
+    switch: str | None = None  # reported only where config.eval.<switch> > 0
 
 
 def _nsnet(scores, evidence, rng, k, sampler_frames=None):
@@ -48,6 +51,16 @@ def _oracle(scores, evidence, rng, k, sampler_frames=None):
     return oracle_indices(evidence, k, rng)
 
 
+def _unbound(scores, evidence, rng, k, sampler_frames=None):
+    raise RuntimeError("this method has a fitted part: use select_functions(...)")
+
+
+def _bind_scsampler(config, model, variables):
+    from nsnet_jax.evaluation import scsampler
+
+    return scsampler.make_select(config, model, variables)
+
+
 def _motion(scores, evidence, rng, k, sampler_frames=None):
     return motion_guided_indices(sampler_frames, k)
 
@@ -58,13 +71,30 @@ METHODS: dict[str, Method] = {
     "random": Method(_random, baseline=True),
     "oracle": Method(_oracle, baseline=True, needs_evidence=True),
     "mgsampler": Method(_motion, baseline=True, extra_gmacs=motion_gmacs),
+    "scsampler": Method(
+        _unbound, baseline=True, uses_sampler=True, bind=_bind_scsampler, switch="scsampler_videos"
+    ),
 }
 
 
-def active_methods(baselines: bool, has_evidence: bool) -> list[str]:
+def active_methods(baselines: bool, has_evidence: bool, config: Any = None) -> list[str]:
     """The methods an evaluation reports, in table order."""
+
+    def switched_on(m: Method) -> bool:
+        return m.switch is None or (config is not None and config.eval.get(m.switch, 0) > 0)
+
     return [
         name
         for name, m in METHODS.items()
-        if (baselines or not m.baseline) and (has_evidence or not m.needs_evidence)
+        if (baselines or not m.baseline)
+        and (has_evidence or not m.needs_evidence)
+        and switched_on(m)
     ]
+
+
+def select_functions(methods: list[str], config: Any, model: Any, variables: Any) -> dict:
+    """Each method's select function for this evaluation (fitted parts fitted once, here)."""
+    return {
+        m: METHODS[m].bind(config, model, variables) if METHODS[m].bind else METHODS[m].select
+        for m in methods
+    }
