@@ -81,7 +81,7 @@ def report(
         "rows": rows,
         "per_video": {
             "video_id": [v.decode() if isinstance(v, bytes) else str(v) for v in video_ids],
-            "confidence": np.round(conf, 6).tolist(),
+            "confidence": conf.tolist(),  # unrounded: thresholds decide exactly as in the rows
             "correct": correct.astype(int).tolist(),
             "order": order.astype(int).tolist(),
         },
