@@ -50,7 +50,7 @@ def report(
     prefix: np.ndarray,
     order: np.ndarray,
     labels: np.ndarray,
-    video_ids: np.ndarray,
+    video_ids: np.ndarray | None,
     gmacs: np.ndarray,
     evidence: np.ndarray | None = None,
     budget_threshold: float | None = None,
@@ -80,7 +80,9 @@ def report(
         "budget_threshold": budget_threshold,
         "rows": rows,
         "per_video": {
-            "video_id": [v.decode() if isinstance(v, bytes) else str(v) for v in video_ids],
+            "video_id": [v.decode() if isinstance(v, bytes) else str(v) for v in video_ids]
+            if video_ids is not None
+            else None,  # on a pod only process 0's ids are at hand: per_video*.jsonl has them
             "confidence": conf.tolist(),  # unrounded: thresholds decide exactly as in the rows
             "correct": correct.astype(int).tolist(),
             "order": order.astype(int).tolist(),

@@ -131,7 +131,7 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         fns = (scores_fn, recognize, variables, mesh, gmacs, max(ks))
         extra["early_exit"] = early_exit_eval.report(
             config, *(_gather(np.concatenate(p)) for p in zip(*exit_parts, strict=True)),
-            labels_all, np.concatenate(ids), gmacs,
+            labels_all, np.concatenate(ids) if jax.process_count() == 1 else None, gmacs,
             evidence=evidence_all if meta.has_evidence else None,
             budget_threshold=early_exit_eval.budget_threshold(config, *fns),
         )  # fmt: skip
