@@ -7,7 +7,7 @@ import jax
 import pytest
 from input_fixtures import TINY
 
-from nsnet_jax.evaluation import early_exit_report, evaluate
+from nsnet_jax.evaluation import comparisons, early_exit_report, evaluate
 from nsnet_jax.inference import early_exit_speed
 from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.sharding import data_mesh
@@ -49,6 +49,17 @@ def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path
     same = early_exit_report.paired_difference(section, 1.0, 2)
     assert (same["top1_diff"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)
     assert same["exit_top1"] == fixed[2]["top1"] and same["mean_frames"] == 2.0
+
+    os.makedirs(tmp_path / "eval")
+    evaluate.write_per_video(str(tmp_path / "eval"), results.pop("per_video"))
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(results))
+    compared = comparisons.compare(config, str(tmp_path))
+    pairs = {(r["baseline"], r["k"], r["metric"]) for r in compared["nsnet_vs_baselines"]}
+    assert {("mgsampler", 2, "top1"), ("scsampler", 1, "evidence_recall")} <= pairs
+    exit_rows = compared["early_exit_vs_fixed_k"]
+    assert len(exit_rows) == len(section["rows"]) * 2 and all(
+        r["lo"] <= r["top1_diff"] <= r["hi"] for r in exit_rows
+    )
 
     out = early_exit_speed.measure(set_fields(config, eval__early_exit_thresholds="0.5"), tmp_path)
     assert set(out["fixed_k"]) == {1, 2} and out["early_exit"][0.5]["videos_per_s"] > 0
