@@ -89,3 +89,27 @@ def test_prefixes_equal_fixed_k_nsnet_bit_for_bit():
     np.testing.assert_array_equal(early_exit.apply_exit(prefix, 1.0)[1], fixed[4])
     np.testing.assert_array_equal(early_exit.apply_exit(prefix, 0.0)[1], fixed[1])
     np.testing.assert_array_equal(order[:, 0], scores.argmax(1))
+
+
+def test_the_figure_draws_the_sweep_beside_fixed_k(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from nsnet_jax import demo
+
+    labels = []
+    plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "plot",
+        lambda ax, *a, **kw: labels.append(kw.get("label")) or plot(ax, *a, **kw),
+    )
+    row = {"top1": 0.5, "gmacs": 0.01, "k": 1}
+    results = {
+        "split": "test", "num_videos": 2,
+        "rows": [{**row, "method": "nsnet"}, {**row, "method": "mgsampler"}],
+        "early_exit": {"rows": [{**row, "k": 4, "threshold": t, "gmacs": 0.01 + t / 100}
+                                for t in (0.5, 0.9)]},
+    }  # fmt: skip
+    demo.plot_accuracy_vs_gmacs(results, str(tmp_path / "acc.png"))
+    assert (tmp_path / "acc.png").exists()
+    assert labels == ["nsnet", "mgsampler", "early exit (K<=4)"]
