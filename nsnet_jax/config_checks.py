@@ -86,6 +86,9 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "selection.sinkhorn_iters": (1, True),
     "selection.recognizer_loss_weight": (0, True),
     "eval.timing_repeats": (1, True),
+    "eval.early_exit_budget_gmacs": (0, True),
+    "eval.early_exit_holdout": (1, True),
+    "eval.scsampler_videos": (0, True),
     **{
         f"{stage}.{field}": bound
         for stage in ("recognizer_training", "sampler_training")

@@ -47,7 +47,8 @@ def plot_accuracy_vs_gmacs(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    styles = {"nsnet": "o-", "uniform": "s--", "random": "^--", "oracle": "d:", "all": "*"}
+    styles = {"nsnet": "o-", "uniform": "s--", "random": "^--", "oracle": "d:", "all": "*",
+              "mgsampler": "v--", "scsampler": "P--"}  # fmt: skip
     for method, style in styles.items():
         rows = sorted((r for r in results["rows"] if r["method"] == method), key=lambda r: r["k"])
         if not rows:
@@ -58,6 +59,14 @@ def plot_accuracy_vs_gmacs(
         for r, xi, yi in zip(rows, x, y, strict=True):
             ax.annotate(f"K={r['k']}", (xi, yi), textcoords="offset points", xytext=(4, -10),
                         fontsize=7)  # fmt: skip
+    exit_rows = results.get("early_exit", {}).get("rows", [])
+    if exit_rows:  # the threshold sweep: a curve beside fixed-K NSNet
+        rows = sorted(exit_rows, key=lambda r: r["gmacs"])
+        x, y = [r["gmacs"] * 1e3 for r in rows], [100 * r["top1"] for r in rows]
+        ax.plot(x, y, "x-", label=f"early exit (K<={rows[0]['k']})")
+        for r, xi, yi in zip(rows, x, y, strict=True):
+            ax.annotate(f"{r['threshold']:g}", (xi, yi), textcoords="offset points",
+                        xytext=(4, 4), fontsize=6)  # fmt: skip
     ax.set_xlabel("MMACs per video")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(f"{dataset} {results['split']} ({results['num_videos']} videos)")

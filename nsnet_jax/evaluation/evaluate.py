@@ -4,6 +4,8 @@ Methods (evaluation/methods.py): nsnet (the sampler's top-K), uniform (segment c
 (K distinct frames, seeded), oracle (ground-truth evidence frames first; only where the dataset has
 evidence), and all (the recognizer on all T frames). Every example of the split counts exactly once
 across processes: the input pads the last batch and marks padding with mask=0, dropped here.
+With eval.early_exit_thresholds (or a budget), early exit on NSNet's ranking is reported beside
+them (evaluation/early_exit_eval.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from input_pipeline import pipeline
 from nsnet_jax.bench.flops import count_gmacs
 from nsnet_jax.bench.timing import median_seconds
 from nsnet_jax.config_checks import eval_ks
-from nsnet_jax.evaluation import metrics
-from nsnet_jax.evaluation.methods import METHODS, active_methods
+from nsnet_jax.evaluation import early_exit_eval, early_exit_report, metrics
+from nsnet_jax.evaluation.methods import METHODS, active_methods, select_functions
 from nsnet_jax.inference.jitted import (
     make_all_frames_fn,
     make_recognize_fn,
@@ -48,12 +50,14 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         global_batch_size=config.eval_batch_size, seed=config.seed,
     )  # fmt: skip
     baselines = config.eval.baselines
-    methods = active_methods(baselines, meta.has_evidence)
+    methods = active_methods(baselines, meta.has_evidence, config)
+    select = select_functions(methods, config, model, variables)
     sharding = batch_sharding(mesh)
     scores_fn = make_scores_fn(model, mesh)
     recognize = make_recognize_fn(model, mesh)
     all_frames = make_all_frames_fn(model, mesh)
     rng = np.random.default_rng(config.seed + jax.process_index())
+    exit_on, exit_parts = early_exit_eval.enabled(config), []
 
     logits = {(m, k): [] for m in methods for k in ks}
     chosen = {(m, k): [] for m in methods for k in ks}
@@ -67,11 +71,15 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         scores = host_local(scores_fn(variables, batch["sampler_frames"]), mesh)
         for k in ks:
             for m in methods:
-                local_idx = METHODS[m].select(scores, host["evidence"], rng, k)
+                args = (scores, host["evidence"], rng, k, host["sampler_frames"])
+                local_idx = select[m](*args)
                 idx = jax.make_array_from_process_local_data(sharding, local_idx)
                 out = recognize(variables, batch["frames"], idx)
                 logits[(m, k)].append(host_local(out, mesh)[keep])
                 chosen[(m, k)].append(local_idx[keep])
+        if exit_on:
+            args = (recognize, variables, batch["frames"], scores, max(ks), mesh)
+            exit_parts.append(early_exit_eval.batch_prefix(*args, keep))
         if baselines:
             all_logits.append(host_local(all_frames(variables, batch["frames"]), mesh)[keep])
         labels.append(host["labels"][keep])
@@ -96,6 +104,8 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
             )
             uses_sampler = METHODS[m].uses_sampler
             row["gmacs"] = gmacs["video_gmacs"] if uses_sampler else gmacs["uniform_gmacs"]
+            if METHODS[m].extra_gmacs is not None:
+                row["gmacs"] += METHODS[m].extra_gmacs(config)
             rows.append(row)
     if baselines:
         t = config.data.num_frames
@@ -115,7 +125,18 @@ def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
         np.concatenate(ids), np.concatenate(labels), np.concatenate(sampler_scores), local,
         evidence=np.concatenate(evidence) if meta.has_evidence else None,
     )  # fmt: skip
+    extra = {}
+    if exit_on:
+        gmacs = early_exit_eval.gmacs_table(gmacs_by_k, max(ks))
+        fns = (scores_fn, recognize, variables, mesh, gmacs, max(ks))
+        extra["early_exit"] = early_exit_eval.report(
+            config, *(_gather(np.concatenate(p)) for p in zip(*exit_parts, strict=True)),
+            labels_all, np.concatenate(ids) if jax.process_count() == 1 else None, gmacs,
+            evidence=evidence_all if meta.has_evidence else None,
+            budget_threshold=early_exit_eval.budget_threshold(config, *fns),
+        )  # fmt: skip
     return {
+        **extra,
         "per_video": per_video,
         "split": config.data.eval_split,
         "num_videos": int(len(labels_all)),
@@ -283,4 +304,6 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{_fmt(r['mAP'], True)} | {_fmt(r['evidence_recall'])} | {_fmt(r['gmacs'])} | "
             f"{_fmt(r['videos_per_s'])} |"
         )
+    if "early_exit" in results:
+        lines.append(early_exit_report.markdown(results["early_exit"]))
     return "\n".join(lines)

@@ -36,6 +36,19 @@ def topk_indices(scores: jax.Array, k: int) -> jax.Array:
     return jnp.sort(idx, axis=-1)
 
 
+def topk_indices_by_score(scores: jax.Array, k: int) -> jax.Array:
+    """Indices [B, K] of the K best frames, best first (early exit looks at them in this order).
+
+    Ties go to the lower index, so `sort(topk_indices_by_score(s, K)[:, :j])` equals
+    `topk_indices(s, j)` for every j <= K: a prefix of the ranking is NSNet-j's selection.
+    """
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be [batch, frames], got shape {scores.shape}")
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"num_select K={k} must be in [1, T={scores.shape[1]}]")
+    return jax.lax.top_k(scores, k)[1]
+
+
 def gather_frames(frames: jax.Array, indices: jax.Array) -> jax.Array:
     """frames [B, T, ...] and indices [B, K] -> [B, K, ...]."""
     idx = indices.reshape(indices.shape + (1,) * (frames.ndim - 2))

@@ -1,0 +1,122 @@
+"""Early exit on NSNet's ranking, on host arrays: stop adding frames once the recognizer is sure.
+
+Input: `prefix_logits` [B, K_max, C], row j the video logits after the j+1 best-scored frames
+(`prefix[:, j]` is NSNet-(j+1)'s prediction: see `early_exit_eval.prefix_logits`). An exit rule
+turns each prefix into a confidence; a video exits at the first prefix whose confidence is strictly
+above the threshold, else uses all K_max frames. Strict, so threshold 1.0 never exits early (a
+float32 softmax can round to exactly 1) and threshold 0 always exits after one frame.
+
+Rules: `max_prob` (single-label: the largest softmax probability) and `stable` (multi-label: the
+recognizer's softmax spreads mass over several true classes, so a high max is not the signal;
+1 - total variation between this prefix's distribution and the previous one's, the first compared
+with the uniform distribution: exit once another frame no longer changes the class ranking much).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nsnet_jax.evaluation import metrics
+
+RULES = ("max_prob", "stable")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def rule_for(multi_label: bool) -> str:
+    """The exit rule a dataset gets: `stable` for multi-label, `max_prob` otherwise."""
+    return "stable" if multi_label else "max_prob"
+
+
+def confidences(prefix_logits: np.ndarray, rule: str) -> np.ndarray:
+    """[B, K_max] confidence of each prefix under `rule`."""
+    probs = softmax(prefix_logits)
+    if rule == "max_prob":
+        return probs.max(-1)
+    if rule == "stable":
+        prev = np.concatenate([np.full_like(probs[:, :1], 1.0 / probs.shape[-1]), probs[:, :-1]], 1)
+        return 1.0 - 0.5 * np.abs(probs - prev).sum(-1)
+    raise ValueError(f"early exit rule {rule!r} is not one of {list(RULES)}")
+
+
+def frames_used(conf: np.ndarray, threshold: float) -> np.ndarray:
+    """[B] frames each video uses: 1 + the first prefix with conf > threshold, else K_max."""
+    above = conf > threshold
+    return np.where(above.any(1), above.argmax(1) + 1, conf.shape[1]).astype(np.int32)
+
+
+def apply_exit(
+    prefix_logits: np.ndarray, threshold: float, rule: str = "max_prob"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(frames used [B], logits at exit [B, C]) for one threshold."""
+    used = frames_used(confidences(prefix_logits, rule), threshold)
+    return used, prefix_logits[np.arange(len(used)), used - 1]
+
+
+def gmacs_table(
+    k_max: int, sampler_gmacs: float, frame_gmacs: float, known: dict[int, float] | None = None
+) -> np.ndarray:
+    """[K_max] GMACs of a video that uses j+1 frames: the sampler on all T plus j+1 recognizer
+    frames; `known` (fixed-K NSNet's own counts) wins where given, so the rows agree exactly."""
+    known = known or {}
+    return np.array([known.get(j, sampler_gmacs + j * frame_gmacs) for j in range(1, k_max + 1)])
+
+
+def video_gmacs(used: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """[B] GMACs per video from the frames each used and `gmacs_table`."""
+    return np.asarray(table, np.float64)[used - 1]
+
+
+def sweep(
+    prefix_logits: np.ndarray,
+    labels: np.ndarray,
+    thresholds: Sequence[float],
+    *,
+    gmacs: np.ndarray,
+    rule: str = "max_prob",
+    score_order: np.ndarray | None = None,
+    evidence: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """One row per threshold: top-1/top-5/mAP, mean and p95 GMACs per video, mean frames used.
+
+    `gmacs` is `gmacs_table(K_max, ...)`.
+    With `score_order` [B, K_max] (frame indices, best first) and `evidence` [B, T], the evidence
+    recall of the frames each video used.
+    """
+    conf = confidences(prefix_logits, rule)
+    rows = []
+    for t in thresholds:
+        used = frames_used(conf, t)
+        logits = prefix_logits[np.arange(len(used)), used - 1]
+        g = video_gmacs(used, gmacs)
+        row = {
+            "method": "early_exit",
+            "k": int(prefix_logits.shape[1]),
+            "threshold": float(t),
+            "rule": rule,
+            "top1": metrics.topk_accuracy(logits, labels, 1),
+            "top5": metrics.topk_accuracy(logits, labels, 5),
+            "mAP": metrics.mean_average_precision(logits, labels),
+            "gmacs": float(g.mean()),
+            "gmacs_p95": float(np.percentile(g, 95)),
+            "mean_frames": float(used.mean()),
+            "evidence_recall": None,
+        }
+        if score_order is not None and evidence is not None:
+            used_mask = np.arange(score_order.shape[1])[None] < used[:, None]
+            idx = np.where(used_mask, score_order, score_order[:, :1])  # repeats add no hits
+            row["evidence_recall"] = metrics.evidence_recall(idx, evidence)
+        rows.append(row)
+    return rows
+
+
+def parse_thresholds(text: str) -> list[float]:
+    """'0.5,0.9,0.99' -> [0.5, 0.9, 0.99]; '' -> [] (early exit off)."""
+    return [float(x) for x in text.replace(" ", "").split(",") if x]

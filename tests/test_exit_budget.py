@@ -1,0 +1,47 @@
+"""The GMACs budget picks its threshold on held-out training videos and never reads test."""
+
+import numpy as np
+
+from nsnet_jax.evaluation import budget, early_exit
+from tests.tiny import tiny_config
+
+
+def _prefix(first_conf):
+    """Prefix logits [N, 2, 2] whose first-frame max probabilities are `first_conf`."""
+    p = np.asarray(first_conf)
+    first = np.log(np.stack([p, 1 - p], 1))
+    return np.stack([first, np.log(np.full((len(p), 2), 0.5))], 1)
+
+
+def test_budget_picks_the_largest_threshold_that_fits():
+    prefix = _prefix([0.6, 0.7, 0.8, 0.9])  # 2 frames: 1.0 + 2 * 10 GMACs, 1 frame: 11
+    kw = {"gmacs": early_exit.gmacs_table(2, 1.0, 10.0)}
+    t = budget.choose_threshold(prefix, 16.0, **kw)  # half the videos may use a second frame
+    used = early_exit.frames_used(early_exit.confidences(prefix, "max_prob"), t)
+    assert early_exit.video_gmacs(used, kw["gmacs"]).mean() <= 16.0
+    assert used.sum() == 6  # exactly two of four videos take a second frame
+    assert budget.choose_threshold(prefix, 100.0, **kw) == 1.0  # everything fits: K_max
+    assert budget.choose_threshold(prefix, 5.0, **kw) == 0.0  # below one frame: NSNet-1
+
+
+def test_holdout_reads_only_the_first_videos_of_the_train_split(monkeypatch):
+    config = tiny_config(eval__early_exit_holdout=5, eval__early_exit_budget_gmacs=1.0)
+    seen = []
+
+    def fake_create_dataset(data, split, *, train, global_batch_size, seed):
+        seen.append((split, train))
+
+        def batches():
+            for step in range(100):
+                n = np.arange(step * global_batch_size, (step + 1) * global_batch_size)
+                yield {"mask": np.ones(len(n)), "id": n}
+                if step > 3:
+                    raise AssertionError("read past the held-out slice")
+
+        return batches(), None
+
+    monkeypatch.setattr(budget.pipeline, "create_dataset", fake_create_dataset)
+    ids = budget.holdout_prefix_logits(config, lambda host: host["id"], batch_size=2)
+    assert seen == [(config.data.train_split, False)]
+    assert config.data.train_split != config.data.eval_split
+    np.testing.assert_array_equal(ids, [0, 1, 2, 3, 4])
