@@ -22,7 +22,7 @@ def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path
     config = set_fields(
         tiny_train_config.get_config(), data__data_dir=tiny_fashion_dir,
         eval__early_exit_thresholds="0,0.5,1", eval__early_exit_budget_gmacs=1e-3,
-        eval__early_exit_holdout=10, eval__scsampler_videos=16,
+        eval__early_exit_holdout=10, eval__scsampler_videos=16, eval__mgsampler=True,
     )  # fmt: skip
     write_workdir(str(tmp_path), config)
     from nsnet_jax.train import checkpointing

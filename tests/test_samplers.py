@@ -38,8 +38,10 @@ def test_motion_guided_on_a_static_video_is_uniform_and_its_cost_is_counted():
     config = tiny_config()
     assert samplers.motion_gmacs(config) == 5 * 32 * 32 * 3 / 1e9
     assert METHODS["mgsampler"].extra_gmacs(config) == samplers.motion_gmacs(config)
-    assert "mgsampler" in active_methods(baselines=True, has_evidence=False)
+    assert "mgsampler" not in active_methods(baselines=True, has_evidence=False, config=config)
     assert "scsampler" not in active_methods(baselines=True, has_evidence=False, config=config)
+    motion = tiny_config(eval__mgsampler=True)
+    assert "mgsampler" in active_methods(baselines=True, has_evidence=False, config=motion)
     on = tiny_config(eval__scsampler_videos=8)
     assert "scsampler" in active_methods(baselines=True, has_evidence=False, config=on)
     idx = METHODS["mgsampler"].select(None, None, None, 3, _moving_square())

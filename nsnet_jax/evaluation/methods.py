@@ -70,7 +70,7 @@ METHODS: dict[str, Method] = {
     "uniform": Method(_uniform, baseline=True),
     "random": Method(_random, baseline=True),
     "oracle": Method(_oracle, baseline=True, needs_evidence=True),
-    "mgsampler": Method(_motion, baseline=True, extra_gmacs=motion_gmacs),
+    "mgsampler": Method(_motion, baseline=True, extra_gmacs=motion_gmacs, switch="mgsampler"),
     "scsampler": Method(
         _unbound, baseline=True, uses_sampler=True, bind=_bind_scsampler, switch="scsampler_videos"
     ),
