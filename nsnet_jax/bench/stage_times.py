@@ -319,6 +319,7 @@ def sampler_step_parts(models: Models, variables: Any, config: Any, batch: int) 
     features, _ = backbone.call()
     cotangent = jax.random.normal(jax.random.key(2), features.shape, jnp.float32)
     head_batch = {key: v for key, v in data.items() if key != "sampler_frames"}
+    head_batch["train_progress"] = jnp.zeros((), jnp.float32)  # the step adds it (own_top_k)
 
     def head_forward(model):
         def fwd(variables, h):
