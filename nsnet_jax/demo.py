@@ -188,9 +188,13 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
 
 
 def main(config: Any, workdir: str, argv: list[str]) -> None:
+    import jax
+
+    from nsnet_jax import locking
     from nsnet_jax.evaluation.evaluate import markdown_table
 
-    summaries = run(config, workdir)
+    with locking.workdir_lock(workdir, enabled=jax.process_index() == 0):
+        summaries = run(config, workdir)
     print(markdown_table(summaries["eval"]))
     print(json.dumps({"workdir": workdir, "done": True}))
 
