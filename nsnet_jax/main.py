@@ -7,6 +7,7 @@ nsnet_jax/cli.py, including --distributed for multi-host runs.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
 
     from nsnet_jax import locking
     from nsnet_jax.evaluation.evaluate import markdown_table
-    from nsnet_jax.train import faults
+    from nsnet_jax.train import checkpointing, faults
     from nsnet_jax.train.stages import train_and_evaluate
 
     logging.getLogger("nsnet_jax").info(
@@ -34,8 +35,8 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
             print(markdown_table(summaries["eval"]), flush=True)
         preempted = any(s.get("preempted") for s in summaries.values() if isinstance(s, dict))
         faults.barrier("exit")  # no process leaves while others still save
-    if preempted:
-        sys.exit(143)
+    if preempted:  # 143 after SIGTERM, 130 after Ctrl-C, as if the signal had ended the process
+        sys.exit(128 + (checkpointing.PreemptionFlag.received or signal.SIGTERM))
 
 
 if __name__ == "__main__":

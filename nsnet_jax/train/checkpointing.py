@@ -319,26 +319,37 @@ def load_params_by_path(
 
 
 class PreemptionFlag:
-    """Set by SIGTERM; the training loop checkpoints and exits at the next step boundary."""
+    """Set by SIGTERM or SIGINT (Ctrl-C); the training loop checkpoints and exits at the next step
+    boundary, so neither a scheduler's preemption nor a Ctrl-C loses the steps since the last
+    checkpoint. A second Ctrl-C stops at once (KeyboardInterrupt), without that checkpoint."""
+
+    received: int | None = None  # the last signal, for the exit status (128 + signal)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> PreemptionFlag:
         def handler(signum, frame):
-            log.warning("SIGTERM received: checkpointing at the next step, then exiting")
+            if signum == signal.SIGINT and self.requested:
+                raise KeyboardInterrupt
+            name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else "SIGTERM"
+            again = " (Ctrl-C again stops at once, without it)" if signum == signal.SIGINT else ""
+            log.warning("%s received: checkpointing at the next step, then exiting%s", name, again)
             self.requested = True
+            PreemptionFlag.received = signum
 
-        try:
-            self._previous = signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread: no handler, no preemption checkpoint
-            self._previous = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: no handler, no preemption checkpoint
+                pass
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def agreed(self) -> bool:
         """True on every process if any process was signalled (they must save together)."""
