@@ -61,7 +61,7 @@ def _now_text(seconds: float) -> str:
 
 def _command() -> str:
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-    text = shlex.join([os.path.basename(argv[0]), *argv[1:]])
+    text = " ".join(shlex.join([os.path.basename(argv[0]), *argv[1:]]).split())  # one line
     return text if len(text) <= 300 else text[:297] + "..."
 
 

@@ -181,3 +181,15 @@ def test_a_second_training_in_one_workdir_exits_at_once_naming_the_first(
             first.kill()
             first.wait()
     assert not (tmp_path / locking.WORKDIR_LOCK).exists()  # released at the preempted exit
+
+
+def test_only_the_enabled_process_holds_it_and_a_file_is_no_workdir(tmp_path):
+    with locking.workdir_lock(str(tmp_path), enabled=False):  # processes 1.. of a multi-host run
+        assert not (tmp_path / locking.WORKDIR_LOCK).exists()
+    (tmp_path / "run").write_text("")
+    with pytest.raises(NotADirectoryError) as info:
+        locking.workdir_lock(str(tmp_path / "run")).acquire()
+    assert str(info.value) == (
+        f"{tmp_path / 'run'} is a file, not a directory: move it away or point --workdir elsewhere"
+    )
+    assert info.value.one_line
