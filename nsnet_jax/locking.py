@@ -5,13 +5,14 @@ far from the cause (Orbax's "params are missing .zarray", a vanished cache `.pkl
 writer must stop at once and say who holds the directory.
 
 Where workdirs live (local disks, NFS, gs:// buckets) flock is unreliable or absent, so the lock is
-a file, created exclusively: os.open(O_CREAT | O_EXCL) on a local or NFS path (NFS v3 and later
-honour it); on a URL such as gs:// (no exclusive create through tf.io.gfile) it is written, then
-read back after a pause, and whoever's token is in it holds the lock. The file holds JSON
-{host, pid, start, command, heartbeat, lease_s, token}; a daemon thread of the holder rewrites the
-heartbeat every lease_s / 4 seconds. A lock is stale, and is taken over with a warning, when its
-heartbeat is older than its lease (a lost host, a frozen job) or when its pid no longer runs on
-this host (kill -9). Multi-host runs: process 0 alone holds the lock, for the whole run.
+a file, created exclusively: on a local or NFS path written in full, then hard-linked into place
+(the link fails when the lock exists; O_CREAT | O_EXCL where there are no hard links); on a URL
+such as gs:// (no exclusive create through tf.io.gfile) written, then read back after a pause, and
+whoever's token is in it holds the lock. The file holds JSON {host, pid, start, command, heartbeat,
+lease_s, token}; a daemon thread of the holder rewrites the heartbeat every lease_s / 4 seconds.
+A lock is stale, and is taken over with a warning, when its heartbeat is older than its lease (a
+lost host, a frozen job) or when its pid no longer runs on this host (kill -9). Multi-host runs:
+process 0 alone holds the lock, for the whole run.
 
 The module imports neither JAX nor the trainer: the input pipeline's build uses it too.
 """
@@ -151,13 +152,26 @@ class WriterLock:
             self._write(record)
             time.sleep(REMOTE_SETTLE_S)  # a concurrent writer's file lands within this pause
             return (self._read() or {}).get("token") == record["token"]
+        # Written in full, then hard-linked into place: the link fails if the lock exists (atomic,
+        # NFS included), and no reader ever sees a half-written lock.
+        tmp = f"{self.path}.{record['token']}.tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(record, indent=1))
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, self.path)
+            return True
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record, indent=1))
-        return True
+        except OSError:  # no hard links here (e.g. a FUSE mount): exclusive create instead
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(record, indent=1))
+            return True
+        finally:
+            os.unlink(tmp)
 
     def _remove_if(self, token: str | None) -> bool:
         """Removes the lock file if it still holds `token`; True if it did."""
