@@ -211,9 +211,7 @@ class WriterLock:
             return f"its last heartbeat is {age:.0f} s old, past its lease of {lease:.0f} s"
         if holder.get("host") == socket.gethostname():
             pid = int(holder.get("pid", -1))
-            if pid == os.getpid():
-                return "it names this very process (a lock left over in it)"
-            if not pid_running(pid):
+            if not pid_running(pid):  # this very process counts as running: a second writer in it
                 return f"pid {pid} no longer runs on this host"
         return None
 

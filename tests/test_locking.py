@@ -193,3 +193,31 @@ def test_only_the_enabled_process_holds_it_and_a_file_is_no_workdir(tmp_path):
         f"{tmp_path / 'run'} is a file, not a directory: move it away or point --workdir elsewhere"
     )
     assert info.value.one_line
+
+
+def test_of_writers_racing_for_one_lock_exactly_one_holds_it(tmp_path):
+    """Threads of one process stand in for processes: a pid that runs holds the lock."""
+    import threading
+
+    won, refused, start = [], [], threading.Barrier(8)
+
+    def contend():
+        lock = locking.workdir_lock(str(tmp_path))
+        start.wait(timeout=60)
+        try:
+            won.append(lock.acquire())
+        except locking.LockHeldError as e:
+            refused.append(str(e))
+
+    threads = [threading.Thread(target=contend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert len(won) == 1 and len(refused) == 7, (won, refused)
+        assert all(f"pid {os.getpid()} " in message for message in refused)
+    finally:
+        for lock in won:
+            lock.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no lock, no temporary file left
