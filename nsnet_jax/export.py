@@ -16,6 +16,7 @@ from typing import Any
 from absl import flags
 
 from nsnet_jax import cli
+from nsnet_jax.errors import UserError
 
 # --config (default: the workdir's), --workdir (a finished training workdir) and --distributed come
 # from nsnet_jax/cli.py, as for every entry point.
@@ -31,13 +32,8 @@ flags.mark_flags_as_required(["out"])
 EXPORT_FILES = ("saved_model", "nsnet.jax_export", "signature.json")
 
 
-class ExportExistsError(FileExistsError):
+class ExportExistsError(UserError):
     """--out already holds an export; overwriting it needs --force (as convert's does)."""
-
-    one_line = True  # cli prints the message alone
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def existing_export(out: str, force: bool) -> list[str]:

@@ -14,7 +14,8 @@ A lock is stale, and is taken over with a warning, when its heartbeat is older t
 lost host, a frozen job) or when its pid no longer runs on this host (kill -9). Multi-host runs:
 process 0 alone holds the lock, for the whole run.
 
-The module imports neither JAX nor the trainer: the input pipeline's build uses it too.
+The module imports neither JAX nor the trainer: the input pipeline's build uses it too. Its errors
+are UserErrors: the command line prints them as one line, `error: ...`, exit code 2.
 """
 
 from __future__ import annotations
@@ -31,25 +32,20 @@ import time
 import uuid
 from typing import Any
 
+from nsnet_jax.errors import UserError
+
 log = logging.getLogger("nsnet_jax")
 
 DEFAULT_LEASE_S = 120.0
 REMOTE_SETTLE_S = 2.0  # URL stores: the pause between writing the lock and reading it back
 
 
-class LockHeldError(RuntimeError):
+class LockHeldError(UserError):
     """Another live writer holds the directory; the message names it and what to do."""
 
-    one_line = True  # cli prints the message alone: a traceback would add nothing
 
-
-class NotADirectoryForLockError(NotADirectoryError):
+class NotADirectoryForLockError(UserError):
     """The directory to lock is a file."""
-
-    one_line = True
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def _is_url(path: str) -> bool:

@@ -163,7 +163,7 @@ def test_a_second_build_of_one_dataset_exits_at_once_naming_the_first(tmp_path):
     finally:
         first.stdin.close()
         first.wait(timeout=60)
-    assert second.returncode == 1, second.stderr[-3000:]
+    assert second.returncode == 2, second.stderr[-3000:]
     lines = [x for x in second.stderr.splitlines() if "error" in x.lower()]  # not TF's start-up
     assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
     assert lines[0].startswith(

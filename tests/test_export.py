@@ -153,10 +153,10 @@ def test_export_into_an_existing_export_needs_force(tiny_workdir, tmp_path):
            "--jax_export=false"]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=root)
     refused = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 1, refused.stderr[-3000:]
+    assert refused.returncode == 2, refused.stderr[-3000:]
     assert (
-        f"--out={out} already holds an export (saved_model, nsnet.jax_export, signature.json): "
-        "pass --force to overwrite it, or choose another --out"
+        f"error: --out={out} already holds an export (saved_model, nsnet.jax_export, "
+        "signature.json): pass --force to overwrite it, or choose another --out"
     ) in refused.stderr
     assert "Traceback" not in refused.stderr, refused.stderr[-3000:]
     assert json.loads((out / "signature.json").read_text()) == {"old": True}

@@ -51,7 +51,7 @@ def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path):
     assert f"host {socket.gethostname()} pid {os.getppid()} (started " in message
     assert "command: python -m nsnet_jax.main --x" in message
     assert "or use another --workdir" in message and str(lock_file) in message
-    assert "\n" not in message and info.value.one_line
+    assert "\n" not in message and info.value.one_line and info.value.exit_code == 2
     assert json.loads(lock_file.read_text())["token"] == "theirs"  # left alone
 
 
@@ -167,9 +167,9 @@ def test_a_second_training_in_one_workdir_exits_at_once_naming_the_first(
         assert first.poll() is None, "".join(seen)[-3000:]
         second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                                 timeout=300)  # fmt: skip
-        assert second.returncode == 1, second.stderr[-3000:]
+        assert second.returncode == 2, second.stderr[-3000:]
         lines = [x for x in second.stderr.splitlines() if "is in use by another writer" in x]
-        assert len(lines) == 1, second.stderr[-3000:]
+        assert len(lines) == 1 and lines[0].startswith(f"error: workdir {tmp_path} "), lines
         assert f"host {socket.gethostname()} pid {first.pid} (started " in lines[0]
         assert "nsnet_jax.main" in lines[0] and "Traceback" not in second.stderr
         assert "stage recognizer: starting" not in second.stderr  # it wrote nothing
@@ -187,7 +187,7 @@ def test_only_the_enabled_process_holds_it_and_a_file_is_no_workdir(tmp_path):
     with locking.workdir_lock(str(tmp_path), enabled=False):  # processes 1.. of a multi-host run
         assert not (tmp_path / locking.WORKDIR_LOCK).exists()
     (tmp_path / "run").write_text("")
-    with pytest.raises(NotADirectoryError) as info:
+    with pytest.raises(locking.NotADirectoryForLockError) as info:
         locking.workdir_lock(str(tmp_path / "run")).acquire()
     assert str(info.value) == (
         f"{tmp_path / 'run'} is a file, not a directory: move it away or point --workdir elsewhere"
