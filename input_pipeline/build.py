@@ -13,7 +13,9 @@ naming the first change, and --rebuild replaces the dataset (never silently: oth
 
 A mistake in the inputs (a split with no usable video, inputs changed since a finished build) and a
 full disk are one line, `error: ...`, naming the path and the fix (exit code 2 and 1); --verbose or
-NSNET_VERBOSE=1 shows the traceback.
+NSNET_VERBOSE=1 shows the traceback. One build per dataset config and OUT at a time
+(OUT/DATASET/NAME/build.lock names the running one; a second stops at once); a build killed with
+-9 leaves TFDS's incomplete.* folder, which the next build removes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ import tensorflow_datasets as tfds
 
 from input_pipeline import manifest
 from input_pipeline.build_pool import CACHE_SUFFIX
+from nsnet_jax import locking
+
+log = logging.getLogger(__name__)
+LOCK_NAME = "build.lock"
 
 
 class InputsChangedError(RuntimeError):
@@ -60,7 +66,53 @@ def _changes_since_build(vf, probe, manual_dir: str) -> list[str]:
     return manifest.differences(built, manifest.describe_inputs(manual_dir, cfg, entries))
 
 
+def build_lock(builder: tfds.core.DatasetBuilder, data_dir: str) -> locking.WriterLock:
+    """One build per dataset config and data_dir at a time: DATA_DIR/NAME/CONFIG/build.lock.
+
+    Two builds into one directory overwrite each other's cache and shards.
+    """
+    directory = os.path.dirname(os.fspath(builder.data_dir))
+    name = f"{builder.name}/{builder.builder_config.name}"
+    what = f"the build of {name} in {data_dir}"
+    return locking.WriterLock(os.path.join(directory, LOCK_NAME), what, flag="--data_dir")
+
+
+def remove_stale_incomplete(builder: tfds.core.DatasetBuilder) -> list[str]:
+    """Removes the `incomplete.*` folders a killed build left beside the dataset's versions.
+
+    TFDS writes a build into DATA_DIR/NAME/CONFIG/incomplete.XXXX and renames it when done; a
+    build killed with -9 leaves it behind. Only while holding the build lock: a running build's
+    folder looks the same.
+    """
+    directory = os.path.dirname(os.fspath(builder.data_dir))
+    removed = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(directory), "incomplete.*"))):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            log.warning("removed %s, left behind by an interrupted build", path)
+            removed.append(path)
+    return removed
+
+
 def build_video_folder(
+    config: str | tfds.core.BuilderConfig,
+    manual_dir: str,
+    data_dir: str,
+    workers: int = 0,
+    keep_cache: bool = False,
+    rebuild: bool = False,
+) -> tfds.core.DatasetBuilder:
+    """`_build_video_folder` under the dataset's build lock, after removing a killed build's
+    leftovers; LockHeldError (one line) when another build of it runs."""
+    from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+
+    probe = vf.Builder(config=config, data_dir=data_dir)
+    with build_lock(probe, data_dir):
+        remove_stale_incomplete(probe)
+        return _build_video_folder(config, manual_dir, data_dir, workers, keep_cache, rebuild)
+
+
+def _build_video_folder(
     config: str | tfds.core.BuilderConfig,
     manual_dir: str,
     data_dir: str,
@@ -107,7 +159,9 @@ def build_salient_fashion(config: str, data_dir: str) -> tfds.core.DatasetBuilde
     from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
 
     builder = sf.Builder(config=config, data_dir=data_dir)
-    builder.download_and_prepare()
+    with build_lock(builder, data_dir):
+        remove_stale_incomplete(builder)
+        builder.download_and_prepare()
     return builder
 
 

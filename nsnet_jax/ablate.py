@@ -288,9 +288,13 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
 
 
 def main(config: Any, workdir: str, argv: list[str]) -> None:
+    import jax
     from absl import flags
 
-    run(config, workdir, flags.FLAGS.only, flags.FLAGS.seeds)
+    from nsnet_jax import locking
+
+    with locking.workdir_lock(workdir, enabled=jax.process_index() == 0):
+        run(config, workdir, flags.FLAGS.only, flags.FLAGS.seeds)
 
 
 def _define_flags() -> None:

@@ -27,14 +27,22 @@ def ensure_dataset(config: Any) -> None:
     import tensorflow_datasets as tfds
 
     import input_pipeline  # noqa: F401 - registers the builders
+    from input_pipeline import build
 
     builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
     if builder.is_prepared():
         log.info("dataset %s found in %s", config.data.name, builder.data_dir)
         return
-    log.info("building %s in %s (about 2 minutes on 2 cores)", config.data.name, builder.data_dir)
-    start = time.time()
-    builder.download_and_prepare()
+    # Two demos sharing a data_dir: the second stops at once, naming the build that runs.
+    with build.build_lock(builder, config.data.data_dir or "the default data_dir"):
+        if builder.is_prepared():  # finished by another build meanwhile
+            return
+        build.remove_stale_incomplete(builder)
+        log.info(
+            "building %s in %s (about 2 minutes on 2 cores)", config.data.name, builder.data_dir
+        )
+        start = time.time()
+        builder.download_and_prepare()
     log.info("built %s in %.0f s", config.data.name, time.time() - start)
 
 
@@ -197,9 +205,13 @@ def run(config: Any, workdir: str) -> dict[str, Any]:
 
 
 def main(config: Any, workdir: str, argv: list[str]) -> None:
+    import jax
+
+    from nsnet_jax import locking
     from nsnet_jax.evaluation.evaluate import markdown_table
 
-    summaries = run(config, workdir)
+    with locking.workdir_lock(workdir, enabled=jax.process_index() == 0):
+        summaries = run(config, workdir)
     print(markdown_table(summaries["eval"]))
     print(json.dumps({"workdir": workdir, "done": True}))
 

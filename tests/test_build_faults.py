@@ -6,13 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import subprocess
+import sys
 
 import tensorflow_datasets as tfds
 
+from input_pipeline import build
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.test_datasets_video_folder import _brightness_ramp, _write_frames, _write_mp4
 
 T = 4
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _manual(root, lines: str, videos=("a.mp4", "b.mp4")) -> str:
@@ -114,3 +119,57 @@ def test_list_lines_split_on_tab_or_longest_existing_prefix(tmp_path):
     assert vf._split_line(str(tmp_path), "a b/c.mp4 3 4") == ("a b/c.mp4", ["3", "4"])
     assert vf._split_line(str(tmp_path), "x y.mp4\t3 4") == ("x y.mp4", ["3", "4"])
     assert vf._split_line(str(tmp_path), "missing.mp4 3") == ("missing.mp4", ["3"])
+
+
+def test_the_next_build_removes_a_killed_builds_incomplete_folder(tmp_path, caplog):
+    """TFDS builds into NAME/CONFIG/incomplete.XXXX; a build killed with -9 leaves it behind."""
+    manual = _manual(tmp_path / "m", "videos/a.mp4 0\nvideos/b.mp4 1\n")
+    out = tmp_path / "out"
+    left = out / "video_folder" / "stale" / "incomplete.AB12CD_1.0.0"
+    os.makedirs(left)
+    (left / "video_folder-train.array_record-00000-of-00001").write_bytes(b"half")
+    config = vf.VideoFolderConfig(name="stale", splits=("train",), num_frames=T, short_side=16)
+    with caplog.at_level(logging.WARNING):
+        built = build.build_video_folder(config, manual, str(out), workers=1)
+    assert not left.exists()
+    assert f"removed {left}, left behind by an interrupted build" in caplog.text
+    assert sorted(p.name for p in (out / "video_folder" / "stale").iterdir()) == ["1.0.0"]
+    assert len(_records(str(out), "stale")) == 2 and built.is_prepared()
+
+
+HOLD_BUILD_LOCK = """
+import sys
+from input_pipeline import build
+from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+with build.build_lock(vf.Builder(config="fcvid", data_dir=sys.argv[1]), sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_a_second_build_of_one_dataset_exits_at_once_naming_the_first(tmp_path):
+    manual = _manual(tmp_path / "m", "videos/a.mp4 0\nvideos/b.mp4 1\n")
+    out = str(tmp_path / "out")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    first = subprocess.Popen([sys.executable, "-c", HOLD_BUILD_LOCK, out], env=env, cwd=REPO,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert first.stdout.readline().strip() == "held"
+        second = subprocess.run(
+            [sys.executable, "-m", "input_pipeline.build", "video_folder", "--config=fcvid",
+             f"--manual_dir={manual}", f"--data_dir={out}", "--workers=1"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        first.stdin.close()
+        first.wait(timeout=60)
+    assert second.returncode == 2, second.stderr[-3000:]
+    lines = [x for x in second.stderr.splitlines() if "error" in x.lower()]  # not TF's start-up
+    assert len(lines) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
+    assert lines[0].startswith(
+        f"error: the build of video_folder/fcvid in {out} is in use by another writer: "
+        f"host {socket.gethostname()} pid {first.pid} (started "
+    ), lines[0]
+    assert "or use another --data_dir" in lines[0]
+    assert not os.path.exists(os.path.join(out, "video_folder", "fcvid", "1.0.0"))
+    assert not os.path.exists(os.path.join(out, "video_folder", "fcvid", build.LOCK_NAME))

@@ -46,6 +46,26 @@ def test_a_failed_save_names_directory_free_space_and_resume_step(tmp_path, monk
     assert info.value.errno == errno.ENOSPC and "\n" not in message
 
 
+def test_a_background_failure_names_the_step_whose_save_failed(tmp_path, monkeypatch):
+    directory = tmp_path / "ckpts"
+    mngr = checkpointing.manager(str(directory))
+    checkpointing.save(mngr, 1, _state(), {"data_position": 1})
+    checkpointing.wait(mngr)
+    checkpointing.save(mngr, 2, _state(), {"data_position": 2})  # fails in the background
+
+    def full():
+        raise RuntimeError("background save failed") from ValueError(TENSORSTORE_ENOSPC)
+
+    monkeypatch.setattr(mngr, "wait_until_finished", full)  # where Orbax reports it: next save
+    with pytest.raises(checkpointing.DiskFullError) as info:
+        checkpointing.save(mngr, 3, _state(), {"data_position": 3})
+    assert str(info.value).startswith(
+        f"disk full while saving the checkpoint of step 2 to {directory}"
+    )
+    with pytest.raises(checkpointing.DiskFullError, match="checkpoint of step 2 to"):
+        checkpointing.wait(mngr)
+
+
 def test_a_failed_wait_and_a_failed_final_save_are_reported_too(tmp_path, monkeypatch):
     mngr = checkpointing.manager(str(tmp_path / "ckpts"))
 
@@ -132,3 +152,34 @@ def test_a_full_tmpfs_gives_one_line_and_the_rerun_resumes(tiny_tmpfs, caplog):
     checkpointing.save(mngr, resume + 1, big, {"data_position": resume + 1})
     checkpointing.finish(mngr)
     assert (directory / str(resume + 1)).is_dir()
+
+
+# Saves of 40 arrays of random (incompressible) values, 1.25 MiB a checkpoint: step 1 fits into
+# 2 MiB, step 2 fails in the background and Orbax reports it at the save of step 3.
+MANY_ARRAYS = """
+import sys
+import numpy as np
+from nsnet_jax import cli
+from nsnet_jax.train import checkpointing
+def main(config, workdir, argv):
+    rng = np.random.default_rng(0)
+    state = {f"w{i}": rng.standard_normal(8192, dtype=np.float32) for i in range(40)}
+    mngr = checkpointing.manager(sys.argv[1], max_to_keep=5)
+    for step in range(1, 6):
+        checkpointing.save(mngr, step, state, {"data_position": step})
+    checkpointing.finish(mngr)
+cli.run(main, default_config="tests/tiny_train_config.py", argv=sys.argv[:1])
+"""
+
+
+def test_a_full_tmpfs_names_the_failed_step_without_event_loop_tracebacks(tiny_tmpfs):
+    directory = tiny_tmpfs / "ckpts"
+    result = subprocess.run(
+        [sys.executable, "-c", MANY_ARRAYS, str(directory)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"disk full while saving the checkpoint of step 2 to {directory} (" in result.stderr
+    assert "resume from step 1" in result.stderr, result.stderr[-3000:]
+    assert "Event loop is closed" not in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]

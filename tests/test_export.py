@@ -139,3 +139,31 @@ def test_jax_own_stablehlo_runs_or_fails_as_one_line(exported, tmp_path):
         with pytest.raises(export.SavedModelUnreadable, match="vhlo.custom_call_v2") as err:
             export.load_saved_model(path, shape)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_export_into_an_existing_export_needs_force(tiny_workdir, tmp_path):
+    out = tmp_path / "export"
+    (out / "saved_model").mkdir(parents=True)
+    (out / "saved_model" / "stale.pb").write_text("an older model")
+    (out / "signature.json").write_text('{"old": true}')
+    (out / "nsnet.jax_export").write_text("old")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "nsnet_jax.export", f"--workdir={tiny_workdir}", f"--out={out}",
+           "--jax_export=false"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=root)
+    refused = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert (
+        f"error: --out={out} already holds an export (saved_model, nsnet.jax_export, "
+        "signature.json): pass --force to overwrite it, or choose another --out"
+    ) in refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert json.loads((out / "signature.json").read_text()) == {"old": True}
+
+    forced = subprocess.run([*cmd, "--force"], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert json.loads((out / "signature.json").read_text())["class_names"][1] == "trouser"
+    assert not (out / "saved_model" / "stale.pb").exists()
+    assert not (out / "nsnet.jax_export").exists()  # none of the old export outlives the new one

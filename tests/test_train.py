@@ -270,6 +270,31 @@ def test_sigterm_writes_a_checkpoint_and_exits(tiny_fashion_dir, tmp_path):
     assert "preempted; checkpoint saved" in rest
 
 
+@pytest.mark.slow
+def test_ctrl_c_writes_a_checkpoint_and_exits(tiny_fashion_dir, tmp_path):
+    """SIGINT, sent to the process group as a terminal's Ctrl-C is, checkpoints like SIGTERM."""
+    proc = subprocess.Popen(
+        _main_cmd(tiny_fashion_dir, tmp_path, "--config.recognizer_training.num_steps=400",
+                  "--config.checkpoint_every_steps=1000"),
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "recognizer step 3/400" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, "".join(seen)[-2000:] + rest[-2000:]
+    steps = [int(p.name) for p in (tmp_path / "recognizer" / "checkpoints").iterdir()
+             if p.name.isdigit()]  # fmt: skip
+    assert steps and 3 <= max(steps) < 400
+    assert "SIGINT (Ctrl-C) received: checkpointing at the next step" in rest
+    assert "preempted; checkpoint saved" in rest
+    assert "KeyboardInterrupt" not in rest and "Traceback" not in rest, rest[-3000:]
+
+
 def test_mistyped_override_fails_with_its_name(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "nsnet_jax.main", "--config=configs/salient_fashion.py",

@@ -15,6 +15,8 @@ import logging
 import os
 import shutil
 import signal
+import sys
+import weakref
 from typing import Any
 
 import jax
@@ -110,10 +112,33 @@ class _DropDiskFullTracebacks(logging.Filter):
 _FILTER = _DropDiskFullTracebacks()
 
 
+def _is_closed_loop_callback(unraisable: Any) -> bool:
+    """TensorStore's completion callback of a write whose save already failed, arriving after
+    Orbax's event loop closed: "RuntimeError: Event loop is closed", a traceback per write."""
+    error, tb = unraisable.exc_value, unraisable.exc_traceback
+    if not isinstance(error, RuntimeError) or str(error) != "Event loop is closed" or tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    return code.co_name == "call_soon_threadsafe" and "asyncio" in code.co_filename
+
+
+def _drop_closed_loop_callbacks(previous: Any) -> Any:
+    def hook(unraisable: Any) -> None:
+        if not _is_closed_loop_callback(unraisable):
+            previous(unraisable)
+
+    hook.nsnet_quiet = True
+    return hook
+
+
 def _quiet_orbax_disk_full() -> None:
     logger = logging.getLogger("absl")  # Orbax logs through absl.logging
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+    # After a failed save, the writes still in flight report to a closed loop, each through
+    # sys.unraisablehook with a traceback (dozens, before the one line of DiskFullError).
+    if not getattr(sys.unraisablehook, "nsnet_quiet", False):
+        sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
 
 
 def manager(directory: str, *, max_to_keep: int = 3, async_save: bool = True):
@@ -124,8 +149,21 @@ def manager(directory: str, *, max_to_keep: int = 3, async_save: bool = True):
     return ocp.CheckpointManager(absolute(directory), options=options)
 
 
+# The step each manager is saving in the background: a failure surfaces at a later call, and the
+# message must name the step whose save failed.
+_PENDING: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _pending(mngr: ocp.CheckpointManager) -> str:
+    step = _PENDING.get(mngr)
+    return "a checkpoint" if step is None else f"the checkpoint of step {step}"
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict, force: bool = False):
-    """Starts saving `step` in the background (an earlier save's failure may surface here)."""
+    """Starts saving `step` in the background; an earlier save's failure surfaces here, named by
+    its own step (Orbax waits for the previous save first too, so waiting here costs nothing)."""
+    wait(mngr)
+    _PENDING[mngr] = step
     try:
         mngr.save(
             step,
@@ -147,9 +185,7 @@ def wait(mngr: ocp.CheckpointManager) -> None:
         mngr.wait_until_finished()
     except Exception as e:
         if is_disk_full(e):
-            step = mngr.latest_step()
-            what = "a checkpoint" if step is None else f"the checkpoint of step {step}"
-            raise _disk_full(what, str(mngr.directory), str(mngr.directory)) from None
+            raise _disk_full(_pending(mngr), str(mngr.directory), str(mngr.directory)) from None
         raise
 
 
@@ -283,26 +319,37 @@ def load_params_by_path(
 
 
 class PreemptionFlag:
-    """Set by SIGTERM; the training loop checkpoints and exits at the next step boundary."""
+    """Set by SIGTERM or SIGINT (Ctrl-C); the training loop checkpoints and exits at the next step
+    boundary, so neither a scheduler's preemption nor a Ctrl-C loses the steps since the last
+    checkpoint. A second Ctrl-C stops at once (KeyboardInterrupt), without that checkpoint."""
+
+    received: int | None = None  # the last signal, for the exit status (128 + signal)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> PreemptionFlag:
         def handler(signum, frame):
-            log.warning("SIGTERM received: checkpointing at the next step, then exiting")
+            if signum == signal.SIGINT and self.requested:
+                raise KeyboardInterrupt
+            name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else "SIGTERM"
+            again = " (Ctrl-C again stops at once, without it)" if signum == signal.SIGINT else ""
+            log.warning("%s received: checkpointing at the next step, then exiting%s", name, again)
             self.requested = True
+            PreemptionFlag.received = signum
 
-        try:
-            self._previous = signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread: no handler, no preemption checkpoint
-            self._previous = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: no handler, no preemption checkpoint
+                pass
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def agreed(self) -> bool:
         """True on every process if any process was signalled (they must save together)."""
