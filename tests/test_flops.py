@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nsnet_jax.bench.flops import count_gmacs
+from nsnet_jax.costs.flops import count_gmacs
 from tests.test_configs import _parse
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
     from ml_collections import config_flags
 
     from nsnet_jax.bench.common import synthetic_train_batch
-    from nsnet_jax.bench.timing import time_call
+    from nsnet_jax.costs.timing import time_call
     from nsnet_jax.models.nsnet import build_model
     from nsnet_jax.train.step import build_stage_optimizer
 
