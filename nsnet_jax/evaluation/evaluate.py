@@ -16,7 +16,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
-from nsnet_jax.config_checks import eval_ks
+from nsnet_jax.contracts import eval_ks
 from nsnet_jax.costs.flops import count_gmacs
 from nsnet_jax.costs.timing import median_seconds
 from nsnet_jax.evaluation import metrics
