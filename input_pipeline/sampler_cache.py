@@ -11,7 +11,7 @@ sampler_cache_dir=CACHE`: random access, no decode. Augmentation (random resized
 inside the cached centre square) runs on the host (PIL, default), or, with
 `config.data.sampler_cache_augment='step'`, in the jitted step: the batch then carries the
 unaugmented frames plus `sampler_box` [B, 4] and `sampler_flip` [B], and the step calls
-`augment_in_step` (not wired into the trainer yet). Disk: T * size^2 * 3
+`nsnet_jax.augment.augment_in_step`. Disk: T * size^2 * 3
 bytes per video, 7.9 GB per 10k videos at T=16, 128 px.
 """
 
@@ -115,20 +115,6 @@ def crop_resize(frames: np.ndarray, box: decode.Box, size: int, *, flip: bool) -
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         out[t] = np.asarray(img)
     return out
-
-
-def augment_in_step(frames: Any, boxes: Any, flips: Any) -> Any:
-    """In a jitted step: uint8 [B, T, s, s, 3] with `sampler_box` [B, 4] and `sampler_flip` [B]
-    (what create_dataset adds under data.sampler_cache_augment='step') -> the augmented frames."""
-    import jax.numpy as jnp
-
-    from input_pipeline.gpu_decode import crop_resize as device_crop_resize
-
-    b, t, h, w, c = frames.shape
-    out = device_crop_resize(
-        frames.reshape(b * t, h, w, c), jnp.repeat(boxes, t, axis=0), jnp.repeat(flips, t), w
-    )
-    return out.reshape(b, t, w, w, c)
 
 
 def write_cache(

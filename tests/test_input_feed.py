@@ -97,6 +97,7 @@ def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_p
     from input_fixtures import data_config
 
     from input_pipeline import sampler_cache
+    from nsnet_jax.augment import augment_in_step
 
     cfg = data_config(tiny_fashion_dir)
     sampler_cache.write_cache(
@@ -109,7 +110,7 @@ def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_p
     for h, p, s in zip(host, plain, step, strict=True):
         np.testing.assert_array_equal(s["sampler_frames"], p["sampler_frames"])  # unaugmented
         assert s["sampler_box"].shape == (4, 4) and s["sampler_flip"].shape == (4,)
-        moved = sampler_cache.augment_in_step(
+        moved = augment_in_step(
             jnp.asarray(s["sampler_frames"]), s["sampler_box"], s["sampler_flip"]
         )
         assert np.abs(np.asarray(moved, float) - h["sampler_frames"]).mean() < 3.0
