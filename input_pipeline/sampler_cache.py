@@ -130,12 +130,12 @@ def write_cache(
     """Decodes every video of `split` once at `size` (centre crop) into the memmapped cache."""
     import tensorflow_datasets as tfds
 
-    from input_pipeline import pipeline
+    from input_pipeline import prepared
 
-    builder = pipeline.load_builder(dataset, data_dir)
-    fields = pipeline.dataset_meta_fields(builder)
+    builder = prepared.load_builder(dataset, data_dir)
+    fields = prepared.dataset_meta_fields(builder)
     source = tfds.data_source(
-        dataset, split=split, data_dir=data_dir, decoders={"video": pipeline._PassThrough()}
+        dataset, split=split, data_dir=data_dir, decoders={"video": prepared.PassThrough()}
     )
     n, t = len(source), fields["num_frames"]
     array_path, index_path = cache_paths(out_dir, dataset, split, size)
