@@ -11,7 +11,6 @@ OUT/video_folder/NAME/build_cache-VERSION-HASH/ until the build finishes.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -20,6 +19,9 @@ import signal
 import sys
 
 import tensorflow_datasets as tfds
+from absl import app, flags
+
+from nsnet_jax.flag_parsing import run_tool
 
 
 def build_video_folder(
@@ -55,22 +57,35 @@ def build_salient_fashion(config: str, data_dir: str) -> tfds.core.DatasetBuilde
     return builder
 
 
+DATASETS = ("video_folder", "salient_fashion")
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    """This command's flags (names and defaults as documented above)."""
+    flags.DEFINE_string("config", None, "the builder config, e.g. small or fcvid", flag_values=fv)
+    flags.mark_flag_as_required("config", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "where the dataset is written", flag_values=fv)
+    flags.mark_flag_as_required("data_dir", flag_values=fv)
+    flags.DEFINE_string("manual_dir", None, "video_folder: the manual_dir", flag_values=fv)
+    flags.DEFINE_integer("workers", 0, "processes (0: one per core)", flag_values=fv)
+    flags.DEFINE_bool("keep_cache", False, "keep decoded videos after the build", flag_values=fv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("dataset", choices=("video_folder", "salient_fashion"))
-    p.add_argument("--config", required=True)
-    p.add_argument("--data_dir", required=True)
-    p.add_argument("--manual_dir", default=None, help="video_folder: the manual_dir")
-    p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
-    p.add_argument("--keep_cache", action="store_true", help="keep decoded videos after the build")
-    args = p.parse_args(argv)
+    return run_tool(_main, define_flags, argv, doc=__doc__, positional=True)
+
+
+def _main(args: flags.FlagValues, positional: list[str]) -> int:
+    if len(positional) != 1 or positional[0] not in DATASETS:
+        raise app.UsageError(f"name one dataset to build, one of {list(DATASETS)}: {positional}")
+    dataset = positional[0]
     # A killed job (SIGTERM, e.g. a scheduler's preemption) unwinds like Ctrl-C: the pool's
     # workers are stopped and the finished videos stay in the cache for the rerun.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if args.dataset == "video_folder":
+    if dataset == "video_folder":
         if not args.manual_dir:
-            p.error("video_folder needs --manual_dir (see README, Data preparation)")
+            raise app.UsageError("video_folder needs --manual_dir (see README, Data preparation)")
         builder = build_video_folder(
             args.config, args.manual_dir, args.data_dir, args.workers, args.keep_cache
         )

@@ -17,7 +17,6 @@ bytes per video, 7.9 GB per 10k videos at T=16, 128 px.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import os
@@ -26,9 +25,11 @@ import time
 from typing import Any
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
 from input_pipeline import decode
+from nsnet_jax.flag_parsing import run_tool
 
 FORMAT_VERSION = 1
 PER_VIDEO_KEYS = ("video_ids", "label", "labels", "evidence")
@@ -192,15 +193,23 @@ def write_cache(
     return index
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    """This command's flags (names and defaults as documented above)."""
+    flags.DEFINE_string("dataset", None, "TFDS name", flag_values=fv)
+    flags.mark_flag_as_required("dataset", flag_values=fv)
+    flags.DEFINE_string("split", "train", "split to cache", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir", flag_values=fv)
+    flags.DEFINE_integer("size", 128, "config.data.sampler_size", flag_values=fv)
+    flags.DEFINE_string("out_dir", None, "what config.data.sampler_cache_dir names", flag_values=fv)
+    flags.mark_flag_as_required("out_dir", flag_values=fv)
+    flags.DEFINE_integer("num_threads", os.cpu_count() or 1, "decode threads", flag_values=fv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--split", default="train")
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--size", type=int, default=128, help="config.data.sampler_size")
-    p.add_argument("--out_dir", required=True, help="what config.data.sampler_cache_dir names")
-    p.add_argument("--num_threads", type=int, default=os.cpu_count() or 1)
-    args = p.parse_args(argv)
+    return run_tool(_main, define_flags, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues, _: list[str]) -> int:
     start = time.perf_counter()
     index = write_cache(
         args.dataset,

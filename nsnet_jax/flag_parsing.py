@@ -37,7 +37,8 @@ def run_tool(
     a FlagValues of the command's own, so that `main(argv)` can run again in one process (tests).
     `define(fv)` defines the command's flags on `fv`; `main(fv, args)` gets them and the positional
     arguments (none unless `positional`). `argv` leaves out the program name (default
-    sys.argv[1:]). Returns main's exit code; a flag error exits 1 with absl's message.
+    sys.argv[1:]). Returns main's exit code; a flag error, or an `app.UsageError` from main,
+    exits 1 with its message.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     fv = flags.FlagValues()
@@ -52,4 +53,8 @@ def run_tool(
     except (flags.Error, app.UsageError) as e:
         sys.stderr.write(f"FATAL Flags parsing error: {e}\nPass --help to see help on flags.\n")
         raise SystemExit(1) from None
-    return main(fv, args) or 0
+    try:
+        return main(fv, args) or 0
+    except app.UsageError as e:  # the command's own check of its arguments, as app.run has it
+        sys.stderr.write(f"usage error: {e}\nPass --help to see help on flags.\n")
+        raise SystemExit(1) from None
