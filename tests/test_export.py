@@ -16,8 +16,6 @@ from nsnet_jax.inference.export import export_all
 from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.trained import load_trained
 
-pytest_plugins = ("trained_fixtures",)
-
 # Runs in a fresh interpreter where importing jax, flax or this project raises ImportError
 # (TensorFlow 2.21 imports jax by itself when it is installed, and copes when it cannot).
 TF_ONLY = textwrap.dedent(

@@ -9,8 +9,6 @@ from PIL import Image
 from input_pipeline import inspect as inspect_cli
 from nsnet_jax.bench import input_rates
 
-pytest_plugins = ("input_fixtures",)
-
 
 def test_inspect_prints_schema_and_writes_contact_sheet(tiny_fashion_dir, tmp_path, capsys):
     out = tmp_path / "sheet.png"
