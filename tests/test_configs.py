@@ -103,21 +103,6 @@ def test_every_field_is_checked_before_any_work(field, value, match):
         validate_config(config)
 
 
-def test_no_model_module_imports_config_checks_training_evaluation_or_bench():
-    offenders = []
-    for path in sorted((ROOT / "nsnet_jax" / "models").glob("*.py")):
-        text = path.read_text()
-        for banned in (
-            "config_checks",
-            "nsnet_jax.train",
-            "nsnet_jax.evaluation",
-            "nsnet_jax.bench",
-        ):
-            if banned in text:
-                offenders.append(f"{path.name}: {banned}")
-    assert offenders == []
-
-
 def test_an_override_without_its_dashes_is_an_error_not_ignored():
     result = subprocess.run(
         [sys.executable, "-m", "nsnet_jax.flops", "--config=configs/fcvid.py",
