@@ -79,13 +79,13 @@ def _main(args: flags.FlagValues, positional: list[str]) -> int:
     if len(positional) != 1 or positional[0] not in DATASETS:
         raise app.UsageError(f"name one dataset to build, one of {list(DATASETS)}: {positional}")
     dataset = positional[0]
+    if dataset == "video_folder" and not args.manual_dir:
+        raise app.UsageError("video_folder needs --manual_dir (see README, Data preparation)")
     # A killed job (SIGTERM, e.g. a scheduler's preemption) unwinds like Ctrl-C: the pool's
     # workers are stopped and the finished videos stay in the cache for the rerun.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if dataset == "video_folder":
-        if not args.manual_dir:
-            raise app.UsageError("video_folder needs --manual_dir (see README, Data preparation)")
         builder = build_video_folder(
             args.config, args.manual_dir, args.data_dir, args.workers, args.keep_cache
         )
