@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "base",
         (
-            "nsnet_jax",  # the package itself (__init__: the version)
+            "nsnet_jax",  # the package's __init__ (the version) only: see _unit
             "nsnet_jax.sharding",
             "nsnet_jax.augment",
             "nsnet_jax.contracts",
@@ -126,7 +126,7 @@ def _unit(module: str) -> tuple[int, str]:
     best = None
     for index, (layer, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if _under(module, prefix):
+            if module == prefix or (prefix != "nsnet_jax" and _under(module, prefix)):
                 if best is None or len(prefix) > len(best[1]):
                     best = (index, ENTRY_POINTS if layer == ENTRY_POINTS else prefix)
     if best is None:
