@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_train=24, num_test=13, num_frames=6, canvas_size=32)
 
 
-def data_config(data_dir: str, **overrides):
+def data_config(data_dir: str, **overrides: Any) -> Any:
     """A config.data-like ConfigDict for the tiny dataset (small sizes keep tests fast)."""
     from configs.default import get_config
 
@@ -40,7 +42,9 @@ def data_config(data_dir: str, **overrides):
 CLASS_NAMES = ["tshirt", "trouser", "pullover", "dress", "coat"]
 
 
-def write_workdir(workdir: str, config, seed: int = 1, class_names=CLASS_NAMES) -> None:
+def write_workdir(
+    workdir: str, config: Any, seed: int = 1, class_names: Sequence[str] = CLASS_NAMES
+) -> None:
     """config.json, run_info.json and sampler/final, as a finished run leaves them.
 
     Random-init variables stand in for trained ones: predict and export must reproduce the JAX
@@ -65,7 +69,7 @@ def write_workdir(workdir: str, config, seed: int = 1, class_names=CLASS_NAMES) 
     checkpointing.save_variables(os.path.join(workdir, "sampler", "final"), variables)
 
 
-def tiny_predict_config(**overrides):
+def tiny_predict_config(**overrides: Any) -> Any:
     """T=6 frames, 16 px sampler view, 32 px recognizer view, K=2, 5 classes."""
     from tests.tiny import tiny_config
 
@@ -107,7 +111,7 @@ def write_frames(folder: str, frames: list[np.ndarray]) -> None:
 # ---- config files as the command line reads them
 
 
-def parse_config(config_file: str, *overrides: str):
+def parse_config(config_file: str, *overrides: str) -> Any:
     """configs/`config_file` with `--config.x=y` overrides, parsed as the commands parse it."""
     from absl import flags
     from ml_collections import config_flags
