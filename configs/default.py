@@ -151,7 +151,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.num_select = ""  # comma-separated K values to report; "" means model.num_select
     c.eval.baselines = True  # uniform-K, random-K, all-T and (with evidence) oracle-K
     c.eval.timing_repeats = 5  # videos/s: median over this many timed runs of one batch
-    # Early exit on NSNet's ranking (evaluation/early_exit.py): "" = off, else thresholds to sweep,
+    # Early exit on NSNet's ranking (inference/exit_rules.py): "" = off, else thresholds to sweep,
     # e.g. "0.5,0.8,0.9,0.95,0.99"; frames in score order up to K_max = the largest eval K.
     c.eval.early_exit_thresholds = ""
     c.eval.early_exit_budget_gmacs = 0.0  # > 0: pick the threshold for this mean GMACs/video

@@ -1,82 +1,8 @@
-"""Time read_video_file's decode modes on one long video; prints JSON.
+"""`python -m input_pipeline.bench_video_io`, kept working: see nsnet_jax/bench/video_io.py."""
 
-python -m input_pipeline.bench_video_io --video=/tmp/long.mp4 [--make] [--num_frames=16]
-    [--repeats=3] [--threads=0]
---make first writes a 3-minute 640x360 30 fps H.264 test video with 250-frame GOPs at --video.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import os
 import sys
-import time
 
-import numpy as np
-
-from input_pipeline import video_io
-
-
-def make_test_video(path: str, seconds: int = 180, gop: int = 250) -> None:
-    """A moving blob over a drifting ramp with a fine texture: decodes like camera footage."""
-    import av
-
-    rng = np.random.default_rng(0)
-    texture = rng.normal(0, 6, (360, 640, 1))
-    yy, xx = np.mgrid[0:360, 0:640]
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        stream.options = {
-            "g": str(gop),
-            "keyint_min": str(gop),
-            "sc_threshold": "0",
-            "preset": "veryfast",
-        }
-        for i in range(seconds * 30):
-            cx, cy = 320 + 200 * np.sin(i / 40), 180 + 100 * np.cos(i / 55)
-            blob = 120 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 3000.0)
-            f = np.stack([(xx + i) % 256 * 0.5, yy * 0.6 + blob, 80 + blob * 0.5], -1) + texture
-            frame = av.VideoFrame.from_ndarray(np.clip(f, 0, 255).astype(np.uint8), "rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def bench(video: str, num_frames: int, repeats: int, threads: int) -> dict:
-    """Median seconds per mode; whether exact mode returned the sequential mode's bytes."""
-    out: dict = {"video": video, "num_frames": num_frames, "threads": threads}
-    frames = {}
-    for mode in ("sequential", "exact", "keyframe"):
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            frames[mode] = video_io.read_video_file(
-                video, num_frames, short_side=256, quality=90, mode=mode, threads=threads
-            )
-            times.append(time.perf_counter() - t0)
-        out[f"{mode}_s"] = round(float(np.median(times)), 3)
-    out["exact_identical_to_sequential"] = frames["exact"] == frames["sequential"]
-    out["exact_speedup"] = round(out["sequential_s"] / out["exact_s"], 2)
-    out["keyframe_speedup"] = round(out["sequential_s"] / out["keyframe_s"], 2)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--video", required=True)
-    p.add_argument("--make", action="store_true", help="write the test video first")
-    p.add_argument("--num_frames", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="FFmpeg threads (0: FFmpeg's choice)")
-    args = p.parse_args(argv)
-    if args.make or not os.path.isfile(args.video):
-        make_test_video(args.video)
-    print(json.dumps(bench(args.video, args.num_frames, args.repeats, args.threads)))
-    return 0
-
+from nsnet_jax.bench.video_io import main
 
 if __name__ == "__main__":
     sys.exit(main())

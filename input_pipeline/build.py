@@ -20,7 +20,6 @@ NSNET_VERBOSE=1 shows the traceback. One build per dataset config and OUT at a t
 
 from __future__ import annotations
 
-import argparse
 import errno
 import glob
 import hashlib
@@ -31,10 +30,12 @@ import signal
 import sys
 
 import tensorflow_datasets as tfds
+from absl import app, flags
 
 from input_pipeline import manifest
 from input_pipeline.build_pool import CACHE_SUFFIX
 from nsnet_jax import locking
+from nsnet_jax.flag_parsing import run_tool
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "build.lock"
@@ -182,14 +183,14 @@ def _is_disk_full(error: BaseException | None) -> bool:
     return False
 
 
-def _disk_full(args: argparse.Namespace) -> str:
+def _disk_full(dataset: str, config: str, data_dir: str) -> str:
     """Where the disk filled, how much is free, and what the rerun keeps."""
-    path = os.path.abspath(args.data_dir)
+    path = os.path.abspath(data_dir)
     probe = path
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
     free = shutil.disk_usage(probe).free / 2**20
-    caches = glob.glob(os.path.join(path, args.dataset, args.config, "build_cache-*"))
+    caches = glob.glob(os.path.join(path, dataset, config, "build_cache-*"))
     kept = [
         f
         for c in caches
@@ -201,33 +202,46 @@ def _disk_full(args: argparse.Namespace) -> str:
     else:
         keep = "nothing is kept: the rerun builds from the start"
     return (
-        f"disk full while building {args.dataset}/{args.config} in {path} ({free:.1f} MiB free "
+        f"disk full while building {dataset}/{config} in {path} ({free:.1f} MiB free "
         f"on that filesystem): free space there, then rerun the same command; {keep}"
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("dataset", choices=("video_folder", "salient_fashion"))
-    p.add_argument("--config", required=True)
-    p.add_argument("--data_dir", required=True)
-    p.add_argument("--manual_dir", default=None, help="video_folder: the manual_dir")
-    p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
-    p.add_argument("--keep_cache", action="store_true", help="keep decoded videos after the build")
-    p.add_argument(
-        "--rebuild", action="store_true", help="replace a finished dataset (e.g. lists changed)"
+DATASETS = ("video_folder", "salient_fashion")
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    """This command's flags (names and defaults as documented above)."""
+    flags.DEFINE_string("config", None, "the builder config, e.g. small or fcvid", flag_values=fv)
+    flags.mark_flag_as_required("config", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "where the dataset is written", flag_values=fv)
+    flags.mark_flag_as_required("data_dir", flag_values=fv)
+    flags.DEFINE_string("manual_dir", None, "video_folder: the manual_dir", flag_values=fv)
+    flags.DEFINE_integer("workers", 0, "processes (0: one per core)", flag_values=fv)
+    flags.DEFINE_bool("keep_cache", False, "keep decoded videos after the build", flag_values=fv)
+    flags.DEFINE_bool(
+        "rebuild", False, "replace a finished dataset (e.g. lists changed)", flag_values=fv
     )
-    p.add_argument("--verbose", action="store_true", help="tracebacks for one-line errors")
-    args = p.parse_args(argv)
-    args.verbose = args.verbose or os.environ.get("NSNET_VERBOSE", "0") not in ("", "0")
+    flags.DEFINE_bool("verbose", False, "tracebacks for one-line errors", flag_values=fv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_tool(_main, define_flags, argv, doc=__doc__, positional=True)
+
+
+def _main(args: flags.FlagValues, positional: list[str]) -> int:
+    if len(positional) != 1 or positional[0] not in DATASETS:
+        raise app.UsageError(f"name one dataset to build, one of {list(DATASETS)}: {positional}")
+    dataset = positional[0]
+    if dataset == "video_folder" and not args.manual_dir:
+        raise app.UsageError("video_folder needs --manual_dir (see docs/data.md)")
     # A killed job (SIGTERM, e.g. a scheduler's preemption) unwinds like Ctrl-C: the pool's
     # workers are stopped and the finished videos stay in the cache for the rerun.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if args.dataset == "video_folder" and not args.manual_dir:
-        p.error("video_folder needs --manual_dir (see docs/data.md)")
+    verbose = args.verbose or os.environ.get("NSNET_VERBOSE", "0") not in ("", "0")
     try:
-        if args.dataset == "video_folder":
+        if dataset == "video_folder":
             builder = build_video_folder(
                 args.config,
                 args.manual_dir,
@@ -239,15 +253,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             builder = build_salient_fashion(args.config, args.data_dir)
     except InputsChangedError as e:
-        if args.verbose:
+        if verbose:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        if args.verbose or not (getattr(e, "one_line", False) or _is_disk_full(e)):
+        if verbose or not (getattr(e, "one_line", False) or _is_disk_full(e)):
             raise
         one_line = getattr(e, "one_line", False)
-        print(f"error: {e if one_line else _disk_full(args)}", file=sys.stderr)
+        message = e if one_line else _disk_full(dataset, args.config, args.data_dir)
+        print(f"error: {message}", file=sys.stderr)
         return getattr(e, "exit_code", 1) if one_line else 1
     print(f"built {builder.info.full_name} in {builder.data_dir}")
     return 0

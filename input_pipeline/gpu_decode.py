@@ -14,7 +14,6 @@ else the host decoder (PIL with the DCT draft, `input_pipeline.decode`); both ha
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -25,31 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from input_pipeline import decode
+from nsnet_jax.augment import crop_resize
 
 EncodedVideo = Sequence[bytes]
-
-
-@functools.partial(jax.jit, static_argnames=("size",))
-def crop_resize(frames: jax.Array, boxes: jax.Array, flips: jax.Array, size: int) -> jax.Array:
-    """uint8 [N, H, W, 3] -> uint8 [N, size, size, 3]: crop box [N, 4] (x0, y0, x1, y1 in pixels),
-    antialiased bilinear resize, then a horizontal flip where flips [N] is set."""
-
-    def one(img, box, flip):
-        x0, y0, x1, y1 = box[0], box[1], box[2], box[3]
-        scale = jnp.stack([size / (y1 - y0), size / (x1 - x0)])
-        out = jax.image.scale_and_translate(
-            img.astype(jnp.float32),
-            (size, size, img.shape[-1]),
-            (0, 1),
-            scale,
-            -jnp.stack([y0, x0]) * scale,
-            method="linear",
-            antialias=True,
-        )
-        out = jnp.where(flip, out[:, ::-1], out)
-        return jnp.clip(jnp.round(out), 0, 255).astype(jnp.uint8)
-
-    return jax.vmap(one)(frames, boxes.astype(jnp.float32), flips)
 
 
 def gpu_decode_status() -> tuple[bool, str]:

@@ -7,15 +7,16 @@ Evidence frames (where the dataset knows them) get a red border on the sheet.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw
 
 from input_pipeline import decode, pipeline, records
+from nsnet_jax.flag_parsing import run_tool
 
 
 def contact_sheet(frames: np.ndarray, evidence: np.ndarray | None, per_row: int = 8) -> Image.Image:
@@ -77,14 +78,21 @@ def inspect_record(
     return summary
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    """This command's flags (names and defaults as documented above)."""
+    flags.DEFINE_string("dataset", None, "TFDS name, e.g. salient_fashion/small", flag_values=fv)
+    flags.mark_flag_as_required("dataset", flag_values=fv)
+    flags.DEFINE_string("split", "train", "split to read", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir", flag_values=fv)
+    flags.DEFINE_integer("index", 0, "the record to show", flag_values=fv)
+    flags.DEFINE_string("out", None, "PNG path for the contact sheet", flag_values=fv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True, help="TFDS name, e.g. salient_fashion/small")
-    p.add_argument("--split", default="train")
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--index", type=int, default=0)
-    p.add_argument("--out", default=None, help="PNG path for the contact sheet")
-    args = p.parse_args(argv)
+    return run_tool(_main, define_flags, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues, _: list[str]) -> int:
     try:
         summary = inspect_record(args.dataset, args.split, args.data_dir, args.index, args.out)
     except (IndexError, records.CorruptRecordError) as e:

@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from input_pipeline import decode, manifest, records
+from input_pipeline.prepared import PassThrough as _PassThrough
+from input_pipeline.prepared import dataset_meta_fields, load_builder
 
 HOST_ONLY_KEYS = ("video_id", "index", "encoded_frames", "crop_box", "flip")
 
@@ -39,63 +41,12 @@ class DatasetMeta:
     steps_per_epoch: int  # train: full global batches per epoch; eval: batches of the one pass
 
 
-class _PassThrough(tfds.decode.Decoder):
-    """Keeps the video as its list of JPEG strings, so only the frames we want get decoded."""
-
-    def decode_example(self, serialized_example):
-        return serialized_example
-
-    def decode_example_np(self, serialized_example):
-        return serialized_example
-
-    def decode_batch_example_np(self, serialized_example):
-        return serialized_example
-
-
 def _cfg(data_config: Any, key: str, default: Any) -> Any:
     try:
         value = data_config[key] if isinstance(data_config, Mapping) else getattr(data_config, key)
     except (KeyError, AttributeError):
         return default
     return default if value is None else value
-
-
-def load_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-    """The prepared builder, or an error that says how to build it."""
-    import input_pipeline  # noqa: F401 - registers this project's builders
-
-    builder = tfds.builder(name, data_dir=data_dir or None)
-    if not builder.is_prepared():
-        folder = name.split("/")[0]
-        config = f" --config={name.split('/')[1]}" if "/" in name else ""
-        raise FileNotFoundError(
-            f"Dataset {name!r} is not built in {builder.data_dir}. Build it with: "
-            f"tfds build input_pipeline/datasets/{folder}{config} "
-            f"--data_dir={data_dir or '~/tensorflow_datasets'}"
-        )
-    formats = {str(f.value) for f in builder.info.available_file_formats()}
-    formats.add(str(builder.info.file_format.value))
-    if "array_record" not in formats:
-        raise ValueError(
-            f"Dataset {name!r} in {builder.data_dir} is stored as {sorted(formats)}; this "
-            "pipeline reads array_record (random access). Rebuild with --file_format=array_record."
-        )
-    manifest.warn_if_stale(name, builder.data_dir)  # a list edited since the build
-    return builder
-
-
-def dataset_meta_fields(builder: tfds.core.DatasetBuilder) -> dict[str, Any]:
-    """num_classes, class_names, num_frames, has_evidence and multi_label from a built dataset."""
-    features = builder.info.features
-    label = features["label"]
-    meta = dict(builder.info.metadata or {})
-    return dict(
-        num_classes=int(label.num_classes),
-        class_names=tuple(label.names),
-        num_frames=int(features["video"].shape[0]),
-        has_evidence=bool(meta.get("has_evidence", "evidence" in features)),
-        multi_label=bool(meta.get("multi_label", False)),
-    )
 
 
 @functools.lru_cache(maxsize=4)

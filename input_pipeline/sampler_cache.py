@@ -11,13 +11,12 @@ sampler_cache_dir=CACHE`: random access, no decode. Augmentation (random resized
 inside the cached centre square) runs on the host (PIL, default), or, with
 `config.data.sampler_cache_augment='step'`, in the jitted step: the batch then carries the
 unaugmented frames plus `sampler_box` [B, 4] and `sampler_flip` [B], and the step calls
-`augment_in_step` (not wired into the trainer yet). Disk: T * size^2 * 3
+`nsnet_jax.augment.augment_in_step`. Disk: T * size^2 * 3
 bytes per video, 7.9 GB per 10k videos at T=16, 128 px.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import os
@@ -26,9 +25,11 @@ import time
 from typing import Any
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
 from input_pipeline import decode, manifest
+from nsnet_jax.flag_parsing import run_tool
 
 FORMAT_VERSION = 1
 PER_VIDEO_KEYS = ("video_ids", "label", "labels", "evidence")
@@ -127,20 +128,6 @@ def crop_resize(frames: np.ndarray, box: decode.Box, size: int, *, flip: bool) -
     return out
 
 
-def augment_in_step(frames: Any, boxes: Any, flips: Any) -> Any:
-    """In a jitted step: uint8 [B, T, s, s, 3] with `sampler_box` [B, 4] and `sampler_flip` [B]
-    (what create_dataset adds under data.sampler_cache_augment='step') -> the augmented frames."""
-    import jax.numpy as jnp
-
-    from input_pipeline.gpu_decode import crop_resize as device_crop_resize
-
-    b, t, h, w, c = frames.shape
-    out = device_crop_resize(
-        frames.reshape(b * t, h, w, c), jnp.repeat(boxes, t, axis=0), jnp.repeat(flips, t), w
-    )
-    return out.reshape(b, t, w, w, c)
-
-
 def write_cache(
     dataset: str,
     split: str,
@@ -154,12 +141,12 @@ def write_cache(
     """Decodes every video of `split` once at `size` (centre crop) into the memmapped cache."""
     import tensorflow_datasets as tfds
 
-    from input_pipeline import pipeline
+    from input_pipeline import prepared
 
-    builder = pipeline.load_builder(dataset, data_dir)
-    fields = pipeline.dataset_meta_fields(builder)
+    builder = prepared.load_builder(dataset, data_dir)
+    fields = prepared.dataset_meta_fields(builder)
     source = tfds.data_source(
-        dataset, split=split, data_dir=data_dir, decoders={"video": pipeline._PassThrough()}
+        dataset, split=split, data_dir=data_dir, decoders={"video": prepared.PassThrough()}
     )
     n, t = len(source), fields["num_frames"]
     array_path, index_path = cache_paths(out_dir, dataset, split, size)
@@ -217,15 +204,23 @@ def write_cache(
     return index
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    """This command's flags (names and defaults as documented above)."""
+    flags.DEFINE_string("dataset", None, "TFDS name", flag_values=fv)
+    flags.mark_flag_as_required("dataset", flag_values=fv)
+    flags.DEFINE_string("split", "train", "split to cache", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir", flag_values=fv)
+    flags.DEFINE_integer("size", 128, "config.data.sampler_size", flag_values=fv)
+    flags.DEFINE_string("out_dir", None, "what config.data.sampler_cache_dir names", flag_values=fv)
+    flags.mark_flag_as_required("out_dir", flag_values=fv)
+    flags.DEFINE_integer("num_threads", os.cpu_count() or 1, "decode threads", flag_values=fv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--split", default="train")
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--size", type=int, default=128, help="config.data.sampler_size")
-    p.add_argument("--out_dir", required=True, help="what config.data.sampler_cache_dir names")
-    p.add_argument("--num_threads", type=int, default=os.cpu_count() or 1)
-    args = p.parse_args(argv)
+    return run_tool(_main, define_flags, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues, _: list[str]) -> int:
     start = time.perf_counter()
     index = write_cache(
         args.dataset,

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # ---- models: compute alone, then end to end from JPEG bytes
-    from nsnet_jax.bench.flops import xla_flops
+    from nsnet_jax.costs.flops import xla_flops
     from nsnet_jax.inference import decode_aware as da
 
     gmacs = None

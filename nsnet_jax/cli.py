@@ -28,6 +28,7 @@ from absl import app, flags
 from ml_collections import config_dict, config_flags
 
 from nsnet_jax.errors import UserError, verbose
+from nsnet_jax.flag_parsing import reject_stray_arguments
 
 Main = Callable[[Any, "str | None", list[str]], None]
 
@@ -79,16 +80,6 @@ def define_flags(
         verbose([]),
         "Tracebacks for errors that are otherwise one line (also: NSNET_VERBOSE=1).",
     )
-
-
-def reject_stray_arguments(argv: list[str]) -> None:
-    """absl leaves positional arguments to the program; none of ours takes any."""
-    stray = argv[1:]
-    if stray:
-        hint = ""
-        if any("=" in a and not a.startswith("-") for a in stray):
-            hint = "; a config override needs two dashes, e.g. --config.model.num_select=4"
-        raise app.UsageError(f"unexpected argument(s) {stray}{hint}")
 
 
 def setup(argv: list[str], positional: bool = False) -> tuple[Any, str | None]:

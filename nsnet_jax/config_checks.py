@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import jax.numpy as jnp
-import numpy as np
-
+from nsnet_jax.contracts import check_frames, eval_ks  # noqa: F401 - re-exported
 from nsnet_jax.models.layers import DEPTHWISE_IMPLS, SPATIAL_POOLS
 from nsnet_jax.models.nsnet import DTYPES
 from nsnet_jax.models.recognizer import AGGREGATIONS
@@ -136,24 +134,6 @@ def check_bound(field: str, value: Any, low: float, inclusive: bool) -> None:
     if not ok:
         rel = ">=" if inclusive else ">"
         raise ValueError(f"config.{field}={value!r} must be a number {rel} {low}")
-
-
-def eval_ks(config: Any) -> list[int]:
-    """The K values evaluation reports: `eval.num_select` ("1,2,4"), or model.num_select."""
-    spec = str(config.eval.num_select).strip()
-    t = config.data.num_frames
-    try:
-        ks = [int(x) for x in spec.split(",") if x.strip()] if spec else [config.model.num_select]
-    except ValueError:
-        raise ValueError(
-            f"config.eval.num_select={spec!r} must be comma-separated integers, e.g. '1,2,4'"
-        ) from None
-    for k in ks:
-        if not 1 <= k <= t:
-            raise ValueError(
-                f"config.eval.num_select={spec!r} has K={k}, outside [1, data.num_frames={t}]"
-            )
-    return ks
 
 
 def validate_config(config: Any) -> None:
@@ -309,22 +289,4 @@ def _check_feature_cache(config: Any) -> None:
             f"selection.train_mode={config.selection.train_mode!r} runs the recognizer on the "
             "selected frames in the sampler stage: set feature_cache=False, or train_recognizer="
             "False and selection.train_mode='none'"
-        )
-
-
-def check_frames(name: str, frames: Any, *, num_frames: int | None = None) -> None:
-    """A video batch must be [B, T, H, W, 3], uint8 or floating, 0..255."""
-    shape = tuple(np.shape(frames))
-    dtype = np.dtype(getattr(frames, "dtype", np.asarray(frames).dtype))
-    if len(shape) != 5 or shape[-1] != 3:
-        raise ValueError(
-            f"{name} must have shape [batch, frames, height, width, 3]; got {shape}. "
-            "Add the frame axis for single images, or move channels last."
-        )
-    if not (dtype == np.uint8 or np.issubdtype(dtype, np.floating) or dtype == jnp.bfloat16):
-        raise ValueError(f"{name} must be uint8 or floating (0..255), got dtype {dtype}")
-    if num_frames is not None and shape[1] != num_frames:
-        raise ValueError(
-            f"{name} has {shape[1]} frames but config.data.num_frames={num_frames}; "
-            "resample the video or change the config"
         )

@@ -12,8 +12,6 @@ from nsnet_jax.train import stages
 from tests import tiny_train_config
 from tests.tiny import set_fields
 
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
-
 
 def test_paired_bootstrap_interval_covers_the_shift_and_shrinks_with_more_videos():
     rng = np.random.default_rng(0)

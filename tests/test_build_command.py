@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from input_pipeline import build, build_pool, pipeline, video_io
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
-from tests.test_datasets_video_folder import _brightness_ramp, _write_frames, _write_mp4
+from tests.helpers import brightness_ramp, write_frames, write_mp4
 
 T = 4
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,8 +25,8 @@ def manual(tmp_path_factory) -> str:
     os.makedirs(root / "videos")
     (root / "classes.txt").write_text("archery\nbowling\ncycling\n")
     for i, n in enumerate((16, 17, 18, 20, 3)):  # the fcvid preset samples 16
-        _write_mp4(str(root / "videos" / f"v{i}.mp4"), _brightness_ramp(n, 24, 32))
-    _write_frames(str(root / "frames" / "f0"), _brightness_ramp(16, 24, 32))
+        write_mp4(str(root / "videos" / f"v{i}.mp4"), brightness_ramp(n, 24, 32))
+    write_frames(str(root / "frames" / "f0"), brightness_ramp(16, 24, 32))
     (root / "train.txt").write_text(
         "videos/v0.mp4 0\nvideos/v1.mp4 1\nvideos/v2.mp4 2\nvideos/v3.mp4 0 1\n"
         "videos/v4.mp4 1\nframes/f0 16 2\nvideos/gone.mp4 0\n"

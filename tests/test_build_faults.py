@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from input_pipeline import build
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
-from tests.test_datasets_video_folder import _brightness_ramp, _write_frames, _write_mp4
+from tests.helpers import brightness_ramp, write_frames, write_mp4
 
 T = 4
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +24,7 @@ def _manual(root, lines: str, videos=("a.mp4", "b.mp4")) -> str:
     os.makedirs(root / "videos", exist_ok=True)
     (root / "classes.txt").write_text("archery\nbowling\ncycling\n")
     for name in videos:
-        _write_mp4(str(root / "videos" / name), _brightness_ramp(8, 16, 16))
+        write_mp4(str(root / "videos" / name), brightness_ramp(8, 16, 16))
     (root / "train.txt").write_text(lines)
     return str(root)
 
@@ -103,8 +103,8 @@ def test_frame_folder_with_fewer_frames_than_listed_is_skipped_with_both_counts(
     root = tmp_path / "m"
     (root).mkdir()
     (root / "classes.txt").write_text("archery\nbowling\n")
-    _write_frames(str(root / "frames" / "full"), _brightness_ramp(8, 16, 16))
-    _write_frames(str(root / "frames" / "cut"), _brightness_ramp(8, 16, 16))
+    write_frames(str(root / "frames" / "full"), brightness_ramp(8, 16, 16))
+    write_frames(str(root / "frames" / "cut"), brightness_ramp(8, 16, 16))
     (root / "train.txt").write_text("frames/full 8 0\nframes/cut 30 1\n")
     builder = _build(str(root), str(tmp_path / "out"), "short_folder", multi_label=False)
     assert sorted(_records(str(tmp_path / "out"), "short_folder")) == ["frames/full"]

@@ -5,34 +5,24 @@ import sys
 from pathlib import Path
 
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
 from nsnet_jax.config_checks import CHOICES, validate_config, with_overrides
 from nsnet_jax.models.nsnet import build_model
+from tests.helpers import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted(p.name for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
 
 
-def _parse(config_file, *overrides):
-    argv = [sys.argv[0], f"--config={ROOT / 'configs' / config_file}", *overrides]
-    fv = flags.FlagValues()
-    # config_flags discovers `--config.*` override flags from the argv it is given
-    config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=argv)
-    fv(argv)
-    return fv.config
-
-
 @pytest.mark.parametrize("config_file", CONFIG_FILES)
 def test_every_config_file_loads_and_validates(config_file):
-    config = _parse(config_file)
+    config = parse_config(config_file)
     validate_config(config)
     build_model(config)
 
 
 def test_overrides_reach_the_config():
-    config = _parse(
+    config = parse_config(
         "activitynet.py",
         "--config.model.num_select=5",
         "--config.model.sampler.temporal=transformer",
@@ -45,27 +35,29 @@ def test_overrides_reach_the_config():
 
 def test_temporal_kernel_must_be_odd():
     with pytest.raises(ValueError, match="temporal_kernel=4 must be an odd int"):
-        validate_config(_parse("salient_fashion.py", "--config.model.sampler.temporal_kernel=4"))
+        validate_config(
+            parse_config("salient_fashion.py", "--config.model.sampler.temporal_kernel=4")
+        )
 
 
 def test_self_training_fields_are_bounded():
-    validate_config(_parse("salient_fashion.py", "--config.pseudo_label.own_top_k=2"))
+    validate_config(parse_config("salient_fashion.py", "--config.pseudo_label.own_top_k=2"))
     with pytest.raises(ValueError, match=r"own_top_k=17 must be an int in \[0, config.data"):
-        validate_config(_parse("salient_fashion.py", "--config.pseudo_label.own_top_k=17"))
+        validate_config(parse_config("salient_fashion.py", "--config.pseudo_label.own_top_k=17"))
     with pytest.raises(ValueError, match=r"own_from=1.5 must be a fraction"):
-        validate_config(_parse("salient_fashion.py", "--config.pseudo_label.own_from=1.5"))
+        validate_config(parse_config("salient_fashion.py", "--config.pseudo_label.own_from=1.5"))
 
 
 def test_maxpool_share_rule_needs_a_maxpool_recognizer():
-    validate_config(_parse("salient_fashion.py", "--config.pseudo_label.rule=maxpool_share"))
-    config = _parse("activitynet.py", "--config.pseudo_label.rule=maxpool_share")
+    validate_config(parse_config("salient_fashion.py", "--config.pseudo_label.rule=maxpool_share"))
+    config = parse_config("activitynet.py", "--config.pseudo_label.rule=maxpool_share")
     with pytest.raises(ValueError, match="aggregation='mean_logits': set it to 'maxpool_mlp'"):
         validate_config(config)
 
 
 def test_unknown_override_key_is_rejected_with_its_name():
     with pytest.raises(Exception, match="num_selct"):
-        _parse("activitynet.py", "--config.model.num_selct=5")
+        parse_config("activitynet.py", "--config.model.num_selct=5")
 
 
 def test_unknown_key_on_the_command_line_fails_the_program():
@@ -80,7 +72,7 @@ def test_unknown_key_on_the_command_line_fails_the_program():
 
 @pytest.mark.parametrize("field", sorted(CHOICES))
 def test_bad_switch_value_names_field_value_and_choices(field):
-    config = with_overrides(_parse("activitynet.py"), {field: "no_such_value"})
+    config = with_overrides(parse_config("activitynet.py"), {field: "no_such_value"})
     with pytest.raises(ValueError, match=rf"config\.{field}='no_such_value' is not allowed"):
         validate_config(config)
 
@@ -106,24 +98,9 @@ def test_bad_switch_value_names_field_value_and_choices(field):
     ],
 )
 def test_every_field_is_checked_before_any_work(field, value, match):
-    config = with_overrides(_parse("activitynet.py"), {field: value})
+    config = with_overrides(parse_config("activitynet.py"), {field: value})
     with pytest.raises(ValueError, match=match):
         validate_config(config)
-
-
-def test_no_model_module_imports_config_checks_training_evaluation_or_bench():
-    offenders = []
-    for path in sorted((ROOT / "nsnet_jax" / "models").glob("*.py")):
-        text = path.read_text()
-        for banned in (
-            "config_checks",
-            "nsnet_jax.train",
-            "nsnet_jax.evaluation",
-            "nsnet_jax.bench",
-        ):
-            if banned in text:
-                offenders.append(f"{path.name}: {banned}")
-    assert offenders == []
 
 
 def test_an_override_without_its_dashes_is_an_error_not_ignored():

@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 
 from input_pipeline import build, inspect, manifest, pipeline, sampler_cache
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
-from tests.test_datasets_video_folder import _brightness_ramp, _write_mp4
+from tests.helpers import brightness_ramp, write_mp4
 
 T = 4
 LINES = "videos/v0.mp4 0\nvideos/v1.mp4 1\nvideos/v2.mp4 2\n"
@@ -27,7 +27,7 @@ def _manual(root, lines: str = LINES, videos: int = 4) -> str:
     os.makedirs(root / "videos")
     (root / "classes.txt").write_text("archery\nbowling\ncycling\n")
     for i in range(videos):
-        _write_mp4(str(root / "videos" / f"v{i}.mp4"), _brightness_ramp(16 + i, 16, 16))
+        write_mp4(str(root / "videos" / f"v{i}.mp4"), brightness_ramp(16 + i, 16, 16))
     (root / "train.txt").write_text(lines)
     (root / "test.txt").write_text("videos/v3.mp4 1\n")  # for the presets, which have a test split
     return str(root)
@@ -114,7 +114,7 @@ def test_finished_build_with_an_added_video_is_refused_then_rebuilt(tmp_path, ca
 def test_a_video_replaced_on_disk_is_a_change(tmp_path):
     manual, out = _manual(tmp_path / "m"), str(tmp_path / "out")
     build.build_video_folder(_config("disk"), manual, out, workers=1)
-    _write_mp4(os.path.join(manual, "videos", "v2.mp4"), _brightness_ramp(20, 16, 16)[::-1])
+    write_mp4(os.path.join(manual, "videos", "v2.mp4"), brightness_ramp(20, 16, 16)[::-1])
     with pytest.raises(build.InputsChangedError, match="train video videos/v2.mp4 changed on disk"):
         build.build_video_folder(_config("disk"), manual, out, workers=1)
 

@@ -4,39 +4,15 @@ from __future__ import annotations
 
 import os
 
-import av
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from input_pipeline import pipeline, video_io
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+from tests.helpers import brightness_ramp, write_frames, write_mp4
 
 T = 4
-
-
-def _brightness_ramp(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
-    """Frame i is flat grey at 20 + 10*i: the order is readable after a lossy round trip."""
-    return [np.full((h, w, 3), 20 + 10 * i, np.uint8) for i in range(n)]
-
-
-def _write_mp4(path: str, frames: list[np.ndarray]) -> None:
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def _write_frames(folder: str, frames: list[np.ndarray]) -> None:
-    os.makedirs(folder)
-    for i, f in enumerate(frames, 1):  # image_1 .. image_12: natural, not lexical, order
-        Image.fromarray(f).save(os.path.join(folder, f"image_{i}.jpg"), quality=95)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +22,7 @@ def manual_dir(tmp_path_factory) -> str:
     with open(os.path.join(root, "classes.txt"), "w") as f:
         f.write("archery\nbowling\ncycling\n")
     for name, n in (("v0", 12), ("v1", 9), ("v2", 20), ("short", 3)):
-        _write_mp4(os.path.join(root, "videos", f"{name}.mp4"), _brightness_ramp(n))
+        write_mp4(os.path.join(root, "videos", f"{name}.mp4"), brightness_ramp(n))
     with open(os.path.join(root, "videos", "corrupt.mp4"), "wb") as f:
         f.write(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     with open(os.path.join(root, "train.txt"), "w") as f:
@@ -55,7 +31,7 @@ def manual_dir(tmp_path_factory) -> str:
             "videos/v2.mp4 1 2\nvideos/short.mp4 0\nvideos/v0.mp4 9\n"
         )
     for name, n in (("f0", 12), ("f1", 7)):
-        _write_frames(os.path.join(root, "frames", name), _brightness_ramp(n, 40, 30))
+        write_frames(os.path.join(root, "frames", name), brightness_ramp(n, 40, 30))
     with open(os.path.join(root, "test.txt"), "w") as f:
         f.write("frames/f0 12 2\nframes/f1 7 0 1\n")
     return root
@@ -139,7 +115,7 @@ def test_class_subfolder_layout(tmp_path):
     root = tmp_path / "manual"
     for cls, n in (("jump", 8), ("run", 6)):
         os.makedirs(root / "train" / cls)
-        _write_mp4(str(root / "train" / cls / f"{cls}0.mp4"), _brightness_ramp(n))
+        write_mp4(str(root / "train" / cls / f"{cls}0.mp4"), brightness_ramp(n))
     builder = _build(str(root), str(tmp_path / "out"), "subfolders", splits=("train",))
     assert builder.info.features["label"].names == ["jump", "run"]
     recs = _records(str(tmp_path / "out"), "subfolders", "train")
@@ -166,7 +142,7 @@ def test_sample_indices_uniform_and_fps():
 
 def test_corrupt_frame_in_a_folder_is_skipped_not_fatal(tmp_path):
     folder = tmp_path / "f"
-    _write_frames(str(folder), _brightness_ramp(4))
+    write_frames(str(folder), brightness_ramp(4))
     (folder / "image_3.jpg").write_bytes(b"garbage")
     with pytest.raises(video_io.SkipVideo, match="undecodable frame image_3.jpg"):
         video_io.read_frame_folder(str(folder), 4, short_side=16, quality=90)

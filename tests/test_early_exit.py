@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nsnet_jax.evaluation import early_exit, early_exit_eval
+from nsnet_jax.evaluation import early_exit_eval, early_exit_sweep
+from nsnet_jax.inference import exit_rules
 from nsnet_jax.inference.jitted import make_recognize_fn
 from nsnet_jax.models import selection
 from nsnet_jax.models.nsnet import build_model, init_variables
@@ -33,41 +34,41 @@ def test_exit_at_the_first_prefix_strictly_above_the_threshold():
             _logits_for([[0.99, 0.01], [0.5, 0.5], [0.5, 0.5]]),  # exits at frame 1
         ]
     )
-    used, logits = early_exit.apply_exit(prefix, 0.9)
+    used, logits = exit_rules.apply_exit(prefix, 0.9)
     np.testing.assert_array_equal(used, [2, 3, 1])
     np.testing.assert_array_equal(logits, prefix[[0, 1, 2], [1, 2, 0]])
     # strict: a confidence equal to the threshold does not exit
-    at = early_exit.confidences(prefix, "max_prob")[0, 1]
-    assert early_exit.apply_exit(prefix, at)[0][0] == 3
+    at = exit_rules.confidences(prefix, "max_prob")[0, 1]
+    assert exit_rules.apply_exit(prefix, at)[0][0] == 3
 
 
 def test_threshold_one_uses_k_max_even_when_softmax_saturates_and_zero_uses_one_frame():
     prefix = np.zeros((2, 3, 4))
     prefix[:, :, 0] = 200.0  # float softmax rounds to exactly 1.0
-    assert early_exit.confidences(prefix, "max_prob").max() == 1.0
-    np.testing.assert_array_equal(early_exit.apply_exit(prefix, 1.0)[0], [3, 3])
-    np.testing.assert_array_equal(early_exit.apply_exit(prefix, 0.0)[0], [1, 1])
-    for rule in early_exit.RULES:
-        np.testing.assert_array_equal(early_exit.apply_exit(prefix, 0.0, rule)[0], [1, 1])
-        np.testing.assert_array_equal(early_exit.apply_exit(prefix, 1.0, rule)[0], [3, 3])
+    assert exit_rules.confidences(prefix, "max_prob").max() == 1.0
+    np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 1.0)[0], [3, 3])
+    np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 0.0)[0], [1, 1])
+    for rule in exit_rules.RULES:
+        np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 0.0, rule)[0], [1, 1])
+        np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 1.0, rule)[0], [3, 3])
 
 
 def test_multi_label_rule_exits_once_another_frame_stops_changing_the_distribution():
     p = [[0.5, 0.4, 0.1], [0.45, 0.45, 0.1], [0.45, 0.45, 0.1]]
-    conf = early_exit.confidences(_logits_for([p]), "stable")[0]
+    conf = exit_rules.confidences(_logits_for([p]), "stable")[0]
     np.testing.assert_allclose(conf[1:], [0.95, 1.0])
-    assert early_exit.rule_for(True) == "stable" and early_exit.rule_for(False) == "max_prob"
+    assert exit_rules.rule_for(True) == "stable" and exit_rules.rule_for(False) == "max_prob"
     with pytest.raises(ValueError, match="not one of"):
-        early_exit.confidences(_logits_for([p]), "nope")
+        exit_rules.confidences(_logits_for([p]), "nope")
 
 
 def test_sweep_rows_count_the_sampler_and_each_used_frame():
     prefix = np.stack([_logits_for([[0.6, 0.4], [0.95, 0.05]]), _logits_for([[0.99, 0.01]] * 2)])
     labels = np.array([[1, 0], [0, 1]])
-    table = early_exit.gmacs_table(2, 1.0, 10.0)
+    table = exit_rules.gmacs_table(2, 1.0, 10.0)
     np.testing.assert_array_equal(table, [11.0, 21.0])
-    np.testing.assert_array_equal(early_exit.gmacs_table(2, 1.0, 10.0, {2: 20.9}), [11.0, 20.9])
-    rows = early_exit.sweep(prefix, labels, [0.0, 0.9], gmacs=table)
+    np.testing.assert_array_equal(exit_rules.gmacs_table(2, 1.0, 10.0, {2: 20.9}), [11.0, 20.9])
+    rows = early_exit_sweep.sweep(prefix, labels, [0.0, 0.9], gmacs=table)
     assert [r["mean_frames"] for r in rows] == [1.0, 1.5]
     assert [r["gmacs"] for r in rows] == [11.0, 16.0]
     assert rows[1]["gmacs_p95"] == pytest.approx(20.5)
@@ -86,8 +87,8 @@ def test_prefixes_equal_fixed_k_nsnet_bit_for_bit():
     )
     fixed = {k: np.asarray(recognize(variables, frames, selection.topk_indices(scores, k)))
              for k in (1, 4)}  # fmt: skip
-    np.testing.assert_array_equal(early_exit.apply_exit(prefix, 1.0)[1], fixed[4])
-    np.testing.assert_array_equal(early_exit.apply_exit(prefix, 0.0)[1], fixed[1])
+    np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 1.0)[1], fixed[4])
+    np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 0.0)[1], fixed[1])
     np.testing.assert_array_equal(order[:, 0], scores.argmax(1))
 
 

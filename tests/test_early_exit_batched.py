@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nsnet_jax.evaluation import early_exit
+from nsnet_jax.inference import exit_rules
 from nsnet_jax.inference.early_exit import EarlyExitRunner, bucket_sizes
 from nsnet_jax.inference.frame_aggregation import aggregate, frame_features
 from nsnet_jax.inference.jitted import make_recognize_fn
@@ -55,7 +55,7 @@ def test_aggregating_every_frame_is_the_recognizer(aggregation):
 def test_bucketed_path_matches_the_reference_and_compiles_once_per_bucket():
     model, variables, frames, scores = _setup("maxpool_mlp")
     prefix, _ = _reference_prefix(model, variables, frames, scores)
-    conf = early_exit.confidences(prefix, "max_prob")
+    conf = exit_rules.confidences(prefix, "max_prob")
     ends = np.sort(conf.ravel())
     assert np.diff(ends).max() > 1e-3, "fixture too flat to tell thresholds apart"
     runner = EarlyExitRunner(model, K_MAX, threshold=0.0, buckets=bucket_sizes(8))
@@ -64,7 +64,7 @@ def test_bucketed_path_matches_the_reference_and_compiles_once_per_bucket():
         t = float(ends[np.abs(ends - t).argmin()]) + 1e-4  # never on a confidence
         runner.threshold = t
         out = runner(variables, frames, scores)
-        used, logits = early_exit.apply_exit(prefix, t)
+        used, logits = exit_rules.apply_exit(prefix, t)
         np.testing.assert_array_equal(out["frames_used"], used)
         np.testing.assert_allclose(out["logits"], logits, rtol=1e-5, atol=1e-5)
         seen_used.add(tuple(out["frames_used"]))

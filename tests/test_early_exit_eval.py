@@ -5,17 +5,15 @@ import os
 
 import jax
 import pytest
-from input_fixtures import TINY
 
-from nsnet_jax.evaluation import comparisons, early_exit_report, evaluate
-from nsnet_jax.inference import early_exit_speed
+from nsnet_jax import compare
+from nsnet_jax.bench import early_exit_speed
+from nsnet_jax.evaluation import early_exit_report, evaluate
 from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.sharding import data_mesh
 from tests import tiny_train_config
+from tests.helpers import TINY, write_workdir
 from tests.tiny import set_fields
-from tests.trained_fixtures import write_workdir
-
-pytest_plugins = ("input_fixtures",)
 
 
 def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path):
@@ -53,7 +51,7 @@ def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path
     os.makedirs(tmp_path / "eval")
     evaluate.write_per_video(str(tmp_path / "eval"), results.pop("per_video"))
     (tmp_path / "eval" / "results.json").write_text(json.dumps(results))
-    compared = comparisons.compare(config, str(tmp_path))
+    compared = compare.compare(config, str(tmp_path))
     pairs = {(r["baseline"], r["k"], r["metric"]) for r in compared["nsnet_vs_baselines"]}
     assert {("mgsampler", 2, "top1"), ("scsampler", 1, "evidence_recall")} <= pairs
     exit_rows = compared["early_exit_vs_fixed_k"]

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from nsnet_jax.evaluation import budget, early_exit
+from nsnet_jax.evaluation import budget
+from nsnet_jax.inference import exit_rules
 from tests.tiny import tiny_config
 
 
@@ -15,10 +16,10 @@ def _prefix(first_conf):
 
 def test_budget_picks_the_largest_threshold_that_fits():
     prefix = _prefix([0.6, 0.7, 0.8, 0.9])  # 2 frames: 1.0 + 2 * 10 GMACs, 1 frame: 11
-    kw = {"gmacs": early_exit.gmacs_table(2, 1.0, 10.0)}
+    kw = {"gmacs": exit_rules.gmacs_table(2, 1.0, 10.0)}
     t = budget.choose_threshold(prefix, 16.0, **kw)  # half the videos may use a second frame
-    used = early_exit.frames_used(early_exit.confidences(prefix, "max_prob"), t)
-    assert early_exit.video_gmacs(used, kw["gmacs"]).mean() <= 16.0
+    used = exit_rules.frames_used(exit_rules.confidences(prefix, "max_prob"), t)
+    assert exit_rules.video_gmacs(used, kw["gmacs"]).mean() <= 16.0
     assert used.sum() == 6  # exactly two of four videos take a second frame
     assert budget.choose_threshold(prefix, 100.0, **kw) == 1.0  # everything fits: K_max
     assert budget.choose_threshold(prefix, 5.0, **kw) == 0.0  # below one frame: NSNet-1

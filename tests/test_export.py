@@ -16,9 +16,7 @@ from nsnet_jax.inference import export
 from nsnet_jax.inference.export import export_all
 from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.trained import load_trained
-from tests.trained_fixtures import break_stablehlo, serialized_stablehlo
-
-pytest_plugins = ("trained_fixtures",)
+from tests.helpers import break_stablehlo, serialized_stablehlo
 
 # Runs in a fresh interpreter where importing jax, flax or this project raises ImportError
 # (TensorFlow 2.21 imports jax by itself when it is installed, and copes when it cannot).

@@ -17,11 +17,9 @@ from nsnet_jax.train import checkpointing, feature_cache
 from nsnet_jax.train import stages as train
 from nsnet_jax.train.step import build_stage_optimizer, create_train_state, make_train_step
 from tests import tiny_train_config
-from tests.input_fixtures import TINY
+from tests.helpers import TINY
 from tests.processes import NullWriter, free_port, run_workers, worker_env
 from tests.tiny import set_fields, tiny_config
-
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
 
 
 def _frozen_config(**overrides):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nsnet_jax.bench.flops import count_gmacs
-from tests.test_configs import _parse
+from nsnet_jax.costs.flops import count_gmacs
+from tests.helpers import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
     "config_file,paper", [("activitynet.py", 26.0), ("fcvid.py", 26.0), ("mini_kinetics.py", 18.1)]
 )
 def test_video_gmacs_within_5_percent_of_the_paper(config_file, paper):
-    result = count_gmacs(_parse(config_file))
+    result = count_gmacs(parse_config(config_file))
     assert abs(result["video_gmacs"] - paper) / paper < 0.05, result
     # the composition is consistent with the jitted end-to-end function's own count
     assert result["end_to_end_gmacs"] == pytest.approx(result["video_gmacs"], rel=0.01)

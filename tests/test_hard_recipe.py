@@ -15,8 +15,6 @@ from tests import tiny_train_config
 from tests.processes import NullWriter
 from tests.tiny import set_fields
 
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
-
 
 def test_frozen_recognizer_backbone_keeps_its_weights_and_trains_the_head(
     tiny_fashion_dir, tmp_path

@@ -10,8 +10,6 @@ from PIL import Image
 
 from input_pipeline import decode
 
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny datasets
-
 
 def _jpeg(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -44,9 +42,8 @@ def test_draft_on_odd_width_frame_matches_full_decode_closely():
 
 
 def _batches(data_dir, split, *, train, n=2, batch=4, **overrides):
-    from input_fixtures import data_config
-
     from input_pipeline import pipeline
+    from tests.helpers import data_config
 
     it, _ = pipeline.create_dataset(
         data_config(data_dir, num_threads=1, **overrides),
@@ -62,9 +59,8 @@ def _batches(data_dir, split, *, train, n=2, batch=4, **overrides):
 
 
 def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir, tmp_path):
-    from input_fixtures import data_config
-
     from input_pipeline import sampler_cache
+    from tests.helpers import data_config
 
     cfg = data_config(tiny_fashion_dir)
     for split in ("train", "test"):
@@ -94,9 +90,10 @@ def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir,
 
 def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_path):
     import jax.numpy as jnp
-    from input_fixtures import data_config
 
     from input_pipeline import sampler_cache
+    from nsnet_jax.augment import augment_in_step
+    from tests.helpers import data_config
 
     cfg = data_config(tiny_fashion_dir)
     sampler_cache.write_cache(
@@ -109,7 +106,7 @@ def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_p
     for h, p, s in zip(host, plain, step, strict=True):
         np.testing.assert_array_equal(s["sampler_frames"], p["sampler_frames"])  # unaugmented
         assert s["sampler_box"].shape == (4, 4) and s["sampler_flip"].shape == (4,)
-        moved = sampler_cache.augment_in_step(
+        moved = augment_in_step(
             jnp.asarray(s["sampler_frames"]), s["sampler_box"], s["sampler_flip"]
         )
         assert np.abs(np.asarray(moved, float) - h["sampler_frames"]).mean() < 3.0
@@ -243,9 +240,8 @@ def test_tsn_indices_pick_one_frame_per_segment():
 
 
 def test_recognizer_stage_decodes_only_its_tsn_frames(tiny_fashion_dir):
-    from input_fixtures import data_config
-
     from input_pipeline import pipeline
+    from tests.helpers import data_config
 
     def batches(**overrides):
         it, _ = pipeline.create_dataset(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 
 import pytest
 
-from tests.processes import REPO, free_port, run_workers, worker_env
-
-pytest_plugins = ("input_fixtures",)
+from tests.processes import free_port, run_workers, worker_env
 
 WORKER = textwrap.dedent(
     """
@@ -19,8 +16,7 @@ WORKER = textwrap.dedent(
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-    sys.path.insert(0, sys.argv[4])
-    from input_fixtures import data_config
+    from tests.helpers import data_config
     from input_pipeline import pipeline
 
     cfg = data_config(sys.argv[3])
@@ -48,9 +44,8 @@ WORKER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_processes_read_disjoint_covering_parts(tiny_fashion_dir):
-    tests_dir = os.path.join(REPO, "tests")
     address = f"127.0.0.1:{free_port()}"
-    args = [[address, str(i), tiny_fashion_dir, tests_dir] for i in range(2)]
+    args = [[address, str(i), tiny_fashion_dir] for i in range(2)]
     results = run_workers(WORKER, args, worker_env(), timeout=240)
     r0, r1 = sorted(results, key=lambda r: r["process"])
     assert r0["devices"] == 4 and r0["global_shape"] == [8, 6, 32, 32, 3]

@@ -8,14 +8,12 @@ import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from input_fixtures import TINY, data_config
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
 from input_pipeline import decode, fashion_mnist, pipeline, synth
-
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny datasets
+from tests.helpers import TINY, data_config
 
 
 def _take(it, n):

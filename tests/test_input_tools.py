@@ -6,10 +6,8 @@ import json
 
 from PIL import Image
 
-from input_pipeline import bench
 from input_pipeline import inspect as inspect_cli
-
-pytest_plugins = ("input_fixtures",)
+from nsnet_jax.bench import input_rates
 
 
 def test_inspect_prints_schema_and_writes_contact_sheet(tiny_fashion_dir, tmp_path, capsys):
@@ -42,7 +40,7 @@ def test_bench_prints_one_json_line_per_measurement(tiny_fashion_dir, tmp_path, 
         "--num_select=2",
         f"--sampler_cache_dir={tmp_path}",
     ]
-    assert bench.main(argv) == 0
+    assert input_rates.main(argv) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     measures = {x["measure"]: x for x in lines}
     views = ("sampler_stage", "sampler_stage_cached", "sampler_stage_cached_step")

@@ -18,7 +18,6 @@ import pytest
 
 from nsnet_jax import locking
 
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -18,8 +18,7 @@ from PIL import Image
 from input_pipeline import build, video_io
 from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from nsnet_jax.inference.trained import CheckpointMismatch, load_trained
-from tests.test_datasets_video_folder import _brightness_ramp, _write_mp4
-from tests.trained_fixtures import tiny_predict_config, tiny_workdir, write_workdir  # noqa: F401
+from tests.helpers import brightness_ramp, tiny_predict_config, write_mp4, write_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 # The smallest entry point: the shared flags, the tiny config, a main that only says it ran.
@@ -142,7 +141,7 @@ def _manual(root: Path, train: str, videos: tuple[str, ...] = ()) -> str:
     (root / "videos").mkdir(parents=True)
     (root / "classes.txt").write_text("archery\nbowling\n")
     for name in videos:
-        _write_mp4(str(root / "videos" / name), _brightness_ramp(16, 16, 16))
+        write_mp4(str(root / "videos" / name), brightness_ramp(16, 16, 16))
     (root / "train.txt").write_text(train)
     (root / "test.txt").write_text("videos/a.mp4 1\n")
     return str(root)

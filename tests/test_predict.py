@@ -19,14 +19,8 @@ from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.predictor import PredictOptions, predict
 from nsnet_jax.inference.trained import load_trained
 from nsnet_jax.inference.video_reader import open_frame_folder, open_video_file
-from tests.trained_fixtures import (
-    CLASS_NAMES,
-    break_stablehlo,
-    tiny_predict_config,
-    write_workdir,
-)
+from tests.helpers import CLASS_NAMES, break_stablehlo, tiny_predict_config, write_workdir
 
-pytest_plugins = ("trained_fixtures", "input_fixtures")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

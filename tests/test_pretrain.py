@@ -15,8 +15,6 @@ from tests import tiny_train_config
 from tests.processes import NullWriter
 from tests.tiny import set_fields, tiny_config
 
-pytest_plugins = ("input_fixtures",)
-
 
 def test_stills_are_labelled_items_drawn_like_the_variant_and_reproducible():
     images, labels = stills.make_stills("small", "train", 64, seed=0)

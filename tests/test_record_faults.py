@@ -8,11 +8,9 @@ import os
 import shutil
 
 import pytest
-from input_fixtures import TINY, data_config
 
 from input_pipeline import inspect, pipeline, records
-
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny datasets
+from tests.helpers import TINY, data_config
 
 
 def _damaged_copy(tiny_fashion_dir: str, dest: str) -> str:

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from input_fixtures import TINY
 
 from nsnet_jax.bench.common import synthetic_train_batch
 from nsnet_jax.models.nsnet import build_model, init_variables
@@ -28,9 +27,9 @@ from nsnet_jax.train.step import (
     pseudo_label_ratio,
 )
 from tests import tiny_train_config
+from tests.helpers import TINY
 from tests.tiny import set_fields, tiny_config
 
-pytest_plugins = ("input_fixtures",)  # the session-scoped tiny salient_fashion dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nsnet_jax.bench.timing import time_call
+from nsnet_jax.costs.timing import time_call
 from nsnet_jax.models.layers import resolve_depthwise_impl
 from nsnet_jax.models.nsnet import NSNet, init_variables, input_shapes
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nsnet_jax.bench.common import Emit
-from nsnet_jax.bench.timing import rounded, time_call, time_interleaved
+from nsnet_jax.costs.timing import rounded, time_call, time_interleaved
 from nsnet_jax.models.nsnet import NSNet
 
 

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from nsnet_jax.bench.common import Emit, matmul_peak, random_frames
-from nsnet_jax.bench.flops import count_gmacs, xla_flops
-from nsnet_jax.bench.timing import rounded, time_call, time_interleaved
+from nsnet_jax.costs.flops import count_gmacs, xla_flops
+from nsnet_jax.costs.timing import rounded, time_call, time_interleaved
 from nsnet_jax.models.nsnet import DTYPES, NSNet
 
 

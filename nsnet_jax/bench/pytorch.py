@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from nsnet_jax.bench.common import Emit
-from nsnet_jax.bench.timing import rounded, time_call
+from nsnet_jax.costs.timing import rounded, time_call
 
 
 def bench_torch(

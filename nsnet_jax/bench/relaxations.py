@@ -36,7 +36,9 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
+from nsnet_jax.flag_parsing import run_tool
 from nsnet_jax.models import selection
 
 T, K, B = 16, 2, 64
@@ -296,22 +298,31 @@ def swap_linearisation(workdir: str, num_videos: int = 256, k: int = K) -> dict:
     }
 
 
-def main(argv: list[str]) -> None:
-    args = dict(a.lstrip("-").split("=", 1) for a in argv[1:] if "=" in a)
-    repeats = int(args.get("repeats", 200))
-    reference = int(args.get("reference_samples", 100_000))
-    sigma = float(args.get("sigma", 0.05))
-    if "swaps" in args:
-        for workdir in args["swaps"].split(","):
+def define_flags(fv: flags.FlagValues) -> None:
+    """This command's flags (names and defaults as documented above)."""
+    flags.DEFINE_integer("repeats", 200, "estimates per grid cell", flag_values=fv)
+    flags.DEFINE_integer("reference_samples", 100_000, "samples of the reference", flag_values=fv)
+    flags.DEFINE_float("sigma", 0.05, "the perturbation's scale", flag_values=fv)
+    flags.DEFINE_string("swaps", None, "WORKDIR[,WORKDIR]: swap linearisation", flag_values=fv)
+    flags.DEFINE_bool("loss_terms", False, "gradient norms of the loss terms", flag_values=fv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_tool(_main, define_flags, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues, _: list[str]) -> None:
+    if args.swaps:
+        for workdir in args.swaps.split(","):
             print(json.dumps(swap_linearisation(workdir)), flush=True)
         return
-    if "--loss_terms" in argv:
+    if args.loss_terms:
         loss_term_norms()
         return
     measured = upstream_gradient_ratio()
     print(json.dumps({"upstream_gradient": measured}), flush=True)
-    grid(measured["ratio"], repeats, reference, sigma)
+    grid(measured["ratio"], args.repeats, args.reference_samples, args.sigma)
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    sys.exit(main())

@@ -6,7 +6,7 @@
 Measures, in one process on `jax.devices()[0]` with a fixed batch of pre-decoded frames: videos/s of
 NSNet inference (sampler on T low-res frames -> top-K -> recognizer on K), of the all-T baseline
 and of uniform-K (medians over `--repeats` after warm-up, `block_until_ready`); the measured
-speed-up of NSNet over all-T next to its FLOP ratio (`bench.flops.count_gmacs`), which is the
+speed-up of NSNet over all-T next to its FLOP ratio (`costs.flops.count_gmacs`), which is the
 limit; model FLOP utilisation (XLA's cost analysis of the jitted function / its time / a large
 `jnp.dot`'s measured FLOP/s); train-step examples/s; peak host memory. `--torch` adds the same
 pipeline in PyTorch (eager and `torch.compile`), `--decode` the decode-aware path from JPEG frames.

@@ -12,12 +12,15 @@ step for one seed, of one vmapped step for N seeds, and N x (one seed) for runni
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
+from absl import flags
 
+from nsnet_jax import cli
 from nsnet_jax.models.nsnet import NSNet, init_variables
 from nsnet_jax.train.step import TrainState, create_train_state, make_train_step
 
@@ -46,22 +49,24 @@ def seeds_train_step(
     return jax.vmap(make_train_step(config, model, stage, tx, total_steps))
 
 
-def main(argv: list[str]) -> None:
-    from absl import flags
-    from ml_collections import config_flags
+def _define_flags() -> None:
+    flags.DEFINE_integer("seeds", 3, "Seeds in the vmapped step.")
+    flags.DEFINE_integer("repeats", 5, "Timed steps after one warm-up.")
 
+
+def main(argv: list[str] | None = None) -> None:
+    cli.run(_time_seeds, define_extra=_define_flags, argv=argv)
+
+
+def _time_seeds(config: Any, workdir: str | None, argv: list[str]) -> None:
+    """The JSON line: one seed's step, the vmapped step for N seeds, N steps in turn."""
     from nsnet_jax.bench.common import synthetic_train_batch
-    from nsnet_jax.bench.timing import time_call
+    from nsnet_jax.costs.timing import time_call
     from nsnet_jax.models.nsnet import build_model
     from nsnet_jax.train.step import build_stage_optimizer
 
-    config_flag = config_flags.DEFINE_config_file("config", None, "Config file.")
-    num_seeds = flags.DEFINE_integer("seeds", 3, "Seeds in the vmapped step.")
-    repeats = flags.DEFINE_integer("repeats", 5, "Timed steps after one warm-up.")
-    flags.FLAGS(argv)
-    config = config_flag.value
     model = build_model(config)
-    n, batch = num_seeds.value, config.batch_size
+    n, batch, repeats = flags.FLAGS.seeds, config.batch_size, flags.FLAGS.repeats
     variables = init_variables(model, config, jax.random.key(0))
     tx, total = build_stage_optimizer(config, "sampler", variables["params"], steps_per_epoch=1000)
     data = [synthetic_train_batch(config, "sampler", batch, seed=s) for s in range(n)]
@@ -82,8 +87,8 @@ def main(argv: list[str]) -> None:
         holder["many"], metrics = vmapped(holder["many"], stacked, keys)
         return metrics["loss"]
 
-    t_one = time_call(call_one, repeats.value, warmup=1)
-    t_many = time_call(call_many, repeats.value, warmup=1)
+    t_one = time_call(call_one, repeats, warmup=1)
+    t_many = time_call(call_many, repeats, warmup=1)
     print(
         json.dumps(
             {
@@ -108,6 +113,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     main(sys.argv)

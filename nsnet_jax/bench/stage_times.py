@@ -13,7 +13,7 @@ the trainer's loss functions and optimizer), timed in round-robin with the other
 (medians over `--repeats` after warm-up, `block_until_ready`). `<path>/sum_of_parts` puts the sum of
 the parts that make up the whole beside the whole: what XLA gains by fusing across a boundary, or
 what the split leaves out, is the `unexplained` share. GMACs per part are XLA's count of the same
-function with grouped depthwise convolutions (as `bench.flops.count_gmacs`), and MFU is FLOPs /
+function with grouped depthwise convolutions (as `costs.flops.count_gmacs`), and MFU is FLOPs /
 time / the matmul peak measured in the same process (`bench.common.matmul_peak`).
 `--tiny` shrinks the config (T=4, 32 px, small widths, one repeat) so CI runs it on a CPU.
 """
@@ -38,9 +38,9 @@ from nsnet_jax.bench.common import (
     random_variables,
     synthetic_train_batch,
 )
-from nsnet_jax.bench.flops import xla_flops
-from nsnet_jax.bench.timing import time_interleaved
 from nsnet_jax.config_checks import with_overrides
+from nsnet_jax.costs.flops import xla_flops
+from nsnet_jax.costs.timing import time_interleaved
 from nsnet_jax.models.layers import resolve_depthwise_impl
 from nsnet_jax.models.nsnet import DTYPES, NSNet, build_model
 from nsnet_jax.models.registry import BACKBONES

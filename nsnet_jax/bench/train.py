@@ -7,7 +7,7 @@ from typing import Any
 import jax
 
 from nsnet_jax.bench.common import Emit, synthetic_train_batch
-from nsnet_jax.bench.timing import rounded, time_call
+from nsnet_jax.costs.timing import rounded, time_call
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.train.step import build_stage_optimizer, create_train_state, make_train_step
 

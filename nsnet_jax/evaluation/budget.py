@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from input_pipeline import pipeline
-from nsnet_jax.evaluation import early_exit
+from nsnet_jax.inference import exit_rules
 
 log = logging.getLogger("nsnet_jax")
 
@@ -28,17 +28,17 @@ def choose_threshold(
 ) -> float:
     """The largest threshold whose mean GMACs per video on these videos is <= target_gmacs.
 
-    `gmacs` is `early_exit.gmacs_table(K_max, ...)`.
+    `gmacs` is `exit_rules.gmacs_table(K_max, ...)`.
     A larger threshold never exits earlier, so the largest affordable one uses the most frames the
     budget allows. Exits change only at the prefixes' confidences, so those are the candidates.
     Below one frame per video the budget cannot be met: threshold 0 (NSNet-1), with a warning.
     """
-    conf = early_exit.confidences(prefix_logits, rule)
+    conf = exit_rules.confidences(prefix_logits, rule)
     candidates = np.unique(np.concatenate([conf.ravel(), [0.0, 1.0]]))
     best = None
     for t in candidates:  # ascending: GMACs grow with t
-        used = early_exit.frames_used(conf, float(t))
-        if early_exit.video_gmacs(used, gmacs).mean() <= target_gmacs:
+        used = exit_rules.frames_used(conf, float(t))
+        if exit_rules.video_gmacs(used, gmacs).mean() <= target_gmacs:
             best = float(t)
         else:
             break

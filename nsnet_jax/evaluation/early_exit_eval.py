@@ -14,7 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from nsnet_jax.evaluation import early_exit
+from nsnet_jax.evaluation import early_exit_sweep
+from nsnet_jax.inference import exit_rules
 from nsnet_jax.models.selection import topk_indices_by_score
 
 
@@ -35,13 +36,13 @@ def gmacs_table(gmacs_by_k: dict[int, dict[str, Any]], k_max: int) -> np.ndarray
     any_k = next(iter(gmacs_by_k.values()))
     known = {k: g["video_gmacs"] for k, g in gmacs_by_k.items()}
     sampler, frame = any_k["sampler_gmacs"], any_k["recognizer_gmacs_per_frame"]
-    return early_exit.gmacs_table(k_max, sampler, frame, known)
+    return exit_rules.gmacs_table(k_max, sampler, frame, known)
 
 
 def enabled(config: Any) -> bool:
     """Whether evaluation runs early exit (configs written before the switch have it off)."""
     e = config.eval
-    thresholds = early_exit.parse_thresholds(e.get("early_exit_thresholds", ""))
+    thresholds = exit_rules.parse_thresholds(e.get("early_exit_thresholds", ""))
     return bool(thresholds) or e.get("early_exit_budget_gmacs", 0.0) > 0
 
 
@@ -60,18 +61,18 @@ def report(
     Per video: the confidence and correctness of every prefix, from which any threshold's frames
     used and top-1 follow (used = 1 + first conf > t, else K_max; correct = correct[used - 1]).
     """
-    rule = early_exit.rule_for(bool(config.data.multi_label))
-    thresholds = early_exit.parse_thresholds(config.eval.early_exit_thresholds)
+    rule = exit_rules.rule_for(bool(config.data.multi_label))
+    thresholds = exit_rules.parse_thresholds(config.eval.early_exit_thresholds)
     if budget_threshold is not None:
         thresholds = sorted(set(thresholds) | {budget_threshold})
-    rows = early_exit.sweep(
+    rows = early_exit_sweep.sweep(
         prefix, labels, thresholds, rule=rule, gmacs=gmacs, score_order=order, evidence=evidence,
     )  # fmt: skip
     for row in rows:
         row["budget"] = budget_threshold is not None and row["threshold"] == budget_threshold
     top = prefix.argmax(-1)  # [N, K_max]
     correct = np.take_along_axis(labels > 0, top, axis=1)
-    conf = early_exit.confidences(prefix, rule)
+    conf = exit_rules.confidences(prefix, rule)
     return {
         "rule": rule,
         "k_max": int(prefix.shape[1]),
@@ -131,5 +132,5 @@ def budget_threshold(config, scores_fn, recognize, variables, mesh, gmacs, k_max
     prefix = budget.holdout_prefix_logits(config, run, config.eval_batch_size)
     if jax.process_count() > 1:  # every process must pick the same threshold
         prefix = np.asarray(multihost_utils.process_allgather(prefix, tiled=True))
-    rule = early_exit.rule_for(bool(config.data.multi_label))
+    rule = exit_rules.rule_for(bool(config.data.multi_label))
     return budget.choose_threshold(prefix, target, gmacs=gmacs, rule=rule)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nsnet_jax.evaluation import early_exit
+from nsnet_jax.inference import exit_rules
 
 
 def markdown(section: dict[str, Any]) -> str:
@@ -33,17 +33,17 @@ def markdown(section: dict[str, Any]) -> str:
 def paired_difference(section: dict[str, Any], threshold: float, k: int) -> dict[str, float]:
     """Early exit at `threshold` minus fixed-K NSNet-k in top-1 over the same test videos, with
     the paired 95% bootstrap interval, and both mean GMACs, from results.json's `early_exit`."""
-    from nsnet_jax.ablate import paired_bootstrap
+    from nsnet_jax.evaluation.intervals import paired_bootstrap
 
     pv = section["per_video"]
     conf, correct = np.asarray(pv["confidence"]), np.asarray(pv["correct"], np.float64)
-    used = early_exit.frames_used(conf, threshold)
+    used = exit_rules.frames_used(conf, threshold)
     exit_correct = correct[np.arange(len(used)), used - 1]
     mean, lo, hi = paired_bootstrap((exit_correct - correct[:, k - 1])[None])
     gmacs = np.asarray(section["gmacs_by_frames"])
     return {
         "top1_diff": mean, "lo": lo, "hi": hi,
         "exit_top1": float(exit_correct.mean()), "fixed_top1": float(correct[:, k - 1].mean()),
-        "exit_gmacs": float(early_exit.video_gmacs(used, gmacs).mean()),
+        "exit_gmacs": float(exit_rules.video_gmacs(used, gmacs).mean()),
         "fixed_gmacs": float(gmacs[k - 1]), "mean_frames": float(used.mean()),
     }  # fmt: skip

@@ -18,9 +18,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from input_pipeline import pipeline
-from nsnet_jax.bench.flops import count_gmacs
-from nsnet_jax.bench.timing import median_seconds
-from nsnet_jax.config_checks import eval_ks
+from nsnet_jax.contracts import eval_ks
+from nsnet_jax.costs.flops import count_gmacs
+from nsnet_jax.costs.timing import median_seconds
 from nsnet_jax.evaluation import early_exit_eval, early_exit_report, metrics
 from nsnet_jax.evaluation.methods import METHODS, active_methods, select_functions
 from nsnet_jax.inference.jitted import (

@@ -5,7 +5,7 @@ to the video's buffer (slot = the frame's temporal rank among the K_max best, so
 is fixed-K NSNet's input order) and aggregates the buffer. Exited videos leave the batch: the
 active ones are compacted into the smallest of a few fixed bucket sizes (B, B/2, B/4, ...; rows
 padded with a repeat), so the step compiles once per bucket size, never per batch composition.
-The exit decision is `evaluation.early_exit`'s, on the same host arrays, for any rule.
+The exit decision is `inference.exit_rules`', on the same host arrays, for any rule.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nsnet_jax.evaluation import early_exit
+from nsnet_jax.inference import exit_rules
 from nsnet_jax.inference.frame_aggregation import aggregate, frame_features
 from nsnet_jax.models.nsnet import NSNet
 
@@ -78,7 +78,7 @@ class EarlyExitRunner:
                 used, done = np.zeros(b, np.int32), np.zeros(b, bool)
                 prev = np.zeros((b, 1, logits.shape[-1]))  # uniform distribution's logits
             pair = np.stack([prev[active, 0], logits], 1)
-            conf = early_exit.confidences(pair, self.rule)[:, 1]
+            conf = exit_rules.confidences(pair, self.rule)[:, 1]
             exits = (conf > self.threshold) | (j == self.k_max - 1)
             prev[active, 0] = logits
             logits_out[active] = logits

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from nsnet_jax.config_checks import check_frames
+from nsnet_jax.contracts import check_frames
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import gather_frames
 from nsnet_jax.sharding import batch_sharding

@@ -145,7 +145,7 @@ def predict(
     mesh=None,
 ) -> dict[str, Any]:
     """Writes one dict per video through `write`; returns the summary (counts, time, videos/s)."""
-    from nsnet_jax.bench.flops import count_gmacs
+    from nsnet_jax.costs.flops import count_gmacs
 
     opts = options or PredictOptions()
     config, names = trained.config, trained.class_names

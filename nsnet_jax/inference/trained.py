@@ -18,6 +18,7 @@ import jax
 import ml_collections
 from etils import epath
 
+from nsnet_jax import checkpoint_io
 from nsnet_jax.errors import UserError
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
 
@@ -68,8 +69,6 @@ def load_trained(
 
     `config` overrides the workdir's config.json; `checkpoint` overrides `workdir/sampler/final`.
     """
-    from nsnet_jax.train import checkpointing
-
     if config is None:
         if workdir is None:
             raise ValueError("give a workdir, or a config and a checkpoint")
@@ -77,8 +76,8 @@ def load_trained(
     if checkpoint is None:
         if workdir is None:
             raise ValueError("with --config and no --workdir, give --checkpoint too")
-        checkpoint = os.path.join(checkpointing.absolute(workdir), "sampler", "final")
-    checkpoint = checkpointing.absolute(checkpoint)
+        checkpoint = os.path.join(checkpoint_io.absolute(workdir), "sampler", "final")
+    checkpoint = checkpoint_io.absolute(checkpoint)
     if not epath.Path(checkpoint).is_dir():
         raise FileNotFoundError(
             f"checkpoint {checkpoint} not found: the sampler stage has not finished in this "
@@ -89,7 +88,7 @@ def load_trained(
     template = jax.eval_shape(lambda: dict(init_variables(model, config, jax.random.key(0))))
     _check_tree(template, checkpoint, config)
     try:
-        variables = checkpointing.restore_variables(checkpoint, template)
+        variables = checkpoint_io.restore_variables(checkpoint, template)
     except Exception as e:  # noqa: BLE001 - Orbax raises several types for a tree mismatch
         raise ValueError(
             f"checkpoint {checkpoint} does not fit the config (a checkpoint of another "

@@ -10,7 +10,6 @@ gets `variables/` (the Orbax checkpoint) and `conversion.json` (what was convert
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -20,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from absl import flags
 
+from nsnet_jax.flag_parsing import run_tool
 from nsnet_jax.pretrained.converters import convert_torch_state_dict, flatten
 from nsnet_jax.pretrained.loading import (
     ORBAX_SUBDIR,
@@ -96,21 +97,30 @@ def convert_to_orbax(
     return info
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbone", required=True, help="resnet18/34/50/101, mobilenet_v2, ...")
-    parser.add_argument("--src", required=True, help="a .pth/.safetensors file, or 'package'")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--format", default="auto", choices=("auto", "torch", "safetensors"))
-    parser.add_argument("--width", type=float, default=1.0, help="ResNet/MobileNetV2 width")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
-    parser.add_argument(
-        "--max_tensor_bytes",
-        type=int,
-        default=DEFAULT_MAX_TENSOR_BYTES,
-        help="refuse a .pth tensor larger than this (a 1 KB file can describe terabytes)",
+def define_flags(fv: flags.FlagValues) -> None:
+    """This command's flags (names and defaults as documented above)."""
+    flags.DEFINE_string("backbone", None, "resnet18/34/50/101, mobilenet_v2, ...", flag_values=fv)
+    flags.DEFINE_string("src", None, "a .pth/.safetensors file, or 'package'", flag_values=fv)
+    flags.DEFINE_string("out", None, "output folder", flag_values=fv)
+    flags.mark_flags_as_required(["backbone", "src", "out"], flag_values=fv)
+    flags.DEFINE_enum(
+        "format", "auto", ["auto", "torch", "safetensors"], "source format", flag_values=fv
     )
-    args = parser.parse_args(argv)
+    flags.DEFINE_float("width", 1.0, "ResNet/MobileNetV2 width", flag_values=fv)
+    flags.DEFINE_bool("force", False, "overwrite an existing checkpoint", flag_values=fv)
+    flags.DEFINE_integer(
+        "max_tensor_bytes",
+        DEFAULT_MAX_TENSOR_BYTES,
+        "refuse a .pth tensor larger than this (a 1 KB file can describe terabytes)",
+        flag_values=fv,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_tool(_main, define_flags, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues, _: list[str]) -> int:
     try:
         info = convert_to_orbax(
             args.backbone,

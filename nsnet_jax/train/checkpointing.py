@@ -24,12 +24,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from nsnet_jax.checkpoint_io import absolute, restore_variables  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
-
-
-def absolute(path: str) -> str:
-    """An absolute local path; URLs (gs://, the workdir of a pod) are returned unchanged."""
-    return str(path) if "://" in str(path) else os.path.abspath(path)
 
 
 class DiskFullError(OSError):
@@ -258,23 +255,6 @@ def save_variables(path: str, variables: Any, resume_dir: str | None = None) -> 
         if is_disk_full(e):
             raise _disk_full("the final variables", absolute(path), resume_dir) from None
         raise
-
-
-def restore_variables(path: str, target: Any | None = None) -> Any:
-    """`save_variables`'s tree, or just the part that `target` names, laid out like `target`.
-
-    `target` holds abstract arrays (shape, dtype, sharding) and may be a subtree of what was saved,
-    e.g. only the recognizer's variables of a checkpoint that holds the sampler's too.
-    """
-    if target is None:
-        return ocp.StandardCheckpointer().restore(absolute(path))
-    args = ocp.args.PyTreeRestore(
-        item=target,
-        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True,
-    )
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        return checkpointer.restore(absolute(path), args=args)
 
 
 def load_params_by_path(

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct, traverse_util
 
+from nsnet_jax.augment import augment_in_step
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import (
     apply_selection_matrix,
@@ -155,8 +156,6 @@ def sampler_view(batch: dict) -> jax.Array:
     (data.sampler_cache_augment='step': the batch carries `sampler_box` and `sampler_flip`)."""
     if "sampler_box" not in batch:
         return batch["sampler_frames"]
-    from input_pipeline.sampler_cache import augment_in_step
-
     return augment_in_step(batch["sampler_frames"], batch["sampler_box"], batch["sampler_flip"])
 
 

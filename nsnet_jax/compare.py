@@ -1,7 +1,7 @@
 """Paired comparisons from a finished evaluation: NSNet against each baseline, early exit against
 fixed K, each a difference over the same test videos with its 95% paired bootstrap interval.
 
-    python -m nsnet_jax.evaluation.comparisons --config=configs/salient_fashion.py \
+    python -m nsnet_jax.compare --config=configs/salient_fashion.py \
         --workdir=/tmp/salient_fashion
 
 Prints one JSON object (reads WORKDIR/eval/results.json and per_video*.jsonl; runs nothing).
@@ -21,8 +21,8 @@ from nsnet_jax.config_checks import eval_ks
 
 def nsnet_vs_baselines(config: Any, workdir: str, results: dict[str, Any]) -> list[dict]:
     """Per baseline, K and metric (top-1, evidence recall): NSNet minus the baseline."""
-    from nsnet_jax.ablate import METRICS, paired_bootstrap, per_video_metric
     from nsnet_jax.evaluation.evaluate import per_video_results
+    from nsnet_jax.evaluation.intervals import METRICS, paired_bootstrap, per_video_metric
 
     ks = eval_ks(config)
     methods = sorted({r["method"] for r in results["rows"] if r["k"] in ks} - {"nsnet", "all"})

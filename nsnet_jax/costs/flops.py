@@ -9,15 +9,12 @@ on abstract shapes, so even ResNet-50 at 224 px costs a few seconds.
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from nsnet_jax.inference.jitted import make_all_frames_fn, make_inference_fn, make_scores_fn
-from nsnet_jax.models.nsnet import build_model, init_variables, input_shapes
+from nsnet_jax.models.nsnet import NSNet, build_model, init_variables, input_shapes
 
 
 def xla_flops(jitted: Any, *args: Any) -> float:
@@ -55,9 +52,14 @@ def count_gmacs(config: Any) -> dict[str, Any]:
     frame_spec = jax.ShapeDtypeStruct((1, 1) + hi[2:], jnp.uint8)
     all_spec = jax.ShapeDtypeStruct(hi, jnp.uint8)
 
-    sampler = xla_flops(make_scores_fn(model), variables, lo_spec) / 2e9
-    per_frame = xla_flops(make_all_frames_fn(model), variables, frame_spec) / 2e9
-    e2e = xla_flops(make_inference_fn(model).jitted, variables, lo_spec, all_spec) / 2e9
+    # The programs inference.jitted compiles (make_scores_fn, make_all_frames_fn and
+    # make_inference_fn without a mesh), built here so that counting needs no inference code.
+    scores = jax.jit(lambda v, lo: model.apply(v, lo, method=NSNet.sample)["scores"])
+    recognize = jax.jit(lambda v, f: model.apply(v, f, method=NSNet.recognize)["logits"])
+    end_to_end = jax.jit(lambda v, lo, hi: model.apply(v, lo, hi))
+    sampler = xla_flops(scores, variables, lo_spec) / 2e9
+    per_frame = xla_flops(recognize, variables, frame_spec) / 2e9
+    e2e = xla_flops(end_to_end, variables, lo_spec, all_spec) / 2e9
     return {
         "sampler": config.model.sampler.backbone,
         "sampler_size": config.data.sampler_size,
@@ -74,13 +76,3 @@ def count_gmacs(config: Any) -> dict[str, Any]:
         "uniform_gmacs": round(k * per_frame, 4),
         "units": "GMACs per video = XLA flops / 2 / 1e9",
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    from nsnet_jax import cli
-
-    cli.run(lambda config, workdir, args: print(json.dumps(count_gmacs(config))), argv=argv)
-
-
-if __name__ == "__main__":
-    main(sys.argv)

@@ -1,6 +1,6 @@
 """videos/s of batched early exit against fixed-K NSNet on one pre-decoded evaluation batch.
 
-    python -m nsnet_jax.inference.early_exit_speed --config=configs/salient_fashion.py \
+    python -m nsnet_jax.bench.early_exit_speed --config=configs/salient_fashion.py \
         --workdir=/tmp/salient_fashion --config.eval.early_exit_thresholds=0.9,0.99
 
 Prints one JSON line: for each fixed K of eval.num_select and each threshold (K_max = the largest
@@ -34,8 +34,8 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
 def measure(config: Any, workdir: str) -> dict[str, Any]:
     from input_pipeline import pipeline
     from nsnet_jax.config_checks import eval_ks
-    from nsnet_jax.evaluation.early_exit import parse_thresholds, rule_for
     from nsnet_jax.inference.early_exit import EarlyExitRunner
+    from nsnet_jax.inference.exit_rules import parse_thresholds, rule_for
     from nsnet_jax.inference.jitted import make_recognize_fn, make_scores_fn
     from nsnet_jax.models.nsnet import build_model
     from nsnet_jax.models.selection import topk_indices
