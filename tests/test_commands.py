@@ -9,10 +9,19 @@ import os
 import pytest
 from absl import flags
 
-# module -> {flag: default}, as the parsers before run_tool had them
+from nsnet_jax.pretrained.torch_pickle import DEFAULT_MAX_TENSOR_BYTES
+
+# module -> {flag: default}, as the parsers before run_tool had them (plus the flags added since:
+# build's --rebuild and --verbose, convert's --max_tensor_bytes)
 FLAGS = {
     "input_pipeline.build": dict(
-        config=None, data_dir=None, manual_dir=None, workers=0, keep_cache=False
+        config=None,
+        data_dir=None,
+        manual_dir=None,
+        workers=0,
+        keep_cache=False,
+        rebuild=False,
+        verbose=False,
     ),
     "input_pipeline.inspect": dict(dataset=None, split="train", data_dir=None, index=0, out=None),
     "input_pipeline.sampler_cache": dict(
@@ -24,7 +33,13 @@ FLAGS = {
         num_threads=os.cpu_count() or 1,
     ),
     "nsnet_jax.pretrained.convert": dict(
-        backbone=None, src=None, out=None, format="auto", width=1.0, force=False
+        backbone=None,
+        src=None,
+        out=None,
+        format="auto",
+        width=1.0,
+        force=False,
+        max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES,
     ),
     "nsnet_jax.bench.input_rates": dict(
         dataset="salient_fashion",
