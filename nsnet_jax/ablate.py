@@ -71,8 +71,8 @@ def run(
 ) -> list[dict[str, Any]]:
     """Trains and evaluates every (variant, seed) not yet done; returns the table's rows."""
     from nsnet_jax.evaluation.evaluate import per_video_results
+    from nsnet_jax.pipeline_run import train_and_evaluate
     from nsnet_jax.train import pretrain
-    from nsnet_jax.train.stages import train_and_evaluate
 
     names = only or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))

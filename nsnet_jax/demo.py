@@ -168,7 +168,7 @@ def plot_worst_failures(workdir: str, path: str, k: int, class_names: list[str],
 
 
 def run(config: Any, workdir: str) -> dict[str, Any]:
-    from nsnet_jax.train.stages import train_and_evaluate
+    from nsnet_jax.pipeline_run import train_and_evaluate
 
     ensure_dataset(config)
     start = time.time()

@@ -17,8 +17,8 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
     import jax
 
     from nsnet_jax.evaluation.evaluate import markdown_table
+    from nsnet_jax.pipeline_run import train_and_evaluate
     from nsnet_jax.train import faults
-    from nsnet_jax.train.stages import train_and_evaluate
 
     logging.getLogger("nsnet_jax").info(
         "process %d/%d, %d local / %d global devices (%s)",

@@ -32,7 +32,7 @@ class TrainedModel:
 
 
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
-    """The run's config as `train_and_evaluate` wrote it to `workdir/config.json`."""
+    """The run's config as `pipeline_run.train_and_evaluate` wrote it to `workdir/config.json`."""
     path = epath.Path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(
