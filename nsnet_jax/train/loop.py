@@ -76,15 +76,7 @@ def train_stage(
     rep = replicated(mesh)
     state = jax.jit(lambda v: create_train_state(v, tx), out_shardings=rep)(variables)
     if start:
-        _check_checkpoint_matches_model(config, workdir, name, mngr, start, state)
-        restored, ckpt_meta = checkpointing.restore(mngr, state.to_dict(), step=start)
-        state = TrainState.from_dict(restored)
-        log.info("%s: resumed from step %d (%s)", name, int(state.step), ckpt_meta)
-        if int(state.step) != start or ckpt_meta.get("data_position", start) != start:
-            raise RuntimeError(
-                f"{ckpt_dir}/{start} holds step {int(state.step)} with data position "
-                f"{ckpt_meta.get('data_position')}; the checkpoint directory is inconsistent"
-            )
+        state = _resume(config, workdir, name, mngr, ckpt_dir, start, state)
     step_fn = make_train_step(config, model, name, tx, total_steps=total)
     jit_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(rep, rep))
     data_sharding = batch_sharding(mesh)
@@ -125,6 +117,20 @@ def train_stage(
     final = {c: {p: getattr(state, c)[p] for p in parts} for c in ("params", "batch_stats")}
     checkpointing.save_variables(final_dir(workdir, name), final, resume_dir=ckpt_dir)
     return {"steps": total, "steps_per_epoch": steps_per_epoch, **metrics_host}
+
+
+def _resume(config, workdir, name, mngr, ckpt_dir, start, state) -> TrainState:
+    """The state saved at step `start`, checked against the model and the data position."""
+    _check_checkpoint_matches_model(config, workdir, name, mngr, start, state)
+    restored, ckpt_meta = checkpointing.restore(mngr, state.to_dict(), step=start)
+    state = TrainState.from_dict(restored)
+    log.info("%s: resumed from step %d (%s)", name, int(state.step), ckpt_meta)
+    if int(state.step) != start or ckpt_meta.get("data_position", start) != start:
+        raise RuntimeError(
+            f"{ckpt_dir}/{start} holds step {int(state.step)} with data position "
+            f"{ckpt_meta.get('data_position')}; the checkpoint directory is inconsistent"
+        )
+    return state
 
 
 def _check_checkpoint_matches_model(config, workdir, name, mngr, step, state) -> None:

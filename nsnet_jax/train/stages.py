@@ -17,19 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from etils import epath
 
 from input_pipeline import pipeline
-from nsnet_jax.models.nsnet import NSNet
-from nsnet_jax.sharding import batch_sharding, host_local
-from nsnet_jax.train import checkpointing, faults, feature_cache, losses, pretrain
+from nsnet_jax.train import checkpointing, faults, feature_cache, pretrain, pseudo_labels
 from nsnet_jax.train.init import create_variables, restore_stage_variables
 from nsnet_jax.train.loop import train_stage
-from nsnet_jax.train.pseudo_labels import load_pseudo_labels, video_id_str
-from nsnet_jax.train.step import pseudo_label_ratio, stage_seed
+from nsnet_jax.train.pseudo_labels import load_pseudo_labels
+from nsnet_jax.train.step import stage_seed
 
 log = logging.getLogger("nsnet_jax")
 
@@ -87,63 +82,10 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
     variables = restore_stage_variables(
         config, workdir, model, mesh, "recognizer", parts=("recognizer",)
     )
-    batches, meta = pipeline.create_dataset(
-        config.data, config.data.train_split, train=False,
-        global_batch_size=config.eval_batch_size, seed=config.seed, views=("recognizer",),
-    )  # fmt: skip
-
-    @jax.jit
-    def frame_stats(variables, frames, labels):
-        out = model.apply(variables, frames, method=NSNet.recognize)
-        p_gt, correct = losses.ground_truth_stats(out["frame_logits"], labels)
-        share = out.get("pool_share")
-        share = jnp.zeros_like(p_gt) if share is None else losses.true_class_share(share, labels)
-        return p_gt, correct, share
-
-    ids, p_gts, corrects, shares, evidence = [], [], [], [], []
-    sharding = batch_sharding(mesh)
-    for host_batch in batches:
-        batch = pipeline.to_global(host_batch, sharding)
-        p_gt, correct, share = frame_stats(variables, batch["frames"], batch["labels"])
-        keep = host_batch["mask"] > 0
-        ids.extend(video_id_str(v) for v in np.asarray(host_batch["video_id"])[keep])
-        p_gts.append(host_local(p_gt, mesh)[keep])
-        corrects.append(host_local(correct, mesh)[keep])
-        shares.append(host_local(share, mesh)[keep])
-        evidence.append(host_batch["evidence"][keep])
-    out_dir = epath.Path(workdir) / "pseudo_labels"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    p_gt = np.concatenate(p_gts)
-    correct = np.concatenate(corrects)
-    share = np.concatenate(shares)
-    with (out_dir / f"part-{jax.process_index():05d}.npz").open("wb") as f:
-        np.savez(f, video_id=np.asarray(ids, dtype=str), p_gt=p_gt, correct=correct, share=share)
+    scores = pseudo_labels.score_frames(config, model, variables, mesh)
+    pseudo_labels.save_part(workdir, scores)
     faults.barrier("pseudo labels written")
-    table = load_pseudo_labels(workdir)
-    evidence = np.concatenate(evidence).astype(bool)
-    on_evidence = config.pseudo_label.rule == "evidence"  # the sampler stage's substitution
-    hard = np.asarray(
-        losses.pseudo_labels(
-            jnp.asarray(p_gt),
-            jnp.asarray(evidence if on_evidence else correct),
-            config.pseudo_label.rule,
-            ratio=pseudo_label_ratio(config),
-            threshold=config.pseudo_label.threshold,
-            share=jnp.asarray(share),
-        )  # fmt: skip
-    )
-    summary = {
-        "videos": len(table.ids),
-        "mean_p_true_class": float(table.p_gt.mean()),
-        "frames_argmax_correct": float(table.correct.mean()),
-        "positives_per_video": float(hard.sum(1).mean()),
-    }
-    if meta.has_evidence and evidence.any():  # how well the rule finds the true salient frames
-        positive = hard > 0.5
-        summary["pseudo_label_precision"] = float((positive & evidence).sum() / positive.sum())
-        summary["pseudo_label_recall"] = float((positive & evidence).sum() / evidence.sum())
-        log.info("pseudo labels vs ground-truth evidence (this process): %s", summary)
-    return summary
+    return pseudo_labels.summarize(config, load_pseudo_labels(workdir), scores)
 
 
 # =============================================================================================
