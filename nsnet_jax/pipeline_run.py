@@ -25,11 +25,13 @@ from typing import Any
 import jax
 from etils import epath
 
+from nsnet_jax import config_fields
 from nsnet_jax.config_checks import validate_config
+from nsnet_jax.config_fields import Settings
 from nsnet_jax.evaluation import evaluate
 from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.sharding import check_global_batch, data_mesh
-from nsnet_jax.train import STAGE_ORDER, checkpointing, faults, pretrain, provenance, run_info
+from nsnet_jax.train import STAGE_ORDER, checkpointing, faults, provenance, run_info
 from nsnet_jax.train.init import restore_stage_variables
 from nsnet_jax.train.stages import TRAINING_STAGES
 
@@ -37,20 +39,27 @@ log = logging.getLogger("nsnet_jax")
 
 
 def train_and_evaluate(
-    config: Any, workdir: str, writer: Any = None, devices: list | None = None
+    config: Any,
+    workdir: str,
+    writer: Any = None,
+    devices: list | None = None,
+    validate: bool = True,
 ) -> dict[str, Any]:
     """Runs `config.stage` (or every stage for `all`) and returns each stage's summary.
 
     `writer` is a CLU metric writer (default: TensorBoard files + console on process 0);
-    `devices` restricts the mesh (default: every device of every process).
+    `devices` restricts the mesh (default: every device of every process); `validate=False` where
+    the entry point has validated this config already (`cli.run` does).
     """
-    validate_config(config)
+    if validate:
+        validate_config(config)
+    settings = config_fields.parse(config)  # the stages read the parsed fields from here
     workdir = checkpointing.absolute(workdir)  # gs:// stays gs://
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     mesh = data_mesh(devices)
     check_global_batch(config.batch_size, mesh, "batch_size")
     check_global_batch(config.eval_batch_size, mesh, "eval_batch_size")
-    if pretrain.parts(config):
+    if settings.pretrain_parts:
         check_global_batch(config.pretrain.batch_size, mesh, "pretrain.batch_size")
     model = build_model(config)
     rerun = provenance.check_finished_stages(config, workdir)  # a stale workdir fails here
@@ -59,7 +68,7 @@ def train_and_evaluate(
         run_info.write_run_info(config, workdir, mesh)
 
     if config.stage == "all":
-        stages = tuple(s for s in STAGE_ORDER if s != "pretrain" or pretrain.parts(config))
+        stages = tuple(s for s in STAGE_ORDER if s != "pretrain" or settings.pretrain_parts)
     else:
         stages = (config.stage,)
     summaries: dict[str, Any] = {}
@@ -76,7 +85,7 @@ def train_and_evaluate(
         log.info("stage %s: starting", stage)
         if jax.process_index() == 0 and provenance.read_record(workdir, stage) is None:
             provenance.write_record(config, workdir, stage)  # what a half-finished stage ran with
-        summary = STAGES[stage](config, workdir, model, mesh, writer)
+        summary = STAGES[stage](config, workdir, model, mesh, writer, settings)
         if summary.get("preempted"):
             summaries[stage] = summary
             break
@@ -97,9 +106,9 @@ def _default_writer(workdir: str):
     return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
 
-def run_eval_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+def run_eval_stage(config, workdir, model, mesh, writer, settings: Settings) -> dict[str, Any]:
     variables = restore_stage_variables(config, workdir, model, mesh, "sampler")
-    results = evaluate.evaluate(config, model, variables, mesh)
+    results = evaluate.evaluate(config, model, variables, mesh, ks=settings.eval_ks)
     evaluate.write_per_video(os.path.join(workdir, "eval"), results.pop("per_video"))
     if jax.process_index() == 0:
         out = epath.Path(workdir) / "eval"

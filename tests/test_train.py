@@ -19,6 +19,7 @@ from input_fixtures import TINY
 
 from nsnet_jax import pipeline_run
 from nsnet_jax.bench.common import synthetic_train_batch
+from nsnet_jax.config_fields import parse
 from nsnet_jax.models.nsnet import build_model, init_variables
 from nsnet_jax.sharding import data_mesh
 from nsnet_jax.train import (
@@ -461,7 +462,7 @@ def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
         return {}
 
     monkeypatch.setattr(stages, "train_stage", keep_host_keys)
-    stages.run_sampler_stage(config, workdir, build_model(config), data_mesh(), None)
+    stages.run_sampler_stage(config, workdir, build_model(config), data_mesh(), None, parse(config))
     batches, _ = pipeline.create_dataset(
         config.data, "train", train=True, global_batch_size=8, seed=0, views=("sampler",)
     )
@@ -476,12 +477,12 @@ def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
     copy = tmp_path / "run"  # the pseudo-label stage's own report scores the rule's targets
     shutil.copytree(workdir, copy)
     summary = stages.run_pseudo_label_stage(
-        config, str(copy), build_model(config), data_mesh(), None
+        config, str(copy), build_model(config), data_mesh(), None, parse(config)
     )
     assert summary["pseudo_label_precision"] == summary["pseudo_label_recall"] == 1.0
 
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="maxpool_share")
-    stages.run_sampler_stage(config, workdir, build_model(config), data_mesh(), None)
+    stages.run_sampler_stage(config, workdir, build_model(config), data_mesh(), None, parse(config))
     batch = seen["add_host_keys"](batch)
     table = pseudo_labels.load_pseudo_labels(workdir)
     assert table.share is not None  # written by the pseudo-label stage (zeros: no max-pool here)
@@ -490,7 +491,9 @@ def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="evidence")
     monkeypatch.setattr(pipeline, "dataset_meta_fields", lambda b: {"has_evidence": False})
     with pytest.raises(ValueError, match="has none.*pick another pseudo_label.rule"):
-        stages.run_sampler_stage(config, workdir, build_model(config), data_mesh(), None)
+        stages.run_sampler_stage(
+            config, workdir, build_model(config), data_mesh(), None, parse(config)
+        )
 
 
 def test_diagnose_reports_the_recognizer_ceiling_and_the_pseudo_labels(finished_run):

@@ -14,6 +14,8 @@ from typing import Any
 import jax
 from etils import epath
 
+from nsnet_jax import config_fields
+from nsnet_jax.config_fields import NETWORKS, Settings
 from nsnet_jax.models.nsnet import NSNet, init_variables
 from nsnet_jax.sharding import replicated
 from nsnet_jax.train import checkpointing, pretrain
@@ -27,10 +29,13 @@ def create_variables(
     mesh,
     seed: int | None = None,
     workdir: str | None = None,
-    pretrained: tuple[str, ...] = pretrain.PARTS,
+    pretrained: tuple[str, ...] = NETWORKS,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """params + batch_stats, created directly with their (replicated) sharding; with `workdir`,
-    the `pretrained` parts' backbones start from stage `pretrain`'s weights where it ran."""
+    the `pretrained` parts' backbones start from stage `pretrain`'s weights where it ran.
+    `settings`: the runner's parsed config fields (parsed here when None)."""
+    settings = config_fields.parse(config) if settings is None else settings
 
     def init(rng):
         return dict(init_variables(model, config, rng))
@@ -40,8 +45,9 @@ def create_variables(
     shardings = jax.tree.map(lambda _: replicated(mesh), abstract)
     variables = jax.jit(init, out_shardings=shardings)(rng)
     if workdir is not None:
-        variables = _load_pretrain_stage(config, workdir, variables, mesh, pretrained)
-    return _apply_init_from(config, variables, mesh)
+        only = tuple(p for p in settings.pretrain_parts if p in pretrained)
+        variables = _load_pretrain_stage(config, workdir, variables, mesh, only)
+    return _apply_init_from(config, settings, variables, mesh)
 
 
 def _load_pretrain_stage(
@@ -49,7 +55,7 @@ def _load_pretrain_stage(
 ) -> dict:
     rep = replicated(mesh)
     done = epath.Path(workdir) / "pretrain" / "DONE.json"
-    for part in (p for p in pretrain.parts(config) if p in only):
+    for part in only:
         path = pretrain.variables_dir(workdir, part)
         if not done.exists():  # a stage that died half-way may have left one part, unchecked
             raise FileNotFoundError(
@@ -91,11 +97,7 @@ def _load_pretrain_stage(
     return variables
 
 
-def _split_globs(spec: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in spec.split(",") if s.strip())
-
-
-def _apply_init_from(config: Any, variables: dict, mesh) -> dict:
+def _apply_init_from(config: Any, settings: Settings, variables: dict, mesh) -> dict:
     """Backbone weights (model.*.init_from), then a whole earlier run (init_from)."""
     for part in ("sampler", "recognizer"):
         spec = config.model[part].init_from
@@ -108,14 +110,14 @@ def _apply_init_from(config: Any, variables: dict, mesh) -> dict:
             spec.path,
             spec.format,
             config.model[part].backbone,
-            skip=_split_globs(spec.skip),
+            skip=settings.backbone_init_skip[part],
             scope=f"{part}/backbone",
         )
         variables = jax.device_put(dict(loaded), replicated(mesh))
         log.info("model.%s.init_from: loaded %s (%s)", part, spec.path, spec.format)
     if config.init_from.path:
         variables, loaded = checkpointing.load_params_by_path(
-            variables, config.init_from.path, _split_globs(config.init_from.skip)
+            variables, config.init_from.path, settings.init_skip
         )
         log.info("init_from: %d arrays from %s", len(loaded), config.init_from.path)
     return variables

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from input_pipeline import pipeline
+from nsnet_jax.config_fields import Settings
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.sharding import batch_sharding, replicated
 from nsnet_jax.train import checkpointing, provenance
@@ -52,12 +53,15 @@ def train_stage(
     mesh,
     writer,
     variables: dict,
+    *,
+    settings: Settings,
     add_host_keys: Callable[[dict], dict] | None = None,
     batches_from: Callable[[int, int], tuple[Iterator[dict], int]] | None = None,
 ) -> dict[str, Any]:
     """Optimizer, checkpoint restore, input at the restored position, then the step loop.
 
-    batches_from(start_step, seed) -> (batches, steps_per_epoch) replaces the decoding input.
+    batches_from(start_step, seed) -> (batches, steps_per_epoch) replaces the decoding input;
+    `settings` (the runner's parsed config fields) gives the lr multipliers.
     """
     ckpt_dir = os.path.join(workdir, name, "checkpoints")
     mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints)
@@ -72,7 +76,10 @@ def train_stage(
         steps_per_epoch = meta.steps_per_epoch
     else:
         batches, steps_per_epoch = batches_from(start, seed)
-    tx, total = build_stage_optimizer(config, name, variables["params"], steps_per_epoch)
+    multipliers = settings.lr_multipliers[name]
+    tx, total = build_stage_optimizer(
+        config, name, variables["params"], steps_per_epoch, multipliers
+    )
     rep = replicated(mesh)
     state = jax.jit(lambda v: create_train_state(v, tx), out_shardings=rep)(variables)
     if start:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from input_pipeline import pipeline
+from nsnet_jax.config_fields import Settings
 from nsnet_jax.train import checkpointing, faults, feature_cache, pretrain, pseudo_labels
 from nsnet_jax.train.init import create_variables, restore_stage_variables
 from nsnet_jax.train.loop import train_stage
@@ -33,7 +34,7 @@ log = logging.getLogger("nsnet_jax")
 # =============================================================================================
 
 
-def run_pretrain_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+def run_pretrain_stage(config, workdir, model, mesh, writer, settings: Settings) -> dict[str, Any]:
     from input_pipeline import stills
 
     pc = config.pretrain
@@ -46,9 +47,9 @@ def run_pretrain_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
         pc.num_train, pc.num_test, stills.variant_config(pc.stills_variant).name,
         summary["stills_seconds"],
     )  # fmt: skip
-    for part in pretrain.parts(config):
+    for part in settings.pretrain_parts:
         variables, metrics = pretrain.pretrain_part(
-            config, part, train, test, stills.NUM_CLASSES, mesh
+            config, part, train, test, stills.NUM_CLASSES, mesh, settings.pretrain_epochs[part]
         )
         checkpointing.save_variables(pretrain.variables_dir(workdir, part), variables)
         scalars = {f"pretrain/{part}/{k}": v for k, v in metrics.items() if np.isscalar(v)}
@@ -66,9 +67,15 @@ def run_pretrain_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
 # =============================================================================================
 
 
-def run_recognizer_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
-    variables = create_variables(config, model, mesh, workdir=workdir, pretrained=("recognizer",))
-    return train_stage("recognizer", config, workdir, model, mesh, writer, variables)
+def run_recognizer_stage(
+    config, workdir, model, mesh, writer, settings: Settings
+) -> dict[str, Any]:
+    variables = create_variables(
+        config, model, mesh, workdir=workdir, pretrained=("recognizer",), settings=settings
+    )
+    return train_stage(
+        "recognizer", config, workdir, model, mesh, writer, variables, settings=settings
+    )
 
 
 # =============================================================================================
@@ -76,7 +83,9 @@ def run_recognizer_stage(config, workdir, model, mesh, writer) -> dict[str, Any]
 # =============================================================================================
 
 
-def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+def run_pseudo_label_stage(
+    config, workdir, model, mesh, writer, settings: Settings
+) -> dict[str, Any]:
     """Per-frame p_t[y], correctness and (maxpool_mlp) pool share for every training video, one
     .npz part per process."""
     variables = restore_stage_variables(
@@ -93,10 +102,10 @@ def run_pseudo_label_stage(config, workdir, model, mesh, writer) -> dict[str, An
 # =============================================================================================
 
 
-def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
+def run_sampler_stage(config, workdir, model, mesh, writer, settings: Settings) -> dict[str, Any]:
     variables = create_variables(  # the recognizer comes from its own stage, below
         config, model, mesh, seed=stage_seed(config, "sampler"), workdir=workdir,
-        pretrained=("sampler",),
+        pretrained=("sampler",), settings=settings,
     )  # fmt: skip
     recognizer = restore_stage_variables(
         config, workdir, model, mesh, "recognizer", parts=("recognizer",)
@@ -126,7 +135,7 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
         return {**host_batch, **keys}
 
     batches_from = None
-    if config.sampler_training.get("feature_cache", False):
+    if config.sampler_training.feature_cache:
         cache = feature_cache.extract(
             config, model, variables, mesh, seed=stage_seed(config, "sampler") + 5000
         )
@@ -139,7 +148,7 @@ def run_sampler_stage(config, workdir, model, mesh, writer) -> dict[str, Any]:
 
     return train_stage(
         "sampler", config, workdir, model, mesh, writer, variables,
-        add_host_keys=add_host_keys, batches_from=batches_from,
+        add_host_keys=add_host_keys, batches_from=batches_from, settings=settings,
     )  # fmt: skip
 
 
