@@ -25,7 +25,7 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
         jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
         jax.default_backend(),
     )  # fmt: skip
-    summaries = train_and_evaluate(config, workdir)
+    summaries = train_and_evaluate(config, workdir, validate=False)  # cli.run validated it
     if "eval" in summaries and jax.process_index() == 0 and "rows" in summaries["eval"]:
         print(markdown_table(summaries["eval"]), flush=True)
     preempted = any(s.get("preempted") for s in summaries.values() if isinstance(s, dict))
