@@ -70,9 +70,9 @@ def run(
     config: Any, workdir: str, only: list[str] | None = None, seeds: int = 3
 ) -> list[dict[str, Any]]:
     """Trains and evaluates every (variant, seed) not yet done; returns the table's rows."""
+    from nsnet_jax.config_fields import pretrain_parts
     from nsnet_jax.evaluation.evaluate import per_video_results
-    from nsnet_jax.train import pretrain
-    from nsnet_jax.train.stages import train_and_evaluate
+    from nsnet_jax.pipeline_run import train_and_evaluate
 
     names = only or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
@@ -83,7 +83,7 @@ def run(
     if REFERENCE not in names:  # the paired differences need it
         names = [REFERENCE, *names]
     base_dir = os.path.join(workdir, "base")
-    shared = ("pretrain",) * bool(pretrain.parts(config)) + ("recognizer", "pseudo_labels")
+    shared = ("pretrain",) * bool(pretrain_parts(config)) + ("recognizer", "pseudo_labels")
     for stage in shared:
         summary = train_and_evaluate(variant_config(config, {"stage": stage}), base_dir)
         if summary.get(stage, {}).get("preempted"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from nsnet_jax import config_fields
 from nsnet_jax.contracts import check_frames, eval_ks  # noqa: F401 - re-exported
 from nsnet_jax.models.layers import DEPTHWISE_IMPLS, SPATIAL_POOLS
 from nsnet_jax.models.nsnet import DTYPES
@@ -166,10 +167,7 @@ def validate_config(config: Any) -> None:
             "'maxpool_mlp' or pick another pseudo_label.rule"
         )
     if "pseudo_label" in config:
-        own_k, own_from = (
-            config.pseudo_label.get("own_top_k", 0),
-            config.pseudo_label.get("own_from", 0.5),
-        )
+        own_k, own_from = config.pseudo_label.own_top_k, config.pseudo_label.own_from
         if not (isinstance(own_k, int) and 0 <= own_k <= t):
             raise ValueError(
                 f"config.pseudo_label.own_top_k={own_k!r} must be an int in [0, "
@@ -180,20 +178,20 @@ def validate_config(config: Any) -> None:
                 f"config.pseudo_label.own_from={own_from!r} must be a fraction of the sampler "
                 "stage in [0, 1]"
             )
-    kernel = config.model.sampler.get("temporal_kernel", 3)
+    kernel = config.model.sampler.temporal_kernel
     if not (isinstance(kernel, int) and kernel >= 1 and kernel % 2 == 1):
         raise ValueError(
             f"config.model.sampler.temporal_kernel={kernel!r} must be an odd int >= 1 (the frame "
             "itself and as many neighbours on each side)"
         )
-    layers = config.model.sampler.get("temporal_layers", 1)
+    layers = config.model.sampler.temporal_layers
     if not (isinstance(layers, int) and layers >= 1):
         raise ValueError(f"config.model.sampler.temporal_layers={layers!r} must be an int >= 1")
     heads = config.model.sampler.transformer_heads
     if config.model.sampler.temporal == "transformer" and heads < 1:
         raise ValueError(f"config.model.sampler.transformer_heads={heads!r} must be >= 1")
     if "eval" in config:
-        eval_ks(config)
+        config_fields.eval_ks(config)
     if "pretrain" in config:
         _check_pretrain(config)
     _check_frozen_backbones(config)
@@ -206,12 +204,11 @@ def validate_config(config: Any) -> None:
                     f"config.{stage}: set num_steps > 0 or num_epochs > 0 "
                     f"(got num_steps={tc.num_steps}, num_epochs={tc.num_epochs})"
                 )
+            config_fields.parse_multipliers(tc.lr_multipliers, f"{stage}.lr_multipliers")
 
 
 def _check_pretrain(config: Any) -> None:
-    from nsnet_jax.train import pretrain
-
-    names = pretrain.parts(config)  # raises on an unknown part
+    names = config_fields.pretrain_parts(config)  # raises on an unknown part
     if config.stage == "pretrain" and not names:
         raise ValueError(
             "config.stage='pretrain' needs config.pretrain.stills_variant (e.g. 'lookalike')"
@@ -220,8 +217,7 @@ def _check_pretrain(config: Any) -> None:
         from input_pipeline import stills
 
         stills.variant_config(config.pretrain.stills_variant)  # raises on an unknown variant
-        for part in names:
-            pretrain.num_epochs(config, part)  # raises on a malformed pretrain.part_epochs
+        config_fields.pretrain_epochs(config, names)  # raises on a malformed part_epochs
         pc = config.pretrain
         if pc.num_train < pc.batch_size:
             raise ValueError(
@@ -245,14 +241,12 @@ def _check_pretrain(config: Any) -> None:
 
 def _check_frozen_backbones(config: Any) -> None:
     """A frozen backbone with nothing loaded is a random-feature ablation at best: say so."""
-    from nsnet_jax.train import pretrain
-
-    pretrained = pretrain.parts(config) if "pretrain" in config else ()
+    pretrained = config_fields.pretrain_parts(config)
     for part in ("sampler", "recognizer"):
         m = config.model[part]
-        if not m.get("freeze_backbone", False):
+        if not m.freeze_backbone:
             continue
-        if part in pretrained or m.init_from.format or config.get("init_from", {}).get("path"):
+        if part in pretrained or m.init_from.format or config.init_from.path:
             continue
         logging.getLogger(__name__).warning(
             "config.model.%s.freeze_backbone=True but nothing loads that backbone's weights, so "
@@ -265,9 +259,9 @@ def _check_frozen_backbones(config: Any) -> None:
 
 def _check_feature_cache(config: Any) -> None:
     """The cache replaces the sampler's frames: nothing else in the stage may need them."""
-    if not config.sampler_training.get("feature_cache", False):
+    if not config.sampler_training.feature_cache:
         return
-    views = config.sampler_training.get("feature_cache_views", 1)
+    views = config.sampler_training.feature_cache_views
     if not isinstance(views, int) or views < 1:
         raise ValueError(f"sampler_training.feature_cache_views={views!r}: expected an int >= 1")
     if views > 1 and not config.data.augment:
@@ -276,7 +270,7 @@ def _check_feature_cache(config: Any) -> None:
             "data.augment=False would make them all the same: set feature_cache_views=1 or "
             "data.augment=True"
         )
-    if not config.model.sampler.get("freeze_backbone", False):
+    if not config.model.sampler.freeze_backbone:
         raise ValueError(
             "sampler_training.feature_cache=True stores the sampler backbone's features once, "
             "which is only right for a fixed backbone: set model.sampler.freeze_backbone=True or "

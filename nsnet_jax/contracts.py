@@ -11,23 +11,13 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from nsnet_jax import config_fields
+
 
 def eval_ks(config: Any) -> list[int]:
-    """The K values evaluation reports: `eval.num_select` ("1,2,4"), or model.num_select."""
-    spec = str(config.eval.num_select).strip()
-    t = config.data.num_frames
-    try:
-        ks = [int(x) for x in spec.split(",") if x.strip()] if spec else [config.model.num_select]
-    except ValueError:
-        raise ValueError(
-            f"config.eval.num_select={spec!r} must be comma-separated integers, e.g. '1,2,4'"
-        ) from None
-    for k in ks:
-        if not 1 <= k <= t:
-            raise ValueError(
-                f"config.eval.num_select={spec!r} has K={k}, outside [1, data.num_frames={t}]"
-            )
-    return ks
+    """The K values evaluation reports: `eval.num_select` ("1,2,4"), or model.num_select (parsed
+    by `config_fields.eval_ks`; errors name the field)."""
+    return list(config_fields.eval_ks(config))
 
 
 def check_frames(name: str, frames: Any, *, num_frames: int | None = None) -> None:

@@ -184,12 +184,13 @@ def plot_worst_failures(workdir: str, path: str, k: int, class_names: list[str],
     return len(worst)
 
 
-def run(config: Any, workdir: str) -> dict[str, Any]:
-    from nsnet_jax.train.stages import train_and_evaluate
+def run(config: Any, workdir: str, validate: bool = True) -> dict[str, Any]:
+    """All stages on `config` in `workdir`, then the figures; `validate=False`: already done."""
+    from nsnet_jax.pipeline_run import train_and_evaluate
 
     ensure_dataset(config)
     start = time.time()
-    summaries = train_and_evaluate(config, workdir)
+    summaries = train_and_evaluate(config, workdir, validate=validate)
     results = summaries["eval"]
     plot_accuracy_vs_gmacs(
         results, os.path.join(workdir, "accuracy_vs_gmacs.png"), config.data.name
@@ -211,7 +212,7 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
     from nsnet_jax.evaluation.evaluate import markdown_table
 
     with locking.workdir_lock(workdir, enabled=jax.process_index() == 0):
-        summaries = run(config, workdir)
+        summaries = run(config, workdir, validate=False)  # cli.run validated it
     print(markdown_table(summaries["eval"]))
     print(json.dumps({"workdir": workdir, "done": True}))
 

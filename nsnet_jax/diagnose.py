@@ -143,12 +143,12 @@ def diagnose(workdir: str, ks: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
     from nsnet_jax.inference.trained import config_from_workdir
     from nsnet_jax.models.nsnet import NSNet, build_model
     from nsnet_jax.sharding import data_mesh
-    from nsnet_jax.train import stages
+    from nsnet_jax.train.init import restore_stage_variables
     from nsnet_jax.train.step import pseudo_label_ratio
 
     config = config_from_workdir(workdir)
     model = build_model(config)
-    variables = stages._restore_stage_variables(
+    variables = restore_stage_variables(
         config, workdir, model, data_mesh(jax.devices()[:1]), "recognizer",
         parts=("recognizer",),
     )  # fmt: skip

@@ -19,8 +19,8 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
 
     from nsnet_jax import locking
     from nsnet_jax.evaluation.evaluate import markdown_table
+    from nsnet_jax.pipeline_run import train_and_evaluate
     from nsnet_jax.train import checkpointing, faults
-    from nsnet_jax.train.stages import train_and_evaluate
 
     logging.getLogger("nsnet_jax").info(
         "process %d/%d, %d local / %d global devices (%s)",
@@ -30,7 +30,7 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
     # One writer per workdir (process 0 holds the lock for the run): a second training stops here.
     with locking.workdir_lock(workdir, enabled=jax.process_index() == 0):
         faults.barrier("workdir locked")
-        summaries = train_and_evaluate(config, workdir)
+        summaries = train_and_evaluate(config, workdir, validate=False)  # cli.run validated it
         if "eval" in summaries and jax.process_index() == 0 and "rows" in summaries["eval"]:
             print(markdown_table(summaries["eval"]), flush=True)
         preempted = any(s.get("preempted") for s in summaries.values() if isinstance(s, dict))

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from nsnet_jax import ablate
-from nsnet_jax.train import stages
+from nsnet_jax import ablate, pipeline_run
 from tests import tiny_train_config
 from tests.tiny import set_fields
 
@@ -52,13 +51,13 @@ def test_sweep_over_seeds_writes_table_figure_and_resumes(tiny_fashion_dir, tmp_
     # resume: a finished seed is not retrained; a missing one is, and a third seed is added
     (tmp_path / "fusion_rank" / "seed1" / "per_video.npz").unlink()
     trained = []
-    real = stages.train_and_evaluate
+    real = pipeline_run.train_and_evaluate
 
     def recording(cfg, workdir, *args, **kwargs):
         trained.append((cfg.stage, workdir))
         return real(cfg, workdir, *args, **kwargs)
 
-    monkeypatch.setattr(stages, "train_and_evaluate", recording)
+    monkeypatch.setattr(pipeline_run, "train_and_evaluate", recording)
     ablate.run(config, str(tmp_path), only=["default", "fusion_rank"], seeds=3)
     # each (variant, seed) runs every stage in its own workdir; stages 1-2 are the shared base's
     sampler_runs = sorted("/".join(w.split("/")[-2:]) for _, w in trained if "/seed" in w)

@@ -10,11 +10,12 @@ import jax
 import numpy as np
 import pytest
 
+from nsnet_jax import pipeline_run
 from nsnet_jax.bench.common import synthetic_train_batch
 from nsnet_jax.config_checks import validate_config
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
-from nsnet_jax.train import checkpointing, feature_cache
-from nsnet_jax.train import stages as train
+from nsnet_jax.sharding import data_mesh
+from nsnet_jax.train import checkpointing, feature_cache, init
 from nsnet_jax.train.step import build_stage_optimizer, create_train_state, make_train_step
 from tests import tiny_train_config
 from tests.helpers import TINY
@@ -142,10 +143,12 @@ def test_the_sampler_stage_on_cached_features_trains_only_the_heads(tiny_fashion
     )  # fmt: skip
     workdir = str(tmp_path)
     for stage in ("recognizer", "pseudo_labels"):
-        train.train_and_evaluate(set_fields(config, stage=stage), workdir, NullWriter())
+        pipeline_run.train_and_evaluate(set_fields(config, stage=stage), workdir, NullWriter())
     model = build_model(config)
-    start = train.create_variables(config, model, train.data_mesh(), seed=config.seed)
-    summary = train.train_and_evaluate(set_fields(config, stage="sampler"), workdir, NullWriter())
+    start = init.create_variables(config, model, data_mesh(), seed=config.seed)
+    summary = pipeline_run.train_and_evaluate(
+        set_fields(config, stage="sampler"), workdir, NullWriter()
+    )
     assert summary["sampler"]["steps"] == 3
     assert summary["sampler"]["steps_per_epoch"] == TINY["num_train"] // config.batch_size
     final = checkpointing.restore_variables(os.path.join(workdir, "sampler", "final"))
@@ -164,7 +167,8 @@ _WORKER = textwrap.dedent(
     jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     from nsnet_jax.models.nsnet import build_model
     from nsnet_jax.train import feature_cache
-    from nsnet_jax.train import stages as train
+    from nsnet_jax.sharding import data_mesh
+    from nsnet_jax.train import init
     from tests import tiny_train_config
     from tests.tiny import set_fields
 
@@ -174,8 +178,8 @@ _WORKER = textwrap.dedent(
         sampler_training__feature_cache_views=2,
     )
     model = build_model(config)
-    mesh = train.data_mesh()
-    variables = train.create_variables(config, model, mesh, seed=0)
+    mesh = data_mesh()
+    variables = init.create_variables(config, model, mesh, seed=0)
     cache = feature_cache.extract(config, model, variables, mesh, seed=5)
     batch = next(feature_cache.batches(cache, seed=1, global_batch_size=8))
     print("RESULT " + json.dumps({
@@ -207,8 +211,8 @@ def test_two_processes_each_cache_their_own_share_with_the_same_features(tiny_fa
         sampler_training__feature_cache_views=2,
     )  # fmt: skip
     model = build_model(config)
-    mesh = train.data_mesh()
-    variables = train.create_variables(config, model, mesh, seed=0)
+    mesh = data_mesh()
+    variables = init.create_variables(config, model, mesh, seed=0)
     one = feature_cache.extract(config, model, variables, mesh, seed=5)
     want = dict(zip([v.decode() for v in one.video_id], one.features.sum(axis=(2, 3))))
     assert len(want) == TINY["num_train"]

@@ -7,10 +7,11 @@ import os
 import jax
 import numpy as np
 
+from nsnet_jax import pipeline_run
 from nsnet_jax.config_checks import validate_config
 from nsnet_jax.models.nsnet import build_model
-from nsnet_jax.train import checkpointing
-from nsnet_jax.train import stages as train
+from nsnet_jax.sharding import data_mesh
+from nsnet_jax.train import checkpointing, init
 from tests import tiny_train_config
 from tests.processes import NullWriter
 from tests.tiny import set_fields
@@ -25,8 +26,8 @@ def test_frozen_recognizer_backbone_keeps_its_weights_and_trains_the_head(
     )  # fmt: skip
     config.recognizer_training.weight_decay = 0.1  # would move the backbone if it were not frozen
     model = build_model(config)
-    start = train.create_variables(config, model, train.data_mesh())
-    train.train_and_evaluate(config, str(tmp_path), NullWriter())
+    start = init.create_variables(config, model, data_mesh())
+    pipeline_run.train_and_evaluate(config, str(tmp_path), NullWriter())
     final = checkpointing.restore_variables(os.path.join(tmp_path, "recognizer", "final"))
     for col in ("params", "batch_stats"):  # inference-mode BatchNorm: statistics stay too
         before = jax.tree.leaves(start[col]["recognizer"]["backbone"])

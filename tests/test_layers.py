@@ -17,7 +17,7 @@ PACKAGES = ("nsnet_jax", "input_pipeline")
 # Units from the bottom up: (layer, unit prefixes). A module belongs to the unit of its longest
 # matching prefix and may import its own unit and any unit of a lower layer, nothing else.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("errors", ("nsnet_jax.errors",)),
+    ("foundations", ("nsnet_jax.errors", "nsnet_jax.config_fields")),
     (
         "base",
         (
@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nsnet_jax.costs.timing",
             "nsnet_jax.flag_parsing",
             "nsnet_jax.locking",
+            "nsnet_jax.config_upgrade",
         ),
     ),
     ("data", ("input_pipeline",)),
@@ -48,6 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nsnet_jax.diagnose",
             "nsnet_jax.flops",
             "nsnet_jax.compare",
+            "nsnet_jax.pipeline_run",
             "nsnet_jax.cli",
             "nsnet_jax.config_checks",
         ),
@@ -67,14 +69,6 @@ SHIMS = {
     "input_pipeline.bench": "nsnet_jax.bench.input_rates",
     "input_pipeline.bench_video_io": "nsnet_jax.bench.video_io",
 }
-
-# Upward imports that the `stages` branch (issue 27 items 4-5) removes: train validates no config
-# and runs no evaluation itself. Empty this list once that branch is merged (the last test here
-# says when an entry is no longer needed).
-PENDING_STAGES_BRANCH: list[tuple[str, str]] = [
-    ("nsnet_jax.train.stages", "nsnet_jax.config_checks"),
-    ("nsnet_jax.train.stages", "nsnet_jax.evaluation"),
-]
 
 
 def _modules(root: Path) -> dict[str, Path]:
@@ -141,13 +135,6 @@ def _under(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
-def _pending(source: str, target: str) -> tuple[str, str] | None:
-    for src, dst in PENDING_STAGES_BRANCH:
-        if _under(source, src) and _under(target, dst):
-            return (src, dst)
-    return None
-
-
 def violations(root: Path = ROOT) -> list[str]:
     """'source -> target (layer -> layer)' for each import that does not point down."""
     out = []
@@ -160,7 +147,7 @@ def violations(root: Path = ROOT) -> list[str]:
                 continue
             if s_unit == t_unit or t_layer < s_layer:
                 continue
-            if SHIMS.get(source) == target or _pending(source, target):
+            if SHIMS.get(source) == target:
                 continue
             out.append(f"{source} -> {target} ({LAYERS[s_layer][0]} -> {LAYERS[t_layer][0]})")
     return out
@@ -225,13 +212,6 @@ def test_nothing_in_the_library_imports_the_tools():
 def test_the_scan_sees_imports_inside_function_bodies():
     # input_pipeline.pipeline imports the sampler cache only inside create_dataset
     assert "input_pipeline.sampler_cache" in import_graph()["input_pipeline.pipeline"]
-
-
-def test_pending_list_has_only_imports_that_still_exist():
-    graph = import_graph()
-    used = {_pending(s, t) for s, targets in graph.items() for t in targets} - {None}
-    stale = [entry for entry in PENDING_STAGES_BRANCH if entry not in used]
-    assert stale == [], f"no longer imported: delete {stale} from PENDING_STAGES_BRANCH"
 
 
 def _calls(tree: ast.AST) -> set[str]:

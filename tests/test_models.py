@@ -185,7 +185,7 @@ def test_baseline_indices():
 
 
 def test_an_eval_batch_the_mesh_cannot_split_names_eval_batch_size(tmp_path):
-    from nsnet_jax.train.stages import train_and_evaluate
+    from nsnet_jax.pipeline_run import train_and_evaluate
 
     config = tiny_config(eval_batch_size=12)  # the pytest session has 8 CPU devices
     with pytest.raises(ValueError, match=r"config\.eval_batch_size=12 is not divisible .* 8 dev"):

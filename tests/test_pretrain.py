@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from input_pipeline import stills
+from nsnet_jax import pipeline_run
 from nsnet_jax.config_checks import validate_config
 from nsnet_jax.models.nsnet import build_model
-from nsnet_jax.train import checkpointing, pretrain, provenance
-from nsnet_jax.train import stages as train
+from nsnet_jax.sharding import data_mesh
+from nsnet_jax.train import checkpointing, init, pretrain, provenance
 from tests import tiny_train_config
 from tests.processes import NullWriter
 from tests.tiny import set_fields, tiny_config
@@ -88,11 +89,11 @@ def test_pretrain_learns_the_stills_and_the_video_stages_start_from_its_backbone
         log_every_steps=1000,
     )
     workdir = str(tmp_path)
-    summary = train.train_and_evaluate(config, workdir)["pretrain"]
+    summary = pipeline_run.train_and_evaluate(config, workdir)["pretrain"]
     model = build_model(config)
-    mesh = train.data_mesh()
-    fresh = train.create_variables(config, model, mesh)
-    started = train.create_variables(config, model, mesh, workdir=workdir)
+    mesh = data_mesh()
+    fresh = init.create_variables(config, model, mesh)
+    started = init.create_variables(config, model, mesh, workdir=workdir)
     assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(started))  # nothing left abstract
     assert (summary["sampler"]["steps"], summary["recognizer"]["steps"]) == (6 * 24, 4 * 24)
     for part in ("sampler", "recognizer"):
@@ -124,7 +125,7 @@ def test_pretrain_learns_the_stills_and_the_video_stages_start_from_its_backbone
     )
     # and the recognizer stage trains from there
     config = set_fields(config, stage="recognizer")
-    assert train.train_and_evaluate(config, workdir)["recognizer"]["steps"] == 4
+    assert pipeline_run.train_and_evaluate(config, workdir)["recognizer"]["steps"] == 4
 
 
 def _assert_equal(a, b):
@@ -141,7 +142,7 @@ def test_a_video_stage_without_the_pretrain_result_says_how_to_get_it(tiny_fashi
         pretrain__parts="sampler",
     )
     with pytest.raises(FileNotFoundError, match="--config.stage=pretrain"):
-        train.train_and_evaluate(config, str(tmp_path))
+        pipeline_run.train_and_evaluate(config, str(tmp_path))
 
 
 def _flat(tree, prefix=""):
@@ -159,8 +160,10 @@ def test_stage_all_runs_pretrain_first_only_where_a_variant_is_named(
     monkeypatch, tmp_path, variant, expected
 ):
     ran = []
-    for name in train.STAGES:
-        monkeypatch.setitem(train.STAGES, name, lambda *a, _n=name, **k: ran.append(_n) or {})
+    for name in pipeline_run.STAGES:
+        monkeypatch.setitem(
+            pipeline_run.STAGES, name, lambda *a, _n=name, **k: ran.append(_n) or {}
+        )
     config = set_fields(tiny_train_config.get_config(), pretrain__stills_variant=variant)
-    train.train_and_evaluate(config, str(tmp_path), writer=NullWriter())
+    pipeline_run.train_and_evaluate(config, str(tmp_path), writer=NullWriter())
     assert ran == expected + ["recognizer", "pseudo_labels", "sampler", "eval"]

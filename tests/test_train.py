@@ -16,10 +16,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nsnet_jax import pipeline_run
 from nsnet_jax.bench.common import synthetic_train_batch
+from nsnet_jax.config_fields import parse
 from nsnet_jax.models.nsnet import build_model, init_variables
-from nsnet_jax.train import checkpointing, losses, optim
-from nsnet_jax.train import stages as train
+from nsnet_jax.sharding import data_mesh
+from nsnet_jax.train import (
+    checkpointing,
+    init,
+    loop,
+    losses,
+    optim,
+    provenance,
+    pseudo_labels,
+    stages,
+)
 from nsnet_jax.train.step import (
     build_stage_optimizer,
     create_train_state,
@@ -65,7 +76,9 @@ def _assert_trees_close(a, b, atol):
 def finished_run(tiny_fashion_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
     writer = RecordingWriter()
-    summaries = train.train_and_evaluate(train_config(tiny_fashion_dir), workdir, writer=writer)
+    summaries = pipeline_run.train_and_evaluate(
+        train_config(tiny_fashion_dir), workdir, writer=writer
+    )
     return workdir, summaries, writer
 
 
@@ -100,7 +113,9 @@ def test_all_stages_run_and_report_every_method(finished_run):
 def test_rerun_skips_finished_stages(finished_run, tiny_fashion_dir):
     workdir, summaries, _ = finished_run
     before = sorted(p.name for p in (Path(workdir) / "recognizer" / "checkpoints").iterdir())
-    again = train.train_and_evaluate(train_config(tiny_fashion_dir), workdir, RecordingWriter())
+    again = pipeline_run.train_and_evaluate(
+        train_config(tiny_fashion_dir), workdir, RecordingWriter()
+    )
     assert again["eval"]["rows"] == summaries["eval"]["rows"]
     after = sorted(p.name for p in (Path(workdir) / "recognizer" / "checkpoints").iterdir())
     assert before == after
@@ -114,7 +129,7 @@ def test_init_from_copies_parameters_by_path_and_honours_skip(finished_run, tiny
     config.init_from.skip = "params/recognizer/*"
     config.seed = 7  # a fresh init differs from the source everywhere
     model = build_model(config)
-    variables = train.create_variables(config, model, train.data_mesh())
+    variables = init.create_variables(config, model, data_mesh())
     _assert_trees_close(variables["params"]["sampler"], source["sampler"], atol=0)
     kernel = variables["params"]["recognizer"]["backbone"]["fc"]["kernel"]
     assert not np.allclose(kernel, source["recognizer"]["backbone"]["fc"]["kernel"])
@@ -126,7 +141,7 @@ def test_one_device_and_eight_device_mesh_give_the_same_training(tiny_fashion_di
     for n in (1, 8):
         writer = RecordingWriter()
         workdir = str(tmp_path / f"dev{n}")
-        train.train_and_evaluate(config, workdir, writer, devices=jax.devices()[:n])
+        pipeline_run.train_and_evaluate(config, workdir, writer, devices=jax.devices()[:n])
         results[n] = (
             [s["recognizer/loss"] for _, s in writer.scalars],
             _final_params(workdir, "recognizer"),
@@ -142,8 +157,8 @@ def test_non_finite_loss_advice_restarts_the_stage_and_following_it_finishes(
     config.recognizer_training.learning_rate = 1e6  # diverges: parameters first, the loss later
     config.recognizer_training.warmup_steps = 0
     config.checkpoint_every_steps = 1
-    with pytest.raises(train.NonFiniteLossError) as failure:
-        train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    with pytest.raises(loop.NonFiniteLossError) as failure:
+        pipeline_run.train_and_evaluate(config, str(tmp_path), RecordingWriter())
     message = str(failure.value)
     assert "largest |parameter| now" in message and "may hold diverged weights" in message
     move = next(line.strip() for line in message.splitlines() if line.strip().startswith("mv "))
@@ -151,7 +166,7 @@ def test_non_finite_loss_advice_restarts_the_stage_and_following_it_finishes(
     assert src == str(tmp_path / "recognizer" / "checkpoints")
     os.rename(src, dst)  # follow the advice: move the checkpoints aside, lower the learning rate
     config.recognizer_training.learning_rate = 0.01
-    summaries = train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    summaries = pipeline_run.train_and_evaluate(config, str(tmp_path), RecordingWriter())
     assert summaries["recognizer"]["steps"] == 4 and np.isfinite(summaries["recognizer"]["loss"])
 
 
@@ -160,8 +175,8 @@ def test_non_finite_loss_before_any_checkpoint_says_so(tiny_fashion_dir, tmp_pat
     config.recognizer_training.learning_rate = float("inf")
     config.recognizer_training.warmup_steps = 0
     config.checkpoint_every_steps = 100
-    with pytest.raises(train.NonFiniteLossError, match="No checkpoint was saved yet") as failure:
-        train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    with pytest.raises(loop.NonFiniteLossError, match="No checkpoint was saved yet") as failure:
+        pipeline_run.train_and_evaluate(config, str(tmp_path), RecordingWriter())
     assert "None" not in str(failure.value)
 
 
@@ -172,8 +187,8 @@ def test_a_changed_config_never_reports_a_finished_workdirs_results(
     shutil.copytree(finished_run[0], workdir)
     config_json = (Path(workdir) / "config.json").read_text()
     changed = train_config(tiny_fashion_dir, model__recognizer__width=0.25, eval__num_select="2")
-    with pytest.raises(train.provenance.StaleWorkdirError) as failure:
-        train.train_and_evaluate(changed, workdir, RecordingWriter())
+    with pytest.raises(provenance.StaleWorkdirError) as failure:
+        pipeline_run.train_and_evaluate(changed, workdir, RecordingWriter())
     message = str(failure.value)
     assert "stage 'recognizer'" in message and "model.recognizer.width: 0.125" in message
     assert "new --workdir" in message and f"mv {workdir}/recognizer" in message
@@ -181,7 +196,7 @@ def test_a_changed_config_never_reports_a_finished_workdirs_results(
 
     before = sorted(p.name for p in (Path(workdir) / "sampler" / "checkpoints").iterdir())
     eval_only = train_config(tiny_fashion_dir, eval__num_select="2")
-    summaries = train.train_and_evaluate(eval_only, workdir, RecordingWriter())
+    summaries = pipeline_run.train_and_evaluate(eval_only, workdir, RecordingWriter())
     assert {r["k"] for r in summaries["eval"]["rows"] if r["method"] == "nsnet"} == {2}
     after = sorted(p.name for p in (Path(workdir) / "sampler" / "checkpoints").iterdir())
     assert before == after  # the sampler was not retrained
@@ -192,14 +207,14 @@ def test_a_model_changed_under_a_half_finished_stage_names_path_shapes_and_field
     tiny_fashion_dir, tmp_path
 ):
     config = train_config(tiny_fashion_dir, stage="recognizer", recognizer_training__num_steps=2)
-    train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+    pipeline_run.train_and_evaluate(config, str(tmp_path), RecordingWriter())
     (tmp_path / "recognizer" / "DONE.json").unlink()  # as if stopped after its step-2 checkpoint
     wider = train_config(
         tiny_fashion_dir, stage="recognizer", model__recognizer__width=0.25,
         recognizer_training__num_steps=4,
     )  # fmt: skip
     with pytest.raises(checkpointing.CheckpointMismatchError) as failure:
-        train.train_and_evaluate(wider, str(tmp_path), RecordingWriter())
+        pipeline_run.train_and_evaluate(wider, str(tmp_path), RecordingWriter())
     message = str(failure.value)
     assert "params/recognizer/backbone/conv1/kernel: (7, 7, 3, 8) in the checkpoint" in message
     assert "model.recognizer.width: 0.125 (recorded) -> 0.25 (now)" in message
@@ -209,7 +224,7 @@ def test_a_model_changed_under_a_half_finished_stage_names_path_shapes_and_field
 def test_a_bad_eval_k_fails_before_the_first_stage(tiny_fashion_dir, tmp_path):
     config = train_config(tiny_fashion_dir, eval__num_select="1,40")
     with pytest.raises(ValueError, match=r"eval\.num_select='1,40' has K=40"):
-        train.train_and_evaluate(config, str(tmp_path), RecordingWriter())
+        pipeline_run.train_and_evaluate(config, str(tmp_path), RecordingWriter())
     assert not (tmp_path / "recognizer").exists()
 
 
@@ -396,7 +411,7 @@ def test_backbone_init_from_an_orbax_export(tmp_path, tiny_fashion_dir):
     config.model.recognizer.init_from.path = str(tmp_path / "export")
     config.model.recognizer.init_from.format = "orbax"
     config.model.recognizer.init_from.skip = "fc/*"
-    variables = train.create_variables(config, model, train.data_mesh())
+    variables = init.create_variables(config, model, data_mesh())
     got = variables["params"]["recognizer"]["backbone"]
     _assert_trees_close(got["conv1"], backbone["params"]["conv1"], atol=0)
     assert not np.allclose(got["fc"]["kernel"], backbone["params"]["fc"]["kernel"])
@@ -470,8 +485,8 @@ def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
         seen["add_host_keys"] = inputs["add_host_keys"]
         return {}
 
-    monkeypatch.setattr(train, "_train_stage", keep_host_keys)
-    train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)
+    monkeypatch.setattr(stages, "train_stage", keep_host_keys)
+    stages.run_sampler_stage(config, workdir, build_model(config), data_mesh(), None, parse(config))
     batches, _ = pipeline.create_dataset(
         config.data, "train", train=True, global_batch_size=8, seed=0, views=("sampler",)
     )
@@ -485,22 +500,24 @@ def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
     np.testing.assert_array_equal(np.asarray(targets), evidence.astype(np.float32))
     copy = tmp_path / "run"  # the pseudo-label stage's own report scores the rule's targets
     shutil.copytree(workdir, copy)
-    summary = train.run_pseudo_label_stage(
-        config, str(copy), build_model(config), train.data_mesh(), None
+    summary = stages.run_pseudo_label_stage(
+        config, str(copy), build_model(config), data_mesh(), None, parse(config)
     )
     assert summary["pseudo_label_precision"] == summary["pseudo_label_recall"] == 1.0
 
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="maxpool_share")
-    train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)
+    stages.run_sampler_stage(config, workdir, build_model(config), data_mesh(), None, parse(config))
     batch = seen["add_host_keys"](batch)
-    table = train.load_pseudo_labels(workdir)
+    table = pseudo_labels.load_pseudo_labels(workdir)
     assert table.share is not None  # written by the pseudo-label stage (zeros: no max-pool here)
     np.testing.assert_array_equal(batch["share"], table.share[table.rows(batch["video_id"])])
 
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="evidence")
     monkeypatch.setattr(pipeline, "dataset_meta_fields", lambda b: {"has_evidence": False})
     with pytest.raises(ValueError, match="has none.*pick another pseudo_label.rule"):
-        train.run_sampler_stage(config, workdir, build_model(config), train.data_mesh(), None)
+        stages.run_sampler_stage(
+            config, workdir, build_model(config), data_mesh(), None, parse(config)
+        )
 
 
 def test_diagnose_reports_the_recognizer_ceiling_and_the_pseudo_labels(finished_run):

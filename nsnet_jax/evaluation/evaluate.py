@@ -11,6 +11,7 @@ them (evaluation/early_exit_eval.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -43,8 +44,11 @@ def _gather(x: np.ndarray) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def evaluate(config: Any, model: NSNet, variables: Any, mesh) -> dict[str, Any]:
-    ks = eval_ks(config)
+def evaluate(
+    config: Any, model: NSNet, variables: Any, mesh, ks: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """`ks`: the K values to report, as the runner parsed them (else from eval.num_select)."""
+    ks = eval_ks(config) if ks is None else list(ks)
     batches, meta = pipeline.create_dataset(
         config.data, config.data.eval_split, train=False,
         global_batch_size=config.eval_batch_size, seed=config.seed,

@@ -19,6 +19,7 @@ import ml_collections
 from etils import epath
 
 from nsnet_jax import checkpoint_io
+from nsnet_jax.config_upgrade import upgrade
 from nsnet_jax.errors import UserError
 from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
 
@@ -39,14 +40,15 @@ class TrainedModel:
 
 
 def config_from_workdir(workdir: str) -> ml_collections.ConfigDict:
-    """The run's config as `train_and_evaluate` wrote it to `workdir/config.json`."""
+    """The run's config as `pipeline_run.train_and_evaluate` wrote it to `workdir/config.json`,
+    with the fields added since then at the values that run used."""
     path = epath.Path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: {workdir} is not a training workdir (no config.json). Pass "
             "--workdir of a finished `python -m nsnet_jax.main` run, or --config and --checkpoint"
         )
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return upgrade(ml_collections.ConfigDict(json.loads(path.read_text())))
 
 
 def class_names_from_workdir(workdir: str | None, num_classes: int) -> tuple[str, ...]:

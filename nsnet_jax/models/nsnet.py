@@ -69,12 +69,12 @@ def build_model(config: Any) -> NSNet:
         video_classes=video_classes(config),
         temporal=m.sampler.temporal,
         transformer_heads=m.sampler.transformer_heads,
-        temporal_kernel=m.sampler.get("temporal_kernel", 3),  # runs from before the switch
-        temporal_layers=m.sampler.get("temporal_layers", 1),
-        spatial_pool=m.sampler.get("spatial_pool", "mean"),
+        temporal_kernel=m.sampler.temporal_kernel,
+        temporal_layers=m.sampler.temporal_layers,
+        spatial_pool=m.sampler.spatial_pool,
         fusion=m.sampler.fusion,
         fusion_beta=m.sampler.fusion_beta,
-        freeze_backbone=m.sampler.get("freeze_backbone", False),
+        freeze_backbone=m.sampler.freeze_backbone,
         depthwise_impl=m.depthwise_impl,
         dtype=dtype,
     )
@@ -87,8 +87,8 @@ def build_model(config: Any) -> NSNet:
         dropout_rate=m.recognizer.dropout_rate,
         depthwise_impl=m.depthwise_impl,
         dtype=dtype,
-        freeze_backbone=m.recognizer.get("freeze_backbone", False),
-        spatial_pool=m.recognizer.get("spatial_pool", "mean"),
+        freeze_backbone=m.recognizer.freeze_backbone,
+        spatial_pool=m.recognizer.spatial_pool,
     )
     return NSNet(sampler=sampler, recognizer=recognizer, num_select=m.num_select)
 

@@ -47,7 +47,7 @@ class FeatureCache:
 def extract(config: Any, model: NSNet, variables: dict, mesh, seed: int) -> FeatureCache:
     """`feature_cache_views` inference passes of the frozen sampler backbone over this process's
     training videos: the first un-augmented, the others cropped and flipped as in training."""
-    num_views = int(config.sampler_training.get("feature_cache_views", 1))
+    num_views = int(config.sampler_training.feature_cache_views)
     sampler_vars = {c: {"sampler": variables[c]["sampler"]} for c in ("params", "batch_stats")}
     embed = jax.jit(lambda v, frames: model.apply(v, frames, method=NSNet.embed))
     sharding = batch_sharding(mesh)

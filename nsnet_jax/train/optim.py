@@ -7,12 +7,14 @@ when fine-tuning jointly); the rest get `set_to_zero` and keep no optimizer stat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import optax
 from flax import traverse_util
+
+from nsnet_jax.config_fields import parse_multipliers
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -39,25 +41,7 @@ def _path(key_path: tuple) -> str:
     return "/".join(str(k) for k in key_path)
 
 
-def parse_multipliers(
-    spec: str, field: str = "lr_multipliers", example: str = "path/prefix=0.1"
-) -> dict[str, float]:
-    """'sampler/backbone=0.1,recognizer=0.5' -> {'sampler/backbone': 0.1, 'recognizer': 0.5}."""
-    out = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        prefix, sep, value = item.partition("=")
-        try:
-            out[prefix.strip().strip("/")] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ValueError(
-                f"{field} item {item!r} must look like {example!r} (a name, '=', a number)"
-            ) from None
-    return out
-
-
-def param_labels(params: Any, trainable: Sequence[str], multipliers: dict[str, float]) -> Any:
+def param_labels(params: Any, trainable: Sequence[str], multipliers: Mapping[str, float]) -> Any:
     """Each leaf's label: `frozen`, or the lr multiplier of the longest matching path prefix."""
     flat = traverse_util.flatten_dict(params)
     labels = {}
@@ -80,13 +64,21 @@ def _decay_mask(params: Any) -> Any:
 
 
 def build_optimizer(
-    train_config: Any, params: Any, trainable: Sequence[str], total_steps: int
+    train_config: Any,
+    params: Any,
+    trainable: Sequence[str],
+    total_steps: int,
+    multipliers: Mapping[str, float] | None = None,
 ) -> optax.GradientTransformation:
-    """The stage's optimizer over the whole parameter tree; only `trainable` prefixes move."""
+    """The stage's optimizer over the whole parameter tree; only `trainable` prefixes move.
+
+    `multipliers`: path prefix -> lr factor, parsed already (else from `lr_multipliers`).
+    """
     if train_config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={train_config.optimizer!r} is not one of {list(OPTIMIZERS)}")
     schedule = learning_rate_schedule(train_config, total_steps)
-    multipliers = parse_multipliers(train_config.lr_multipliers)
+    if multipliers is None:
+        multipliers = parse_multipliers(train_config.lr_multipliers)
     labels = param_labels(params, trainable, multipliers)
     used = set(jax.tree.leaves(labels)) - {"frozen"}
     if not used:

@@ -23,39 +23,13 @@ import numpy as np
 import optax
 
 from input_pipeline import pipeline
+from nsnet_jax.config_fields import NETWORKS
 from nsnet_jax.models.registry import create_backbone, normalize_images
 from nsnet_jax.sharding import batch_sharding, host_local, replicated
-from nsnet_jax.train import optim
 
 log = logging.getLogger(__name__)
 
-PARTS = ("sampler", "recognizer")
-
-
-def parts(config: Any) -> tuple[str, ...]:
-    """The parts `pretrain.parts` names (validated), or () when the stage is off."""
-    if not config.pretrain.stills_variant:
-        return ()
-    names = tuple(p.strip() for p in config.pretrain.parts.split(",") if p.strip())
-    bad = [p for p in names if p not in PARTS]
-    if bad or not names or len(set(names)) != len(names):
-        raise ValueError(
-            f"pretrain.parts={config.pretrain.parts!r}: expected a comma-separated subset of "
-            f"{list(PARTS)}"
-        )
-    return names
-
-
-def num_epochs(config: Any, part: str) -> float:
-    """`pretrain.part_epochs`' value for `part` ("sampler=15"), else `pretrain.num_epochs`."""
-    spec = config.pretrain.get("part_epochs", "")
-    by_part = optim.parse_multipliers(spec, "pretrain.part_epochs", "sampler=15")
-    if any(name not in PARTS or not epochs > 0 for name, epochs in by_part.items()):
-        raise ValueError(
-            f"pretrain.part_epochs={spec!r}: each item must look like 'sampler=15' with a part "
-            f"of {list(PARTS)} and a number of epochs > 0"
-        )
-    return by_part.get(part, config.pretrain.num_epochs)
+PARTS = NETWORKS  # the parts `pretrain.parts` may name (config_fields parses the field)
 
 
 def variables_dir(workdir: str, part: str) -> str:
@@ -100,8 +74,10 @@ def pretrain_part(
     test: tuple[np.ndarray, np.ndarray],
     num_classes: int,
     mesh,
+    num_epochs: float,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """(headless variables, metrics): `part`'s backbone trained to classify the stills."""
+    """(headless variables, metrics): `part`'s backbone trained to classify the stills for
+    `num_epochs` (the part's entry of `Settings.pretrain_epochs`)."""
     pc = config.pretrain
     backbone, size = config.model[part].backbone, input_size(config, part)
     dtype = jnp.dtype(config.model.dtype)
@@ -109,7 +85,7 @@ def pretrain_part(
     images, labels = train
     n, batch = len(images), pc.batch_size
     steps_per_epoch = n // batch
-    total = max(1, int(round(num_epochs(config, part) * steps_per_epoch)))
+    total = max(1, int(round(num_epochs * steps_per_epoch)))
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, pc.learning_rate, min(pc.warmup_steps, total // 2), total
     )

@@ -16,6 +16,10 @@ from typing import Any
 
 from etils import epath
 
+# ADDED_FIELDS: fields added after workdirs already existed, with the value that gives the earlier
+# behaviour: a record without the field matches a config that keeps that value (old workdirs stay
+# resumable); config_upgrade fills the same values into an old config.json
+from nsnet_jax.config_upgrade import ADDED_FIELDS
 from nsnet_jax.train import STAGE_ORDER
 
 # never change a result
@@ -63,28 +67,6 @@ _ONLY_BY_STAGE: dict[str, tuple[str, ...]] = {
         "model.recognizer.width",
         "model.recognizer.spatial_pool",
     ),
-}
-# Fields added after workdirs already existed, with the value that gives the earlier behaviour: a
-# record without the field matches a config that keeps that value (old workdirs stay resumable).
-ADDED_FIELDS: dict[str, Any] = {
-    "model.sampler.temporal_kernel": 3,
-    "model.sampler.temporal_layers": 1,
-    "sampler_training.feature_cache": False,
-    "sampler_training.feature_cache_views": 1,
-    "model.sampler.spatial_pool": "mean",
-    "model.recognizer.spatial_pool": "mean",
-    "pseudo_label.own_top_k": 0,
-    "pseudo_label.own_from": 0.5,
-    "pretrain.stills_variant": "",
-    "pretrain.parts": "sampler,recognizer",
-    "pretrain.num_train": 30_000,
-    "pretrain.num_test": 2_000,
-    "pretrain.num_epochs": 2.0,
-    "pretrain.part_epochs": "",
-    "pretrain.batch_size": 128,
-    "pretrain.learning_rate": 2e-3,
-    "pretrain.weight_decay": 1e-4,
-    "pretrain.warmup_steps": 100,
 }
 # pseudo labels are the recognizer's outputs on the training split: the same dependencies
 _IGNORED_BY_STAGE["pseudo_labels"] = _IGNORED_BY_STAGE["recognizer"]

@@ -11,7 +11,7 @@ exactly it, the tests call it directly, and it can be vmapped (e.g. over seeds).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct, traverse_util
 
+from nsnet_jax import config_fields
 from nsnet_jax.augment import augment_in_step
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import (
@@ -101,21 +102,25 @@ def input_views(config: Any, stage: str) -> tuple[str, ...]:
 
 
 def build_stage_optimizer(
-    config: Any, stage: str, params: Any, steps_per_epoch: int
+    config: Any,
+    stage: str,
+    params: Any,
+    steps_per_epoch: int,
+    multipliers: Mapping[str, float] | None = None,
 ) -> tuple[optax.GradientTransformation, int]:
-    """The stage's optimizer (frozen parts get zero updates) and its total number of steps."""
+    """The stage's optimizer (frozen parts get zero updates) and its total number of steps.
+
+    `multipliers`: the stage's parsed `lr_multipliers` (`Settings`; parsed here when None).
+    """
     train_config = stage_train_config(config, stage)
     trainable = trainable_parts(config, stage)
-    frozen = [
-        f"{part}/backbone=0"
-        for part in trainable
-        if config.model[part].get("freeze_backbone", False)
-    ]
-    if frozen:  # their gradient is already zero (stop_gradient); lr 0 also keeps weight decay off
-        train_config = train_config.copy_and_resolve_references()
-        train_config.lr_multipliers = ",".join([train_config.lr_multipliers, *frozen]).strip(",")
+    if multipliers is None:
+        multipliers = config_fields.lr_multipliers(config, stage)
+    frozen = {
+        f"{part}/backbone": 0.0 for part in trainable if config.model[part].freeze_backbone
+    }  # their gradient is already zero (stop_gradient); lr 0 also keeps weight decay off
     total = optim.num_train_steps(train_config, steps_per_epoch)
-    tx = optim.build_optimizer(train_config, params, trainable, total)
+    tx = optim.build_optimizer(train_config, params, trainable, total, {**multipliers, **frozen})
     return tx, total
 
 
@@ -142,8 +147,8 @@ def tsn_segments(frames: jax.Array, n: int, rng: jax.Array) -> jax.Array:
 
 
 def own_top_k(config: Any) -> int:
-    """pseudo_label.own_top_k, 0 (off) for configs written before the field existed."""
-    return int(config.pseudo_label.get("own_top_k", 0))
+    """pseudo_label.own_top_k: the sampler's own top-k frames added to its targets (0: off)."""
+    return int(config.pseudo_label.own_top_k)
 
 
 def pseudo_label_ratio(config: Any) -> float:
@@ -195,7 +200,7 @@ def sampler_loss_fn(config: Any, model: NSNet) -> LossFn:
     use_recognizer = uses_recognizer_in_sampler_stage(config)
     k = config.model.num_select
     ratio = pseudo_label_ratio(config)
-    on_loss = sel.train_mode == "perturbed" and sel.get("perturbed_estimator") == "loss"
+    on_loss = sel.train_mode == "perturbed" and sel.perturbed_estimator == "loss"
     own_k = own_top_k(config)
 
     def loss_fn(params, batch_stats, batch, rng):
