@@ -20,7 +20,6 @@ NSNET_VERBOSE=1 shows the traceback. One build per dataset config and OUT at a t
 
 from __future__ import annotations
 
-import errno
 import glob
 import hashlib
 import logging
@@ -35,6 +34,7 @@ from absl import app, flags
 from input_pipeline import manifest
 from input_pipeline.build_pool import CACHE_SUFFIX
 from nsnet_jax import locking
+from nsnet_jax.errors import is_disk_full
 from nsnet_jax.flag_parsing import run_tool
 
 log = logging.getLogger(__name__)
@@ -166,23 +166,6 @@ def build_salient_fashion(config: str, data_dir: str) -> tfds.core.DatasetBuilde
     return builder
 
 
-def _is_disk_full(error: BaseException | None) -> bool:
-    """ENOSPC anywhere in the chain (a worker's OSError, or TensorFlow's text of one)."""
-    seen: set[int] = set()
-    stack = [error]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(e):
-            return True
-        stack += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
-    return False
-
-
 def _disk_full(dataset: str, config: str, data_dir: str) -> str:
     """Where the disk filled, how much is free, and what the rerun keeps."""
     path = os.path.abspath(data_dir)
@@ -258,7 +241,7 @@ def _main(args: flags.FlagValues, positional: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        if verbose or not (getattr(e, "one_line", False) or _is_disk_full(e)):
+        if verbose or not (getattr(e, "one_line", False) or is_disk_full(e)):
             raise
         one_line = getattr(e, "one_line", False)
         message = e if one_line else _disk_full(dataset, args.config, args.data_dir)

@@ -84,14 +84,16 @@ def brightness_ramp(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
     return [np.full((h, w, 3), 20 + 10 * i, np.uint8) for i in range(n)]
 
 
-def write_mp4(path: str, frames: list[np.ndarray]) -> None:
-    """An H.264 .mp4 of `frames` at 10 fps."""
+def write_mp4(path: str, frames: list[np.ndarray], rate: int = 10, gop: int = 0) -> None:
+    """An H.264 .mp4 of `frames` at `rate` fps (`gop`: keyframe interval, 0 = the encoder's)."""
     import av
 
     with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=10)
+        stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 container.mux(packet)

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import av
 import jax
 import numpy as np
 import pytest
@@ -19,7 +18,13 @@ from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.predictor import PredictOptions, predict
 from nsnet_jax.inference.trained import load_trained
 from nsnet_jax.inference.video_reader import open_frame_folder, open_video_file
-from tests.helpers import CLASS_NAMES, break_stablehlo, tiny_predict_config, write_workdir
+from tests.helpers import (
+    CLASS_NAMES,
+    break_stablehlo,
+    tiny_predict_config,
+    write_mp4,
+    write_workdir,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,20 +33,6 @@ def _frames(n: int, seed: int, h: int = 36, w: int = 48) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (n, 3, 4, 3), dtype=np.uint8)
     return [np.asarray(Image.fromarray(b).resize((w, h), Image.BILINEAR)) for b in base]
-
-
-def _write_mp4(path: str, frames: list[np.ndarray], rate: int = 10, gop: int = 0) -> None:
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        if gop:
-            stream.codec_context.gop_size = gop
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def _write_folder(folder: str, frames: list[np.ndarray]) -> None:
@@ -65,10 +56,10 @@ def videos(tmp_path_factory) -> dict[str, str]:
         "missing": str(root / "nope.mp4"),
         "list": str(root / "list.txt"),
     }
-    _write_mp4(paths["mp4"], _frames(20, 0))
-    _write_mp4(paths["mp4_b"], _frames(13, 1))
+    write_mp4(paths["mp4"], _frames(20, 0))
+    write_mp4(paths["mp4_b"], _frames(13, 1))
     _write_folder(paths["folder"], _frames(9, 2))
-    _write_mp4(paths["short"], _frames(3, 3))
+    write_mp4(paths["short"], _frames(3, 3))
     with open(paths["corrupt"], "wb") as f:
         f.write(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     os.makedirs(paths["empty_dir"])
@@ -132,7 +123,7 @@ def test_reader_samples_like_video_folder_and_decodes_k_on_demand(videos):
 
 def test_seeking_reads_the_same_frames_as_decoding_through(tmp_path):
     path = str(tmp_path / "long.mp4")
-    _write_mp4(path, _frames(150, 5), rate=10, gop=8)
+    write_mp4(path, _frames(150, 5), rate=10, gop=8)
     through = open_video_file(path, 6, 16, 32, mode="sequential")
     seeking = open_video_file(path, 6, 16, 32, mode="exact")  # gaps are 2.5 s: seeks
     np.testing.assert_array_equal(seeking.frame_numbers, through.frame_numbers)

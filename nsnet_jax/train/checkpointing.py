@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from nsnet_jax.checkpoint_io import absolute, restore_variables  # noqa: F401 - re-exported
+from nsnet_jax.errors import NO_SPACE_TEXTS, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +40,6 @@ class DiskFullError(OSError):
 
     def __str__(self) -> str:
         return self.args[1]
-
-
-_NO_SPACE_TEXTS = ("No space left on device", "os_error_code='28'")
-
-
-def is_disk_full(error: BaseException | None) -> bool:
-    """ENOSPC anywhere in the chain: an OSError, or Orbax's/TensorStore's wrapped text of one."""
-    seen: set[int] = set()
-    stack = [error]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return True
-        if any(text in str(e) for text in _NO_SPACE_TEXTS):
-            return True
-        stack += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
-    return False
 
 
 def _free_mib(path: str) -> str:
@@ -103,7 +84,7 @@ class _DropDiskFullTracebacks(logging.Filter):
         if record.levelno < logging.ERROR or "orbax" not in record.pathname:
             return True
         error = record.exc_info[1] if record.exc_info else None
-        return not (is_disk_full(error) or any(t in record.getMessage() for t in _NO_SPACE_TEXTS))
+        return not (is_disk_full(error) or any(t in record.getMessage() for t in NO_SPACE_TEXTS))
 
 
 _FILTER = _DropDiskFullTracebacks()
