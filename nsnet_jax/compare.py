@@ -73,7 +73,11 @@ def compare(config: Any, workdir: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     from nsnet_jax import cli
 
-    cli.run(lambda config, workdir, args: print(json.dumps(compare(config, workdir))), argv=argv)
+    cli.run(
+        lambda config, workdir, args: print(json.dumps(compare(config, workdir))),
+        workdir="required",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

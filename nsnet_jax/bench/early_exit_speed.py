@@ -76,7 +76,11 @@ def measure(config: Any, workdir: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     from nsnet_jax import cli
 
-    cli.run(lambda config, workdir, args: print(json.dumps(measure(config, workdir))), argv=argv)
+    cli.run(
+        lambda config, workdir, args: print(json.dumps(measure(config, workdir))),
+        workdir="required",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":
