@@ -8,7 +8,7 @@ Train (frames prepared as in docs/data.md):
 Its accuracy has not been measured in this project (the dataset is not on these machines).
 """
 
-from configs import default
+from nsnet_jax.configs import default
 
 
 def get_config():

@@ -39,8 +39,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.crop_scale_min = 0.25
     c.data.num_threads = 2
     c.data.prefetch = 2
-    # `python -m input_pipeline.sampler_cache --out_dir=DIR` output: the sampler stage then reads
-    # uint8 arrays from DIR instead of decoding JPEGs. "" = decode.
+    # `python -m nsnet_jax.input_pipeline.sampler_cache --out_dir=DIR` output: the sampler stage
+    # then reads uint8 arrays from DIR instead of decoding JPEGs. "" = decode.
     c.data.sampler_cache_dir = ""
     # with the cache: crop + flip on the host, or in the jitted step (the input then only reads)
     c.data.sampler_cache_augment = "host"  # host | step

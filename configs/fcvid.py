@@ -6,7 +6,7 @@ Paper: 83.9 mAP at 26.0 GFLOPs (multiply-adds). This config counts 25.47 GMACs p
 Its accuracy has not been measured in this project (the dataset is not on these machines).
 """
 
-from configs import default
+from nsnet_jax.configs import default
 
 
 def get_config():

@@ -6,7 +6,7 @@ Paper: 73.6 top-1 at 18.1 GFLOPs (multiply-adds). This config counts 17.53 GMACs
 Its accuracy has not been measured in this project (the dataset is not on these machines).
 """
 
-from configs import default
+from nsnet_jax.configs import default
 
 
 def get_config():

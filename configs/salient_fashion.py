@@ -13,7 +13,7 @@ top-1 at K=2 with evidence recall 0.989, uniform-2 35.3%, all-16 76.2% at 5.5x t
 NSNet-2.
 """
 
-from configs import default
+from nsnet_jax.configs import default
 
 
 def get_config():

@@ -9,7 +9,7 @@ uniform-2 28.5% and oracle-2 60.2% (83% of the distance), evidence recall 0.82, 
 minutes for all stages. How the recipe was found: CHANGELOG.md.
 """
 
-from configs import salient_fashion
+from nsnet_jax.configs import salient_fashion
 
 
 def get_config():

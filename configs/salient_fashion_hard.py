@@ -8,7 +8,7 @@ baseline, not a fix: its recognizer stays at chance (all-16 19.4%, 5 classes), s
 and oracle are all at chance too. The probes that did not learn it either: CHANGELOG.md.
 """
 
-from configs import salient_fashion
+from nsnet_jax.configs import salient_fashion
 
 
 def get_config():

@@ -11,7 +11,7 @@ oracle-2 distance, all-16 64.1%, all stages in 36.8 minutes. How the recipe was 
 CHANGELOG.md.
 """
 
-from configs import salient_fashion_cluttered
+from nsnet_jax.configs import salient_fashion_cluttered
 
 
 def get_config():

@@ -1,8 +1,8 @@
 """Build a dataset without Apache Beam: one process per core, progress with ETA, resumable.
 
-python -m input_pipeline.build video_folder --config=NAME --manual_dir=DIR --data_dir=OUT
+python -m nsnet_jax.input_pipeline.build video_folder --config=NAME --manual_dir=DIR --data_dir=OUT
     [--workers=N] [--keep_cache] [--rebuild]
-python -m input_pipeline.build salient_fashion --config=small --data_dir=OUT
+python -m nsnet_jax.input_pipeline.build salient_fashion --config=small --data_dir=OUT
 
 Writes the same dataset as `tfds build` (same examples, same bytes). Stop it at any time (Ctrl-C,
 a killed job): the rerun with the same arguments skips the videos already decoded, which wait in
@@ -31,11 +31,11 @@ import sys
 import tensorflow_datasets as tfds
 from absl import app, flags
 
-from input_pipeline import manifest
-from input_pipeline.build_pool import CACHE_SUFFIX
 from nsnet_jax import locking
 from nsnet_jax.errors import is_disk_full
 from nsnet_jax.flag_parsing import run_tool
+from nsnet_jax.input_pipeline import manifest
+from nsnet_jax.input_pipeline.build_pool import CACHE_SUFFIX
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "build.lock"
@@ -105,7 +105,7 @@ def build_video_folder(
 ) -> tfds.core.DatasetBuilder:
     """`_build_video_folder` under the dataset's build lock, after removing a killed build's
     leftovers; LockHeldError (one line) when another build of it runs."""
-    from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+    from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 
     probe = vf.Builder(config=config, data_dir=data_dir)
     with build_lock(probe, data_dir):
@@ -126,7 +126,7 @@ def _build_video_folder(
     A finished dataset is kept when its inputs are unchanged; InputsChangedError names the first
     change otherwise. `rebuild` replaces it in either case.
     """
-    from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+    from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 
     workers = workers or os.cpu_count() or 1
     probe = vf.Builder(config=config, data_dir=data_dir)
@@ -157,7 +157,9 @@ def _build_video_folder(
 
 def build_salient_fashion(config: str, data_dir: str) -> tfds.core.DatasetBuilder:
     """Builds salient_fashion/`config` in this process (about 2 minutes for the default)."""
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
 
     builder = sf.Builder(config=config, data_dir=data_dir)
     with build_lock(builder, data_dir):

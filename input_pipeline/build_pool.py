@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from input_pipeline import video_io
+from nsnet_jax.input_pipeline import video_io
 
 _PROCESS: Callable | None = None  # set in each worker by _init
 PROGRESS_EVERY_S = 10.0

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from input_pipeline import decode
 from nsnet_jax.augment import crop_resize
+from nsnet_jax.input_pipeline import decode
 
 EncodedVideo = Sequence[bytes]
 

@@ -1,7 +1,7 @@
 """Look at one record before training on it: schema, shapes, labels, and a PNG contact sheet.
 
-python -m input_pipeline.inspect --dataset=salient_fashion/small --split=test [--data_dir=DIR]
-    [--index=0] [--out=record.png]
+python -m nsnet_jax.input_pipeline.inspect --dataset=salient_fashion/small --split=test
+    [--data_dir=DIR] [--index=0] [--out=record.png]
 Evidence frames (where the dataset knows them) get a red border on the sheet.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw
 
-from input_pipeline import decode, pipeline, records
 from nsnet_jax.flag_parsing import run_tool
+from nsnet_jax.input_pipeline import decode, pipeline, records
 
 
 def contact_sheet(frames: np.ndarray, evidence: np.ndarray | None, per_row: int = 8) -> Image.Image:

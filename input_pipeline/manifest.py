@@ -155,7 +155,8 @@ def rebuild_command(data_dir: str | os.PathLike, manifest: Mapping[str, Any]) ->
     """The build command that rebuilds the dataset in `data_dir` (.../video_folder/NAME/VERSION)."""
     root = epath.Path(data_dir).parent.parent.parent
     return (
-        f"python -m input_pipeline.build video_folder --config={manifest['config'].get('name')} "
+        "python -m nsnet_jax.input_pipeline.build video_folder "
+        f"--config={manifest['config'].get('name')} "
         f"--manual_dir={manifest['manual_dir']} --data_dir={root} --rebuild"
     )
 

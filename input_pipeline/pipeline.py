@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import decode, manifest, records
-from input_pipeline.prepared import PassThrough as _PassThrough
-from input_pipeline.prepared import dataset_meta_fields, load_builder
+from nsnet_jax.input_pipeline import decode, manifest, records
+from nsnet_jax.input_pipeline.prepared import PassThrough as _PassThrough
+from nsnet_jax.input_pipeline.prepared import dataset_meta_fields, load_builder
 
 HOST_ONLY_KEYS = ("video_id", "index", "encoded_frames", "crop_box", "flip")
 
@@ -332,7 +332,7 @@ def create_dataset(
     sampler_cache = None
     cache_dir = _cfg(data_config, "sampler_cache_dir", "")
     if cache_dir and set(views) == {"sampler"}:  # other views need the JPEGs anyway
-        from input_pipeline.sampler_cache import SamplerCache
+        from nsnet_jax.input_pipeline.sampler_cache import SamplerCache
 
         sampler_cache = SamplerCache(cache_dir, name, split, sampler_size)
         sampler_cache.check(n, meta.num_frames, manifest.fingerprint(builder.data_dir))

@@ -9,7 +9,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from input_pipeline import manifest
+from nsnet_jax.input_pipeline import manifest
 
 
 class PassThrough(tfds.decode.Decoder):
@@ -27,7 +27,7 @@ class PassThrough(tfds.decode.Decoder):
 
 def load_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     """The prepared builder, or an error that says how to build it."""
-    import input_pipeline  # noqa: F401 - registers this project's builders
+    import nsnet_jax.input_pipeline  # noqa: F401 - registers this project's builders
 
     builder = tfds.builder(name, data_dir=data_dir or None)
     if not builder.is_prepared():

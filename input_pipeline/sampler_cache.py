@@ -1,6 +1,6 @@
 """The sampler's low-res view decoded once into uint8 arrays: a sampler stage that decodes nothing.
 
-python -m input_pipeline.sampler_cache --dataset=NAME --data_dir=DIR --split=train \
+python -m nsnet_jax.input_pipeline.sampler_cache --dataset=NAME --data_dir=DIR --split=train \
     --size=128 --out_dir=CACHE [--num_threads=N]
 
 Writes CACHE/<name with / as __>/<split>-<size>.npy (uint8 [N, T, size, size, 3], the centre-crop
@@ -28,8 +28,8 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from input_pipeline import decode, manifest
 from nsnet_jax.flag_parsing import run_tool
+from nsnet_jax.input_pipeline import decode, manifest
 
 FORMAT_VERSION = 1
 PER_VIDEO_KEYS = ("video_ids", "label", "labels", "evidence")
@@ -47,7 +47,7 @@ class SamplerCache:
     def __init__(self, cache_dir: str, dataset: str, split: str, size: int):
         self.array_path, self.index_path = cache_paths(cache_dir, dataset, split, size)
         fix = (
-            f"Write it with: python -m input_pipeline.sampler_cache --dataset={dataset} "
+            f"Write it with: python -m nsnet_jax.input_pipeline.sampler_cache --dataset={dataset} "
             f"--split={split} --size={size} --out_dir={cache_dir} --data_dir=<the dataset's dir>"
             ", or unset config.data.sampler_cache_dir to decode JPEGs."
         )
@@ -69,7 +69,7 @@ class SamplerCache:
         if self.frames.shape != want:
             raise ValueError(
                 f"Sampler cache {self.array_path} has shape {self.frames.shape}, the dataset "
-                f"needs {want}. Rewrite it (python -m input_pipeline.sampler_cache ...)."
+                f"needs {want}. Rewrite it (python -m nsnet_jax.input_pipeline.sampler_cache ...)."
             )
         recorded = self.index.get("dataset_fingerprint")
         if fingerprint and recorded and recorded != fingerprint:
@@ -141,7 +141,7 @@ def write_cache(
     """Decodes every video of `split` once at `size` (centre crop) into the memmapped cache."""
     import tensorflow_datasets as tfds
 
-    from input_pipeline import prepared
+    from nsnet_jax.input_pipeline import prepared
 
     builder = prepared.load_builder(dataset, data_dir)
     fields = prepared.dataset_meta_fields(builder)

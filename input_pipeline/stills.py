@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from input_pipeline import fashion_mnist, synth
+from nsnet_jax.input_pipeline import fashion_mnist, synth
 
 NUM_CLASSES = len(fashion_mnist.CLASS_NAMES)
 _SPLIT_SALT = {"train": 10, "test": 11}  # apart from the video builder's 0 / 1
@@ -21,7 +21,9 @@ _SPLIT_SALT = {"train": 10, "test": 11}  # apart from the video builder's 0 / 1
 
 def variant_config(name: str):
     """The salient_fashion builder config `name` ('cluttered', 'salient_fashion/lookalike')."""
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
 
     short = name.split("/", 1)[1] if name.startswith("salient_fashion/") else name
     short = "default" if short == "salient_fashion" else short

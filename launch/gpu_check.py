@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     iters = args.iters or (1 if args.tiny else 5)
     cores = os.cpu_count() or 1
 
-    from input_pipeline import gpu_decode
+    from nsnet_jax.input_pipeline import gpu_decode
 
     devices = jax.devices()
     kind = devices[0].device_kind
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         n = batch * t
         frames = jnp.asarray(rng.integers(0, 256, (n, s, s, 3), dtype=np.uint8))
-        from input_pipeline import decode
+        from nsnet_jax.input_pipeline import decode
 
         boxes_np = [decode.random_resized_box(rng, s, s, (0.25, 1.0)) for _ in range(batch)]
         boxes = jnp.asarray(np.repeat(np.asarray(boxes_np, np.float32), t, axis=0))

@@ -28,7 +28,7 @@ from absl import app, flags
 from ml_collections import config_dict, config_flags
 
 from nsnet_jax.errors import UserError, verbose
-from nsnet_jax.flag_parsing import reject_stray_arguments
+from nsnet_jax.flag_parsing import config_file, config_files_in, reject_stray_arguments
 
 Main = Callable[[Any, "str | None", list[str]], None]
 
@@ -193,12 +193,16 @@ def run(
     """Defines the shared flags (and the program's own via `define_extra`), then runs `main`.
 
     `config_required=False`: --config may be left out (predict and export read the workdir's);
-    `positional`: the program takes positional arguments (predict's inputs).
+    `positional`: the program takes positional arguments (predict's inputs). A --config of
+    `configs/NAME.py` works from an installed copy too (`flag_parsing.config_file`).
     """
+    argv = config_files_in(sys.argv if argv is None else argv)
+    if default_config is not None:
+        default_config = config_file(default_config)
     try:  # a default config is parsed, overrides and all, as its flag is defined
         define_flags(default_config, workdir, default_workdir, config_required)
     except _OVERRIDE_ERRORS:
-        _exit_on_bad_override(sys.argv if argv is None else argv, default_config)
+        _exit_on_bad_override(argv, default_config)
         raise
     if define_extra is not None:
         define_extra()

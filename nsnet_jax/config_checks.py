@@ -214,7 +214,7 @@ def _check_pretrain(config: Any) -> None:
             "config.stage='pretrain' needs config.pretrain.stills_variant (e.g. 'lookalike')"
         )
     if names:
-        from input_pipeline import stills
+        from nsnet_jax.input_pipeline import stills
 
         stills.variant_config(config.pretrain.stills_variant)  # raises on an unknown variant
         config_fields.pretrain_epochs(config, names)  # raises on a malformed part_epochs

@@ -12,7 +12,7 @@ from typing import Any
 
 import ml_collections
 
-from configs import default
+from nsnet_jax.configs import default
 
 # added after the first workdirs were written, in the order they came
 _ADDED = (

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("nsnet_jax")
-DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "salient_fashion.py")
+DEFAULT_CONFIG = "configs/salient_fashion.py"  # the installed copy's outside a checkout (cli.run)
 
 
 def ensure_dataset(config: Any) -> None:
     """Builds the configured salient_fashion dataset into config.data.data_dir if it is missing."""
     import tensorflow_datasets as tfds
 
-    import input_pipeline  # noqa: F401 - registers the builders
-    from input_pipeline import build
+    import nsnet_jax.input_pipeline  # noqa: F401 - registers the builders
+    from nsnet_jax.input_pipeline import build
 
     builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
     if builder.is_prepared():
@@ -92,8 +92,8 @@ def plot_selections(config: Any, workdir: str, path: str, num_videos: int = 4) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from input_pipeline import pipeline
     from nsnet_jax.inference.jitted import make_scores_fn
+    from nsnet_jax.input_pipeline import pipeline
     from nsnet_jax.models.nsnet import build_model
     from nsnet_jax.models.selection import topk_indices
     from nsnet_jax.train import checkpointing

@@ -119,7 +119,7 @@ def _per_video_shares(config: Any, workdir: str, ks: tuple[int, ...]) -> dict[st
 
 def _split_scores(config, score, split: str) -> dict[str, np.ndarray]:
     """`score(frames, labels)` (jitted once for both splits) over every video of `split`."""
-    from input_pipeline import pipeline
+    from nsnet_jax.input_pipeline import pipeline
 
     batches, meta = pipeline.create_dataset(
         config.data, split, train=False, global_batch_size=config.eval_batch_size,

@@ -5,12 +5,40 @@ command that takes no config (`nsnet_jax.cli.run` is the one for commands that t
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from collections.abc import Callable
 
 from absl import app, flags
 
 Tool = Callable[[flags.FlagValues, list[str]], "int | None"]
+
+
+def config_file(value: str) -> str:
+    """A --config value `configs/NAME.py[:ARG]`: the file of that path when it exists here (the
+    repo root), else the installed nsnet_jax.configs' NAME.py (an installed copy run elsewhere)."""
+    path, sep, arg = value.partition(":")
+    relative = os.path.normpath(path)
+    if os.path.exists(path) or not relative.startswith("configs" + os.sep):
+        return value
+    spec = importlib.util.find_spec("nsnet_jax.configs")
+    if spec is None or not spec.submodule_search_locations:
+        return value
+    installed = os.path.join(spec.submodule_search_locations[0], relative[len("configs") + 1 :])
+    return installed + sep + arg if os.path.isfile(installed) else value
+
+
+def config_files_in(argv: list[str]) -> list[str]:
+    """argv with each --config value passed through `config_file`."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        for flag in ("--config=", "-config="):
+            if arg.startswith(flag):
+                out[i] = flag + config_file(arg[len(flag) :])
+        if arg in ("--config", "-config") and i + 1 < len(out):
+            out[i + 1] = config_file(out[i + 1])
+    return out
 
 
 def reject_stray_arguments(argv: list[str]) -> None:

@@ -27,7 +27,9 @@ def tiny_fashion_dir(tmp_path_factory) -> str:
 
     Built in a tmp dir, not ~/tensorflow_datasets.
     """
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
     from tests.helpers import TINY
 
     data_dir = str(tmp_path_factory.mktemp("tfds"))

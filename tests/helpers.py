@@ -24,7 +24,7 @@ TINY = dict(num_train=24, num_test=13, num_frames=6, canvas_size=32)
 
 def data_config(data_dir: str, **overrides: Any) -> Any:
     """A config.data-like ConfigDict for the tiny dataset (small sizes keep tests fast)."""
-    from configs.default import get_config
+    from nsnet_jax.configs.default import get_config
 
     cfg = get_config().data
     cfg.name = "salient_fashion/tiny_test"

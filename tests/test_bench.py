@@ -16,8 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs import activitynet
 from nsnet_jax.bench.common import random_variables, synthetic_train_batch
+from nsnet_jax.configs import activitynet
 from nsnet_jax.inference import decode_aware as da
 from nsnet_jax.inference import make_inference_fn
 from nsnet_jax.models.nsnet import build_model

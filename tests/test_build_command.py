@@ -1,5 +1,5 @@
-"""python -m input_pipeline.build: the same dataset as TFDS's own build, in worker processes,
-resumable, and without Apache Beam (issue 12 item 5)."""
+"""python -m nsnet_jax.input_pipeline.build: the same dataset as TFDS's own build, in worker
+processes, resumable, and without Apache Beam (issue 12 item 5)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import pytest
 import tensorflow_datasets as tfds
 
-from input_pipeline import build, build_pool, pipeline, video_io
-from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+from nsnet_jax.input_pipeline import build, build_pool, pipeline, video_io
+from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.helpers import brightness_ramp, write_frames, write_mp4
 
 T = 4

@@ -12,8 +12,8 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from input_pipeline import build
-from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+from nsnet_jax.input_pipeline import build
+from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.helpers import brightness_ramp, write_frames, write_mp4
 
 T = 4
@@ -139,8 +139,8 @@ def test_the_next_build_removes_a_killed_builds_incomplete_folder(tmp_path, capl
 
 HOLD_BUILD_LOCK = """
 import sys
-from input_pipeline import build
-from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+from nsnet_jax.input_pipeline import build
+from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 with build.build_lock(vf.Builder(config="fcvid", data_dir=sys.argv[1]), sys.argv[1]):
     print("held", flush=True)
     sys.stdin.read()  # until the test closes our stdin
@@ -156,8 +156,8 @@ def test_a_second_build_of_one_dataset_exits_at_once_naming_the_first(tmp_path):
     try:
         assert first.stdout.readline().strip() == "held"
         second = subprocess.run(
-            [sys.executable, "-m", "input_pipeline.build", "video_folder", "--config=fcvid",
-             f"--manual_dir={manual}", f"--data_dir={out}", "--workers=1"],
+            [sys.executable, "-m", "nsnet_jax.input_pipeline.build", "video_folder",
+             "--config=fcvid", f"--manual_dir={manual}", f"--data_dir={out}", "--workers=1"],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
     finally:

@@ -14,7 +14,7 @@ from nsnet_jax.pretrained.torch_pickle import DEFAULT_MAX_TENSOR_BYTES
 # module -> {flag: default}, as the parsers before run_tool had them (plus the flags added since:
 # build's --rebuild and --verbose, convert's --max_tensor_bytes)
 FLAGS = {
-    "input_pipeline.build": dict(
+    "nsnet_jax.input_pipeline.build": dict(
         config=None,
         data_dir=None,
         manual_dir=None,
@@ -23,8 +23,10 @@ FLAGS = {
         rebuild=False,
         verbose=False,
     ),
-    "input_pipeline.inspect": dict(dataset=None, split="train", data_dir=None, index=0, out=None),
-    "input_pipeline.sampler_cache": dict(
+    "nsnet_jax.input_pipeline.inspect": dict(
+        dataset=None, split="train", data_dir=None, index=0, out=None
+    ),
+    "nsnet_jax.input_pipeline.sampler_cache": dict(
         dataset=None,
         split="train",
         data_dir=None,
@@ -80,7 +82,7 @@ def test_help_lists_the_flags_and_exits_0(name, capsys):
 
 
 def test_an_unknown_flag_or_a_missing_required_one_exits_1(capsys):
-    from input_pipeline import inspect
+    from nsnet_jax.input_pipeline import inspect
 
     for argv in (["--dataset=x", "--bogus=1"], ["--split=test"], ["--dataset=x", "stray"]):
         with pytest.raises(SystemExit) as exit_:
@@ -90,7 +92,7 @@ def test_an_unknown_flag_or_a_missing_required_one_exits_1(capsys):
 
 
 def test_build_names_its_dataset_as_a_positional_argument(capsys):
-    from input_pipeline import build
+    from nsnet_jax.input_pipeline import build
 
     with pytest.raises(SystemExit) as exit_:
         build.main(["--config=small", "--data_dir=/nonexistent"])

@@ -9,9 +9,9 @@ import json
 import ml_collections
 import pytest
 
-from configs import default
 from nsnet_jax import config_fields, config_upgrade, pipeline_run
 from nsnet_jax.config_checks import validate_config
+from nsnet_jax.configs import default
 from nsnet_jax.inference.trained import config_from_workdir
 from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.train import provenance

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from input_pipeline import build, inspect, manifest, pipeline, sampler_cache
-from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+from nsnet_jax.input_pipeline import build, inspect, manifest, pipeline, sampler_cache
+from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.helpers import brightness_ramp, write_mp4
 
 T = 4

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from input_pipeline import pipeline, video_io
-from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
+from nsnet_jax.input_pipeline import pipeline, video_io
+from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.helpers import brightness_ramp, write_frames, write_mp4
 
 T = 4

@@ -39,7 +39,12 @@ COMMANDS = documented_commands()
 
 
 def test_the_docs_show_the_main_commands():
-    for module in ("nsnet_jax.main", "nsnet_jax.predict", "input_pipeline.build", "nsnet_jax.demo"):
+    for module in (
+        "nsnet_jax.main",
+        "nsnet_jax.predict",
+        "nsnet_jax.input_pipeline.build",
+        "nsnet_jax.demo",
+    ):
         assert module in COMMANDS
 
 

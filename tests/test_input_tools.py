@@ -6,8 +6,8 @@ import json
 
 from PIL import Image
 
-from input_pipeline import inspect as inspect_cli
 from nsnet_jax.bench import input_rates
+from nsnet_jax.input_pipeline import inspect as inspect_cli
 
 
 def test_inspect_prints_schema_and_writes_contact_sheet(tiny_fashion_dir, tmp_path, capsys):
@@ -24,7 +24,7 @@ def test_inspect_prints_schema_and_writes_contact_sheet(tiny_fashion_dir, tmp_pa
 
 
 def test_bench_prints_one_json_line_per_measurement(tiny_fashion_dir, tmp_path, capsys):
-    from input_pipeline import sampler_cache
+    from nsnet_jax.input_pipeline import sampler_cache
 
     sampler_cache.write_cache(
         "salient_fashion/tiny_test", "train", 16, str(tmp_path), data_dir=tiny_fashion_dir

@@ -1,5 +1,5 @@
-"""Layers only point down (docs/layers.md): every import of every module in nsnet_jax/ and
-input_pipeline/, function bodies included, read from the AST, goes to the module's own unit or to a
+"""Layers only point down (docs/layers.md): every import of every module in nsnet_jax/, configs/
+and input_pipeline/, function bodies included, read from the AST, goes to the module's own unit or to a
 lower layer, and no modules import each other in a cycle.
 
 LAYERS_ROOT=/path/to/another/checkout runs the same checks on that tree (e.g. an older commit).
@@ -12,12 +12,18 @@ import os
 from pathlib import Path
 
 ROOT = Path(os.environ.get("LAYERS_ROOT") or Path(__file__).resolve().parents[1])
-PACKAGES = ("nsnet_jax", "input_pipeline")
+# folder -> the package it installs as (setup.cfg's package_dir)
+PACKAGES = {
+    "nsnet_jax": "nsnet_jax",
+    "configs": "nsnet_jax.configs",
+    "input_pipeline": "nsnet_jax.input_pipeline",
+}
 
 # Units from the bottom up: (layer, unit prefixes). A module belongs to the unit of its longest
 # matching prefix and may import its own unit and any unit of a lower layer, nothing else.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("nsnet_jax.errors", "nsnet_jax.config_fields")),
+    ("package names", ("nsnet_jax.package_names",)),
+    ("foundations", ("nsnet_jax.errors", "nsnet_jax.config_fields", "nsnet_jax.configs")),
     (
         "base",
         (
@@ -32,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "nsnet_jax.config_upgrade",
         ),
     ),
-    ("data", ("input_pipeline",)),
+    ("data", ("nsnet_jax.input_pipeline",)),
     ("models", ("nsnet_jax.models",)),
     ("weights", ("nsnet_jax.pretrained",)),
     ("costs", ("nsnet_jax.costs",)),
@@ -61,25 +67,25 @@ ENTRY_POINTS = "entry points"  # one unit: the commands and the config checks th
 # Edges the layers alone would allow, ruled out: (source prefix, target prefix, why).
 FORBIDDEN: list[tuple[str, str, str]] = [
     ("nsnet_jax.evaluation", "nsnet_jax.train", "evaluating a model needs no trainer"),
-    ("nsnet_jax.train.step", "input_pipeline", "the step is a pure function of a batch"),
+    ("nsnet_jax.train.step", "nsnet_jax.input_pipeline", "the step is a pure function of a batch"),
 ]
 
 # Old `python -m` names kept working: one-line modules that run their new home's main.
 SHIMS = {
-    "input_pipeline.bench": "nsnet_jax.bench.input_rates",
-    "input_pipeline.bench_video_io": "nsnet_jax.bench.video_io",
+    "nsnet_jax.input_pipeline.bench": "nsnet_jax.bench.input_rates",
+    "nsnet_jax.input_pipeline.bench_video_io": "nsnet_jax.bench.video_io",
 }
 
 
 def _modules(root: Path) -> dict[str, Path]:
     """Dotted module name -> file, for every .py file of PACKAGES under `root`."""
     out = {}
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            parts = path.relative_to(root).with_suffix("").parts
+    for folder, package in PACKAGES.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = path.relative_to(root / folder).with_suffix("").parts
             if parts[-1] == "__init__":
                 parts = parts[:-1]
-            out[".".join(parts)] = path
+            out[".".join((package, *parts))] = path
     return out
 
 
@@ -211,7 +217,10 @@ def test_nothing_in_the_library_imports_the_tools():
 
 def test_the_scan_sees_imports_inside_function_bodies():
     # input_pipeline.pipeline imports the sampler cache only inside create_dataset
-    assert "input_pipeline.sampler_cache" in import_graph()["input_pipeline.pipeline"]
+    assert (
+        "nsnet_jax.input_pipeline.sampler_cache"
+        in import_graph()["nsnet_jax.input_pipeline.pipeline"]
+    )
 
 
 def _calls(tree: ast.AST) -> set[str]:

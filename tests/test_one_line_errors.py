@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from input_pipeline import build, video_io
-from input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from nsnet_jax.inference.trained import CheckpointMismatch, load_trained
+from nsnet_jax.input_pipeline import build, video_io
+from nsnet_jax.input_pipeline.datasets.video_folder import video_folder_dataset_builder as vf
 from tests.helpers import brightness_ramp, tiny_predict_config, write_mp4, write_workdir
 
 ROOT = Path(__file__).resolve().parents[1]

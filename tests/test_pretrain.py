@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from input_pipeline import stills
 from nsnet_jax import pipeline_run
 from nsnet_jax.config_checks import validate_config
+from nsnet_jax.input_pipeline import stills
 from nsnet_jax.models.nsnet import build_model
 from nsnet_jax.sharding import data_mesh
 from nsnet_jax.train import checkpointing, init, pretrain, provenance

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from input_pipeline import inspect, pipeline, records
+from nsnet_jax.input_pipeline import inspect, pipeline, records
 from tests.helpers import TINY, data_config
 
 

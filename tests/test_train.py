@@ -475,7 +475,7 @@ def test_self_training_adds_the_samplers_top_k_to_the_targets_from_own_from_on()
 def test_evidence_and_maxpool_share_rules_reach_the_sampler_batch(
     finished_run, tiny_fashion_dir, monkeypatch, tmp_path
 ):
-    from input_pipeline import pipeline
+    from nsnet_jax.input_pipeline import pipeline
 
     workdir, _, _ = finished_run
     config = train_config(tiny_fashion_dir, stage="sampler", pseudo_label__rule="evidence")

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from input_pipeline import video_io
+from nsnet_jax.input_pipeline import video_io
 
 
 def _write_gop_video(path: str, n: int, gop: int) -> None:

@@ -1,7 +1,7 @@
 """Tiny model configurations so that model and training tests run in seconds on 2 CPU cores."""
 
-from configs import default
 from nsnet_jax.config_checks import with_overrides
+from nsnet_jax.configs import default
 
 
 def tiny_config(**overrides):

@@ -15,7 +15,7 @@ from nsnet_jax.models.nsnet import NSNet
 
 def load_encoded_batch(config: Any, data_dir: str, batch: int) -> tuple[list, list, list]:
     """The first eval batch of a built dataset as JPEG bytes, with its crop boxes and flips."""
-    from input_pipeline.pipeline import create_dataset
+    from nsnet_jax.input_pipeline.pipeline import create_dataset
 
     data = config.data.copy_and_resolve_references()
     with data.unlocked():

@@ -32,11 +32,11 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def measure(config: Any, workdir: str) -> dict[str, Any]:
-    from input_pipeline import pipeline
     from nsnet_jax.config_checks import eval_ks
     from nsnet_jax.inference.early_exit import EarlyExitRunner
     from nsnet_jax.inference.exit_rules import parse_thresholds, rule_for
     from nsnet_jax.inference.jitted import make_recognize_fn, make_scores_fn
+    from nsnet_jax.input_pipeline import pipeline
     from nsnet_jax.models.nsnet import build_model
     from nsnet_jax.models.selection import topk_indices
     from nsnet_jax.train import checkpointing

@@ -26,8 +26,8 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from input_pipeline import decode, pipeline, prepared
 from nsnet_jax.flag_parsing import run_tool
+from nsnet_jax.input_pipeline import decode, pipeline, prepared
 
 # GMACs per video at ActivityNet shapes (T=16, K=6, MobileNetV2 @128, ResNet-50 @224), from
 # `python -m nsnet_jax.flops --config=configs/activitynet.py`. Training = 3x forward (fwd + bwd).

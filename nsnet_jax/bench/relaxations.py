@@ -46,7 +46,7 @@ T, K, B = 16, 2, 64
 
 def upstream_gradient_ratio(seed: int = 0) -> dict[str, float]:
     """|frame-independent part| / frame-dependent spread of dL/dM for the salient_fashion model."""
-    from configs import salient_fashion
+    from nsnet_jax.configs import salient_fashion
     from nsnet_jax.models.nsnet import NSNet, build_model, init_variables
 
     config = salient_fashion.get_config()
@@ -145,8 +145,8 @@ def _plain_perturbed_topk():
 
 def loss_term_norms(num_keys: int = 8, num_samples: int = 20) -> list[dict]:
     """|grad| on the sampler of the sampler loss and of the recognizer term, per train_mode."""
-    from configs import salient_fashion
     from nsnet_jax.bench.common import synthetic_train_batch
+    from nsnet_jax.configs import salient_fashion
     from nsnet_jax.models.nsnet import build_model, init_variables
     from nsnet_jax.train import step as train_step
 
@@ -206,8 +206,8 @@ def swap_linearisation(workdir: str, num_videos: int = 256, k: int = K) -> dict:
     change measured by running the recognizer on the swapped selection; and how often
     Gaussian noise of each scale changes the top-k of the sampler's fused scores.
     """
-    from input_pipeline import pipeline
     from nsnet_jax.inference.trained import load_trained
+    from nsnet_jax.input_pipeline import pipeline
     from nsnet_jax.models.nsnet import NSNet
     from nsnet_jax.train.losses import per_video_cross_entropy
 

@@ -15,8 +15,8 @@ import time
 import numpy as np
 from absl import flags
 
-from input_pipeline import video_io
 from nsnet_jax.flag_parsing import run_tool
+from nsnet_jax.input_pipeline import video_io
 
 
 def make_test_video(path: str, seconds: int = 180, gop: int = 250) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from input_pipeline import pipeline
 from nsnet_jax.inference import exit_rules
+from nsnet_jax.input_pipeline import pipeline
 
 log = logging.getLogger("nsnet_jax")
 

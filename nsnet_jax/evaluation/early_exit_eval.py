@@ -114,8 +114,8 @@ def budget_threshold(config, scores_fn, recognize, variables, mesh, gmacs, k_max
     """The threshold meeting eval.early_exit_budget_gmacs on held-out TRAINING videos, or None."""
     from jax.experimental import multihost_utils
 
-    from input_pipeline import pipeline
     from nsnet_jax.evaluation import budget
+    from nsnet_jax.input_pipeline import pipeline
     from nsnet_jax.sharding import batch_sharding, host_local
 
     target = float(config.eval.get("early_exit_budget_gmacs", 0.0))

@@ -18,7 +18,6 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from input_pipeline import pipeline
 from nsnet_jax.contracts import eval_ks
 from nsnet_jax.costs.flops import count_gmacs
 from nsnet_jax.costs.timing import median_seconds
@@ -30,6 +29,7 @@ from nsnet_jax.inference.jitted import (
     make_scores_fn,
     uniform_indices,
 )
+from nsnet_jax.input_pipeline import pipeline
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import topk_indices
 from nsnet_jax.sharding import batch_sharding, host_local

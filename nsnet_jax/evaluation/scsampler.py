@@ -15,8 +15,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from input_pipeline import pipeline
 from nsnet_jax.evaluation import samplers
+from nsnet_jax.input_pipeline import pipeline
 from nsnet_jax.models.nsnet import NSNet
 
 log = logging.getLogger("nsnet_jax")

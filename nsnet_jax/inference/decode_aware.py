@@ -24,9 +24,9 @@ import jax
 import numpy as np
 from PIL import Image
 
-from input_pipeline import decode
-from input_pipeline.decode import decode_batch  # noqa: F401  (this module's public API)
 from nsnet_jax.inference.jitted import sampler_scores
+from nsnet_jax.input_pipeline import decode
+from nsnet_jax.input_pipeline.decode import decode_batch  # noqa: F401  (this module's public API)
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import topk_indices
 
@@ -125,7 +125,7 @@ def make_decode_aware_fn(
     `input_pipeline.gpu_decode` decoder; default: nvJPEG on the GPU when JAX runs there and
     torchvision is installed, else PIL on the host with `pool`.
     """
-    from input_pipeline import gpu_decode
+    from nsnet_jax.input_pipeline import gpu_decode
 
     sample = sample or make_sample_fn(model)
     recognize = make_recognize_selected_fn(model)

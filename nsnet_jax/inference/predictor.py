@@ -21,11 +21,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from input_pipeline.video_io import SkipVideo
 from nsnet_jax.inference.export import SavedModelUnreadable
 from nsnet_jax.inference.sources import Source, find_sources
 from nsnet_jax.inference.trained import TrainedModel
 from nsnet_jax.inference.video_reader import OpenVideo, open_source
+from nsnet_jax.input_pipeline.video_io import SkipVideo
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import topk_indices
 from nsnet_jax.sharding import batch_sharding, data_mesh, replicate

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 
-from input_pipeline.video_io import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
+from nsnet_jax.input_pipeline.video_io import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 @dataclasses.dataclass(frozen=True)

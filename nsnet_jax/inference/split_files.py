@@ -18,7 +18,7 @@ def export_split_frames(
     """Writes OUT/<video_id>/frame_00001.jpg ... and OUT/<split>.txt; returns id, folder, labels."""
     import tensorflow_datasets as tfds
 
-    from input_pipeline import pipeline
+    from nsnet_jax.input_pipeline import pipeline
 
     pipeline.load_builder(data_config.name, data_config.data_dir)  # built? else a clear error
     source = tfds.data_source(

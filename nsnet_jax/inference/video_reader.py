@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from input_pipeline import decode, video_io
-from input_pipeline.video_io import FRAME_EXTENSIONS, SkipVideo, sample_indices
+from nsnet_jax.input_pipeline import decode, video_io
+from nsnet_jax.input_pipeline.video_io import FRAME_EXTENSIONS, SkipVideo, sample_indices
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from input_pipeline import pipeline
+from nsnet_jax.input_pipeline import pipeline
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.sharding import batch_sharding, host_local
 

@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from input_pipeline import pipeline
 from nsnet_jax.config_fields import Settings
+from nsnet_jax.input_pipeline import pipeline
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.sharding import batch_sharding, replicated
 from nsnet_jax.train import checkpointing, provenance

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from input_pipeline import pipeline
 from nsnet_jax.config_fields import NETWORKS
+from nsnet_jax.input_pipeline import pipeline
 from nsnet_jax.models.registry import create_backbone, normalize_images
 from nsnet_jax.sharding import batch_sharding, host_local, replicated
 

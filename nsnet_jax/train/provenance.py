@@ -113,8 +113,8 @@ def dataset_fingerprint(config: Any) -> str | None:
     """`manifest.fingerprint` of the dataset `config.data` names; None where it is not built."""
     import tensorflow_datasets as tfds
 
-    import input_pipeline  # noqa: F401 - registers this project's builders
-    from input_pipeline import manifest
+    import nsnet_jax.input_pipeline  # noqa: F401 - registers this project's builders
+    from nsnet_jax.input_pipeline import manifest
 
     try:
         builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)

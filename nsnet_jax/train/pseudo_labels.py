@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from input_pipeline import pipeline
+from nsnet_jax.input_pipeline import pipeline
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.sharding import batch_sharding, host_local
 from nsnet_jax.train import losses

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 from etils import epath
 
-from input_pipeline import pipeline
+from nsnet_jax.input_pipeline import pipeline
 
 log = logging.getLogger("nsnet_jax")
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from input_pipeline import pipeline
 from nsnet_jax.config_fields import Settings
+from nsnet_jax.input_pipeline import pipeline
 from nsnet_jax.train import checkpointing, faults, feature_cache, pretrain, pseudo_labels
 from nsnet_jax.train.init import create_variables, restore_stage_variables
 from nsnet_jax.train.loop import train_stage
@@ -35,7 +35,7 @@ log = logging.getLogger("nsnet_jax")
 
 
 def run_pretrain_stage(config, workdir, model, mesh, writer, settings: Settings) -> dict[str, Any]:
-    from input_pipeline import stills
+    from nsnet_jax.input_pipeline import stills
 
     pc = config.pretrain
     start = time.time()

@@ -18,10 +18,10 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 try:
-    from input_pipeline import fashion_mnist, synth
+    from nsnet_jax.input_pipeline import fashion_mnist, synth
 except ModuleNotFoundError:  # `tfds build <folder>` loads this file by path, outside the package
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
-    from input_pipeline import fashion_mnist, synth
+    from nsnet_jax.input_pipeline import fashion_mnist, synth
 
 TARGET_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
 DISTRACTOR_CLASSES = ("Sandal", "Sneaker", "Bag", "Ankle boot")

@@ -1,7 +1,8 @@
 """video_folder: a user's own videos (files or AR-Net frame folders) as T JPEG frames per video.
 
-`python -m input_pipeline.build video_folder --config=NAME --manual_dir=DIR --data_dir=OUT` (a
-process per core, resumable, no Beam), or `tfds build input_pipeline/datasets/video_folder ...`.
+`python -m nsnet_jax.input_pipeline.build video_folder --config=NAME --manual_dir=DIR
+--data_dir=OUT` (a process per core, resumable, no Beam), or
+`tfds build input_pipeline/datasets/video_folder ...`.
 Bad videos are skipped with a reason, counted, logged, and listed in
 `OUT/video_folder/NAME/VERSION/skip_report-<split>.tsv`; the build never aborts on one video. A
 split left with no video at all (an empty list, every line skipped) stops the build with one
@@ -25,10 +26,10 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 try:
-    from input_pipeline import manifest, video_io
+    from nsnet_jax.input_pipeline import manifest, video_io
 except ModuleNotFoundError:  # `tfds build <folder>` loads this file by path, outside the package
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
-    from input_pipeline import manifest, video_io
+    from nsnet_jax.input_pipeline import manifest, video_io
 
 LAYOUT = """\
 Expected manual_dir layout:
@@ -108,8 +109,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "default"
 
     def __init__(self, *, workers: int = 0, cache_dir: str | None = None, **kwargs):
-        """`workers` > 0: decode videos in that many processes (`python -m input_pipeline.build`),
-        keeping each finished video in `cache_dir` so a stopped build resumes without redoing it.
+        """`workers` > 0: decode videos in that many processes (`python -m
+        nsnet_jax.input_pipeline.build`), keeping each finished video in `cache_dir` so a stopped
+        build resumes without redoing it.
         """
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
@@ -169,7 +171,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
         process = _Processor(cfg, classes, threads=1 if self._workers > 0 else 0)
         if self._workers > 0:
-            from input_pipeline import build_pool  # noqa: PLC0415 - only the own build uses it
+            from nsnet_jax.input_pipeline import build_pool  # noqa: PLC0415 - only the own build uses it
 
             cache = os.path.join(self._cache_dir, split) if self._cache_dir else None
             return build_pool.generate(entries, process, report, self._workers, cache)
