@@ -155,7 +155,10 @@ def get_config() -> ml_collections.ConfigDict:
     # e.g. "0.5,0.8,0.9,0.95,0.99"; frames in score order up to K_max = the largest eval K.
     c.eval.early_exit_thresholds = ""
     c.eval.early_exit_budget_gmacs = 0.0  # > 0: pick the threshold for this mean GMACs/video
-    c.eval.early_exit_holdout = 256  # ... on the first this-many videos of data.train_split
+    c.eval.early_exit_holdout = 256  # ... on the first this-many videos of data.train_split,
+    # or on this split when set: one training does not see, e.g. "train[:1000]" with
+    # data.train_split="train[1000:]" (a TFDS slice of a split; salient_fashion has no validation)
+    c.eval.early_exit_holdout_split = ""
     # Baselines from the sampler literature, off by default so the quickstart's table keeps its
     # rows: MGSampler-style motion-guided selection (training-free) and SCSampler-style per-frame
     # saliency (a head fitted on this many train videos' sampler features; 0 = off).

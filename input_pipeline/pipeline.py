@@ -25,6 +25,12 @@ from nsnet_jax.input_pipeline import decode, manifest, records
 from nsnet_jax.input_pipeline.prepared import PassThrough as _PassThrough
 from nsnet_jax.input_pipeline.prepared import dataset_meta_fields, load_builder
 
+
+def split_name(split: str) -> str:
+    """'train[1000:]' -> 'train': a TFDS slice (rows, or percent) reads part of a split."""
+    return split.split("[", 1)[0].strip()
+
+
 HOST_ONLY_KEYS = ("video_id", "index", "encoded_frames", "crop_box", "flip")
 
 
@@ -311,7 +317,7 @@ def create_dataset(
                 f"{key}={fields[key]}. Fix: set config.data.{key}={fields[key]}, or rebuild "
                 f"the dataset with a builder config that has {key}={want}."
             )
-    if split not in builder.info.splits:
+    if split_name(split) not in builder.info.splits:
         raise ValueError(f"Split {split!r} not in {name!r}: {sorted(builder.info.splits)}")
     source = tfds.data_source(
         name,

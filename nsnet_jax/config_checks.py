@@ -192,6 +192,7 @@ def validate_config(config: Any) -> None:
         raise ValueError(f"config.model.sampler.transformer_heads={heads!r} must be >= 1")
     if "eval" in config:
         config_fields.eval_ks(config)
+        _check_holdout(config)
     if "pretrain" in config:
         _check_pretrain(config)
     _check_frozen_backbones(config)
@@ -205,6 +206,21 @@ def validate_config(config: Any) -> None:
                     f"(got num_steps={tc.num_steps}, num_epochs={tc.num_epochs})"
                 )
             config_fields.parse_multipliers(tc.lr_multipliers, f"{stage}.lr_multipliers")
+
+
+def _check_holdout(config: Any) -> None:
+    """The early-exit budget's held-out split must not share videos with training."""
+    held = str(config.eval.get("early_exit_holdout_split", "") or "")
+    if not held:
+        return
+    from nsnet_jax.evaluation import budget
+
+    if budget.overlap(held, str(config.data.train_split)):
+        raise ValueError(
+            f"config.eval.early_exit_holdout_split={held!r} shares videos with "
+            f"config.data.train_split={config.data.train_split!r}: hold out rows training does "
+            "not read, e.g. 'train[:1000]' with data.train_split='train[1000:]'"
+        )
 
 
 def _check_pretrain(config: Any) -> None:

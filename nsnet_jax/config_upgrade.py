@@ -46,6 +46,7 @@ _ADDED = (
     "eval.early_exit_thresholds",
     "eval.early_exit_budget_gmacs",
     "eval.early_exit_holdout",
+    "eval.early_exit_holdout_split",
     "eval.mgsampler",
     "eval.scsampler_videos",
 )

@@ -79,6 +79,7 @@ def report(
         "budget_gmacs": float(config.eval.get("early_exit_budget_gmacs", 0.0)),
         "gmacs_by_frames": [float(g) for g in gmacs],
         "budget_threshold": budget_threshold,
+        **_holdout_record(config, budget_threshold),
         "rows": rows,
         "per_video": {
             "video_id": [v.decode() if isinstance(v, bytes) else str(v) for v in video_ids]
@@ -108,6 +109,16 @@ def batch_prefix(recognize, variables, frames, scores, k_max, mesh, keep) -> lis
 
     run = host_recognize(recognize, variables, frames, batch_sharding(mesh), mesh)
     return [a[keep] for a in prefix_logits(run, scores, k_max)]
+
+
+def _holdout_record(config: Any, threshold: float | None) -> dict[str, Any]:
+    """Where the budget's threshold was picked: the split and whether training saw it."""
+    if threshold is None:
+        return {}
+    from nsnet_jax.evaluation import budget
+
+    split, count, seen = budget.holdout_split(config)
+    return {"holdout_split": split, "holdout_videos": count, "holdout_seen_in_training": seen}
 
 
 def budget_threshold(config, scores_fn, recognize, variables, mesh, gmacs, k_max) -> float | None:
