@@ -154,6 +154,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Early exit on NSNet's ranking (inference/exit_rules.py): "" = off, else thresholds to sweep,
     # e.g. "0.5,0.8,0.9,0.95,0.99"; frames in score order up to K_max = the largest eval K.
     c.eval.early_exit_thresholds = ""
+    # the exit rule (inference/exit_rules.py): "" = margin for single-label, stable for multi-label
+    c.eval.early_exit_rule = ""
     c.eval.early_exit_budget_gmacs = 0.0  # > 0: pick the threshold for this mean GMACs/video
     c.eval.early_exit_holdout = 256  # ... on the first this-many videos of data.train_split,
     # or on this split when set: one training does not see, e.g. "train[:1000]" with

@@ -13,6 +13,7 @@ from typing import Any
 
 from nsnet_jax import config_fields
 from nsnet_jax.contracts import check_frames, eval_ks  # noqa: F401 - re-exported
+from nsnet_jax.inference.exit_rules import RULES as EXIT_RULES
 from nsnet_jax.models.layers import DEPTHWISE_IMPLS, SPATIAL_POOLS
 from nsnet_jax.models.nsnet import DTYPES
 from nsnet_jax.models.recognizer import AGGREGATIONS
@@ -193,6 +194,9 @@ def validate_config(config: Any) -> None:
     if "eval" in config:
         config_fields.eval_ks(config)
         _check_holdout(config)
+        rule = str(config.eval.get("early_exit_rule", "") or "")
+        if rule and rule not in EXIT_RULES:
+            raise ValueError(f"config.eval.early_exit_rule={rule!r}: use one of {list(EXIT_RULES)}")
     if "pretrain" in config:
         _check_pretrain(config)
     _check_frozen_backbones(config)

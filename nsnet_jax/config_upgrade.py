@@ -45,6 +45,7 @@ _ADDED = (
     "pretrain.warmup_steps",
     "eval.early_exit_thresholds",
     "eval.early_exit_budget_gmacs",
+    "eval.early_exit_rule",
     "eval.early_exit_holdout",
     "eval.early_exit_holdout_split",
     "eval.mgsampler",

@@ -57,9 +57,20 @@ def test_multi_label_rule_exits_once_another_frame_stops_changing_the_distributi
     p = [[0.5, 0.4, 0.1], [0.45, 0.45, 0.1], [0.45, 0.45, 0.1]]
     conf = exit_rules.confidences(_logits_for([p]), "stable")[0]
     np.testing.assert_allclose(conf[1:], [0.95, 1.0])
-    assert exit_rules.rule_for(True) == "stable" and exit_rules.rule_for(False) == "max_prob"
+    assert exit_rules.rule_for(True) == "stable" and exit_rules.rule_for(False) == "margin"
+    assert exit_rules.rule_for(False, "max_prob") == "max_prob"
     with pytest.raises(ValueError, match="not one of"):
         exit_rules.confidences(_logits_for([p]), "nope")
+    with pytest.raises(ValueError, match="not one of"):
+        exit_rules.rule_for(False, "nope")
+
+
+def test_margin_rule_is_the_gap_between_the_two_most_likely_classes():
+    prefix = _logits_for([[[0.5, 0.3, 0.2], [0.45, 0.1, 0.45], [0.8, 0.15, 0.05]]])
+    np.testing.assert_allclose(exit_rules.confidences(prefix, "margin")[0], [0.2, 0.0, 0.65])
+    # a tie between two classes never exits, however large their share: max_prob would at 0.4
+    np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 0.4, "margin")[0], [3])
+    np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 0.4, "max_prob")[0], [1])
 
 
 def test_sweep_rows_count_the_sampler_and_each_used_frame():

@@ -28,7 +28,7 @@ def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path
     variables = checkpointing.restore_variables(os.path.join(tmp_path, "sampler", "final"))
     results = evaluate.evaluate(config, build_model(config), variables, data_mesh())
     section = results["early_exit"]
-    assert section["k_max"] == 2 and section["rule"] == "max_prob"
+    assert section["k_max"] == 2 and section["rule"] == "margin"
     rows = {r["threshold"]: r for r in section["rows"]}
     fixed = {r["k"]: r for r in results["rows"] if r["method"] == "nsnet"}
     assert rows[0.0]["top1"] == fixed[1]["top1"] and rows[0.0]["mean_frames"] == 1.0
@@ -42,7 +42,7 @@ def test_evaluation_reports_early_exit_beside_fixed_k(tiny_fashion_dir, tmp_path
     assert mg[2]["gmacs"] > uniform[2]["gmacs"]
     sc = {r["k"]: r for r in results["rows"] if r["method"] == "scsampler"}
     assert sc[2]["gmacs"] == fixed[2]["gmacs"] and 0 <= sc[2]["top1"] <= 1
-    assert "Early exit (max_prob, K_max=2)" in evaluate.markdown_table(results)
+    assert "Early exit (margin, K_max=2)" in evaluate.markdown_table(results)
     json.dumps(results)  # results.json must serialise
     same = early_exit_report.paired_difference(section, 1.0, 2)
     assert (same["top1_diff"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)

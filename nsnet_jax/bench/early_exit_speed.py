@@ -57,7 +57,8 @@ def measure(config: Any, workdir: str) -> dict[str, Any]:
         fn = lambda k=k: recognize(variables, frames, topk(scores_fn(variables, sampler_frames), k))  # noqa: E731
         out["fixed_k"][k] = {"videos_per_s": n / _median_seconds(fn, repeats)}
     for t in parse_thresholds(config.eval.early_exit_thresholds):
-        runner = EarlyExitRunner(model, max(ks), t, rule_for(bool(config.data.multi_label)))
+        rule = rule_for(bool(config.data.multi_label), config.eval.get("early_exit_rule", ""))
+        runner = EarlyExitRunner(model, max(ks), t, rule)
         last: dict[str, Any] = {}
 
         def run(runner=runner, last=last):
