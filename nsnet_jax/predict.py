@@ -6,11 +6,14 @@ video that cannot be read is a line with an `error` field; the summary goes to s
 OUT.summary.json). Instead of --workdir: --config=configs/NAME.py --checkpoint=RUN/sampler/final.
 `--split=test --split_dir=DIR` exports the workdir's test split to frame folders and predicts on
 them (add --pipeline_views to decode as evaluation does), reporting top-1 beside evaluation's.
+`--early_exit_threshold=T`: frames go to the recognizer best-scored first and each video stops at
+the first prefix whose confidence is above T (docs/early_exit.md); its line says which were used.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -45,6 +48,51 @@ _ENGINE = flags.DEFINE_enum(
     "without PyTorch), jitted JAX on accelerators and pods.",
 )  # fmt: skip
 
+_EXIT_THRESHOLD = flags.DEFINE_float(
+    "early_exit_threshold", None,
+    "Early exit (off by default): add NSNet's frames best first, up to K_max = the largest eval "
+    "K, and stop at the first prefix whose confidence (max_prob; multi-label: stable) is above "
+    "this, in [0, 1] (1: never early, 0: after one frame).",
+)  # fmt: skip
+_EXIT_BUDGET = flags.DEFINE_float(
+    "early_exit_budget_gmacs", None,
+    "Early exit at the threshold evaluation picked for this mean GMACs per video "
+    "(WORKDIR/eval/results.json, from --config.eval.early_exit_budget_gmacs).",
+)  # fmt: skip
+
+
+def budget_threshold(workdir: str | None, budget: float) -> float:
+    """The threshold evaluation chose for `budget` GMACs per video (its results.json)."""
+    path = os.path.join(workdir or "", "eval", "results.json")
+    rerun = (
+        f"run evaluation with --config.eval.early_exit_budget_gmacs={budget:g} "
+        "(docs/early_exit.md) or pass --early_exit_threshold"
+    )
+    if not workdir or not os.path.exists(path):
+        raise UserError(f"--early_exit_budget_gmacs needs {path or 'WORKDIR/eval/results.json'}: "
+                        + rerun)  # fmt: skip
+    with open(path) as f:
+        ee = json.load(f).get("early_exit") or {}
+    if ee.get("budget_threshold") is None:
+        raise UserError(f"{path} has no early exit threshold chosen for a budget: {rerun}")
+    if not math.isclose(ee["budget_gmacs"], budget, rel_tol=1e-9):
+        raise UserError(
+            f"{path} holds the threshold for {ee['budget_gmacs']:g} GMACs per video, not "
+            f"{budget:g}: pass --early_exit_budget_gmacs={ee['budget_gmacs']:g}, or {rerun}"
+        )
+    return float(ee["budget_threshold"])
+
+
+def _exit_threshold(workdir: str | None) -> float | None:
+    threshold, budget = _EXIT_THRESHOLD.value, _EXIT_BUDGET.value
+    if threshold is not None and budget is not None:
+        raise UserError("give --early_exit_threshold or --early_exit_budget_gmacs, not both")
+    if budget is not None:
+        return budget_threshold(workdir, budget)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--early_exit_threshold={threshold:g} must be in [0, 1]")
+    return threshold
+
 
 def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     from nsnet_jax.inference.predictor import PredictOptions, predict
@@ -53,6 +101,7 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     inputs = argv[1:]
     if not inputs and not _SPLIT.value:
         sys.exit("predict: give one or more videos, frame folders, list files or directories")
+    exit_threshold = _exit_threshold(workdir)  # before the slow load
     try:
         trained = load_trained(workdir, config, _CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:
@@ -81,6 +130,7 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
         batch_size=_BATCH.value, num_threads=_THREADS.value, folder_fps=_FPS.value,
         sample_fps=_SAMPLE_FPS.value, contact_sheet_dir=_SHEETS.value,
         pipeline_views=_PIPELINE_VIEWS.value, engine=_ENGINE.value,
+        early_exit_threshold=exit_threshold,
     )  # fmt: skip
     summary = predict(trained, inputs, write, options)
     if _OUT.value:

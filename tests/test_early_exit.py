@@ -73,6 +73,27 @@ def test_margin_rule_is_the_gap_between_the_two_most_likely_classes():
     np.testing.assert_array_equal(exit_rules.apply_exit(prefix, 0.4, "max_prob")[0], [1])
 
 
+@pytest.mark.parametrize("rule", exit_rules.RULES)
+def test_exit_by_prefix_runs_only_undecided_videos_and_decides_as_apply_exit(rule):
+    rng = np.random.default_rng(0)
+    prefix = rng.normal(0, 2, (40, 4, 5)).astype(np.float32)
+    conf = exit_rules.confidences(prefix, rule)
+    for threshold in (0.0, 1.0, *np.quantile(conf, [0.2, 0.5, 0.8])):
+        calls = []
+
+        def recognize(rows, j, calls=calls):
+            calls.append((rows.copy(), j))
+            return prefix[rows, j - 1]
+
+        out = exit_rules.exit_by_prefix(recognize, 40, 4, float(threshold), rule)
+        used, logits = exit_rules.apply_exit(prefix, float(threshold), rule)
+        np.testing.assert_array_equal(out["frames_used"], used)
+        np.testing.assert_array_equal(out["logits"], logits)  # bit for bit
+        for rows, j in calls:  # prefix j only for the videos that had not exited before it
+            np.testing.assert_array_equal(rows, np.flatnonzero(used >= j))
+        assert sum(len(r) for r, _ in calls) == used.sum()  # one recognizer call per used prefix
+
+
 def test_sweep_rows_count_the_sampler_and_each_used_frame():
     prefix = np.stack([_logits_for([[0.6, 0.4], [0.95, 0.05]]), _logits_for([[0.99, 0.01]] * 2)])
     labels = np.array([[1, 0], [0, 1]])

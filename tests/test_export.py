@@ -16,6 +16,7 @@ from nsnet_jax.inference import export
 from nsnet_jax.inference.export import export_all
 from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.trained import load_trained
+from nsnet_jax.models.nsnet import NSNet
 from tests.helpers import break_stablehlo, serialized_stablehlo
 
 # Runs in a fresh interpreter where importing jax, flax or this project raises ImportError
@@ -37,10 +38,13 @@ TF_ONLY = textwrap.dedent(
     part = m.signatures["sample"](sampler_frames=tf.constant(data["s"]))
     sel = np.take_along_axis(data["f"], part["indices"].numpy()[:, :, None, None, None], 1)
     rec = m.signatures["recognize"](selected_frames=tf.constant(sel))
+    any_k = m.signatures["recognize_frames"]  # any number of frames: early exit's prefixes
+    one = any_k(selected_frames=tf.constant(sel[:, :1]))["logits"].numpy()
+    every = any_k(selected_frames=tf.constant(data["f"]))["logits"].numpy()
     assert not any(k.split(".")[0] in ("jax", "nsnet_jax") for k in sys.modules)
     np.savez({outputs!r}, logits=full["logits"].numpy(), indices=full["indices"].numpy(),
              scores=full["scores"].numpy(), sample_indices=part["indices"].numpy(),
-             rec_logits=rec["logits"].numpy())
+             rec_logits=rec["logits"].numpy(), one=one, every=every)
     """
 )
 
@@ -81,6 +85,10 @@ def test_saved_model_without_jax_matches_jax(exported, tmp_path):
     np.testing.assert_allclose(got["rec_logits"], np.asarray(ref["logits"]), atol=1e-4, rtol=0)
     np.testing.assert_allclose(got["scores"], np.asarray(ref["scores"]), atol=1e-4, rtol=0)
     assert np.abs(np.asarray(ref["logits"])).max() > 1e-3  # the comparison is not of zeros
+    first = np.take_along_axis(f, np.asarray(ref["indices"])[:, :1, None, None, None], 1)
+    for frames, name in ((first, "one"), (f, "every")):  # k = 1 and k = T through one signature
+        want = trained.model.apply(trained.variables, frames, method=NSNet.recognize)["logits"]
+        np.testing.assert_allclose(got[name], np.asarray(want), atol=1e-4, rtol=0)
 
 
 def test_jax_export_module_matches_and_signature_is_written(exported):
@@ -95,6 +103,8 @@ def test_jax_export_module_matches_and_signature_is_written(exported):
     sig = json.loads(open(os.path.join(out, "signature.json")).read())
     assert sig["class_names"][1] == "trouser" and sig["num_select"] == 2
     assert sig["inputs"]["frames"] == [6, 32, 32, 3]
+    assert set(sig["signatures"]) == {"serving_default", "sample", "recognize", "recognize_frames"}
+    assert sig["early_exit"]["k_max"] == 2 and sig["early_exit"]["rule"] == "max_prob"
 
 
 def _v(version: str) -> tuple[int, ...]:

@@ -110,6 +110,145 @@ def test_auto_engine_falls_back_to_jax_when_the_saved_model_cannot_run(
         _run(tiny_workdir, inputs, engine="tf")  # asked for by name: no silent fallback
 
 
+@pytest.fixture(scope="module")
+def ee_workdir(tmp_path_factory) -> str:
+    """A tiny workdir whose evaluation reports K = 1, 2, 3: early exit's K_max is 3 (K is 2)."""
+    workdir = str(tmp_path_factory.mktemp("early_exit"))
+    write_workdir(workdir, tiny_predict_config(eval__num_select="1,2,3"), seed=2)
+    return workdir
+
+
+def _open(path: str):
+    return (open_frame_folder if os.path.isdir(path) else open_video_file)(path, 6, 16, 32)
+
+
+def _evaluation_prefixes(workdir: str, paths: list[str]):
+    """Evaluation's early exit inputs for these videos: prefix logits [B, 3, C], score order."""
+    from nsnet_jax.evaluation import early_exit_eval
+    from nsnet_jax.inference.jitted import make_recognize_fn, make_scores_fn
+
+    trained = load_trained(workdir)
+    vids = [_open(p) for p in paths]
+    low = np.stack([v.low for v in vids])
+    high = np.stack([v.full(list(range(6))) for v in vids])
+    scores = np.asarray(make_scores_fn(trained.model)(trained.variables, low))
+    recognize = make_recognize_fn(trained.model)
+
+    def run(idx):
+        return np.asarray(recognize(trained.variables, high, idx))
+
+    return early_exit_eval.prefix_logits(run, scores, 3)
+
+
+def _check_exit_line(line: dict, used: int, order: np.ndarray, logits: np.ndarray, gmacs):
+    ee = line["early_exit"]
+    assert ee["frames_used"] == used and ee["order"] == order[:used].tolist()
+    assert (ee["k_max"], ee["rule"]) == (3, "max_prob") and len(ee["confidence"]) == used
+    assert line["selected"] == sorted(ee["order"])  # the frames the recognizer aggregated
+    assert line["gmacs"] == ee["gmacs"] == gmacs[used - 1]
+    probs = np.asarray(jax.nn.softmax(logits.astype(np.float32)))
+    assert line["top"][0]["index"] == int(np.argmax(probs))
+    assert line["top"][0]["prob"] == pytest.approx(float(probs.max()), abs=2e-6)
+
+
+def test_early_exit_is_evaluations_on_the_same_videos(ee_workdir, videos):
+    """Frames used, their order and the prediction are evaluation's early exit (exit_rules on
+    NSNet-j's logits); threshold 1 is NSNet-K_max, 0 is NSNet-1, and between them videos differ."""
+    from nsnet_jax.inference import exit_rules
+
+    paths = [videos["mp4"], videos["mp4_b"], videos["folder"]]
+    prefix, order = _evaluation_prefixes(ee_workdir, paths)
+    first = np.sort(exit_rules.confidences(prefix, "max_prob")[:, 0])
+    between = float(first[0] + first[1]) / 2  # the least sure video goes on, the others stop
+    for threshold in (1.0, 0.0, between):
+        lines, summary = _run(ee_workdir, paths, batch_size=4, early_exit_threshold=threshold)
+        gmacs = summary["early_exit"]["gmacs_by_frames"]
+        used, logits = exit_rules.apply_exit(prefix, threshold, "max_prob")
+        for i, line in enumerate(lines):
+            assert line["early_exit"]["threshold"] == threshold
+            _check_exit_line(line, int(used[i]), order[i], logits[i], gmacs)
+        if threshold == 1.0:
+            assert used.tolist() == [3, 3, 3]
+            np.testing.assert_array_equal(logits, prefix[:, -1])  # NSNet-3's own call
+        if threshold == 0.0:
+            assert used.tolist() == [1, 1, 1]
+            np.testing.assert_array_equal(logits, prefix[:, 0])  # NSNet-1's own call
+        if threshold == between:
+            assert sorted(set(used.tolist()))[0] == 1 and used.max() > 1
+        assert summary["early_exit"]["mean_frames_used"] == pytest.approx(used.mean(), abs=1e-6)
+        assert summary["gmacs_per_video"] == pytest.approx(np.mean([x["gmacs"] for x in lines]))
+    assert gmacs[0] < gmacs[1] < gmacs[2]
+
+
+def test_early_exit_prefix_logits_are_evaluations_bit_for_bit(ee_workdir, videos):
+    from nsnet_jax.inference import exit_rules
+    from nsnet_jax.inference.jitted import make_recognize_fn
+    from nsnet_jax.inference.predictor import EarlyExit
+
+    paths = [videos["mp4"], videos["mp4_b"], videos["folder"]]
+    prefix, order = _evaluation_prefixes(ee_workdir, paths)
+    trained = load_trained(ee_workdir)
+    vids = [_open(p) for p in paths]
+    high = np.stack([v.full(list(o)) for v, o in zip(vids, order, strict=True)])
+    recognize = make_recognize_fn(trained.model)
+    ee = EarlyExit(1.0, 3, "max_prob", np.ones(3))
+    out = ee.run(lambda f, pos: recognize(trained.variables, f, pos), high, order, [3])
+    np.testing.assert_array_equal(out["prefix"], prefix)
+    np.testing.assert_array_equal(out["frames_used"], exit_rules.apply_exit(prefix, 1.0)[0])
+
+
+def test_threshold_one_equals_fixed_k_predict(tiny_workdir, videos):
+    inputs = [videos["mp4"], videos["folder"]]
+    fixed, fixed_summary = _run(tiny_workdir, inputs)
+    exit_lines, _ = _run(tiny_workdir, inputs, early_exit_threshold=1.0)
+    assert all("early_exit" not in x for x in fixed) and "early_exit" not in fixed_summary
+    for a, b in zip(fixed, exit_lines, strict=True):
+        assert b["early_exit"]["frames_used"] == 2  # K_max = model.num_select here
+        assert a["selected"] == b["selected"] and a["scores"] == b["scores"]
+        assert a["gmacs"] == b["gmacs"]
+        assert [t["index"] for t in a["top"]] == [t["index"] for t in b["top"]]
+        np.testing.assert_allclose([t["prob"] for t in a["top"]], [t["prob"] for t in b["top"]],
+                                   atol=2e-6)  # fmt: skip
+
+
+def test_the_tf_engine_exits_as_jax_does(ee_workdir, videos):
+    from nsnet_jax.inference import exit_rules
+
+    paths = [videos["mp4"], videos["mp4_b"], videos["folder"]]
+    prefix, _ = _evaluation_prefixes(ee_workdir, paths)
+    conf = np.sort(exit_rules.confidences(prefix, "max_prob").ravel())
+    gaps = np.diff(conf)[: len(conf) // 2]  # a threshold far from every confidence, low enough
+    threshold = float(conf[gaps.argmax()] + gaps.max() / 2)  # that some video exits early
+    jax_lines, _ = _run(ee_workdir, paths, early_exit_threshold=threshold, engine="jax")
+    tf_lines, tf_summary = _run(ee_workdir, paths, early_exit_threshold=threshold, engine="tf")
+    assert tf_summary["engine"] == "tf"
+    for a, b in zip(jax_lines, tf_lines, strict=True):
+        assert a["early_exit"]["order"] == b["early_exit"]["order"]
+        assert a["early_exit"]["frames_used"] == b["early_exit"]["frames_used"]
+        assert a["selected"] == b["selected"] and a["gmacs"] == b["gmacs"]
+        assert a["top"][0]["index"] == b["top"][0]["index"]
+        np.testing.assert_allclose(a["early_exit"]["confidence"], b["early_exit"]["confidence"],
+                                   atol=1e-4)  # fmt: skip
+    assert min(x["early_exit"]["frames_used"] for x in jax_lines) < 3
+
+
+def test_budget_flag_reads_the_threshold_evaluation_chose(tmp_path):
+    from nsnet_jax.errors import UserError
+    from nsnet_jax.predict import budget_threshold
+
+    with pytest.raises(UserError, match="early_exit_budget_gmacs=0.02"):
+        budget_threshold(str(tmp_path), 0.02)
+    (tmp_path / "eval").mkdir()
+    results = tmp_path / "eval" / "results.json"
+    results.write_text(json.dumps({"rows": []}))
+    with pytest.raises(UserError, match="no early exit threshold chosen"):
+        budget_threshold(str(tmp_path), 0.02)
+    results.write_text(json.dumps({"early_exit": {"budget_gmacs": 0.02, "budget_threshold": 0.9}}))
+    assert budget_threshold(str(tmp_path), 0.02) == 0.9
+    with pytest.raises(UserError, match="threshold for 0.02 GMACs per video, not 0.03"):
+        budget_threshold(str(tmp_path), 0.03)
+
+
 def test_reader_samples_like_video_folder_and_decodes_k_on_demand(videos):
     v = open_video_file(videos["mp4"], 6, 16, 32)
     assert v.low.shape == (6, 16, 16, 3) and v.low.dtype == np.uint8
@@ -195,6 +334,22 @@ def test_cli_writes_lines_summary_and_contact_sheets(tiny_workdir, videos, tmp_p
     bad = subprocess.run(cmd[:3] + [f"--workdir={tmp_path}", videos["mp4"]], cwd=ROOT,
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and "not a training workdir" in bad.stderr.splitlines()[-1]
+
+
+def test_cli_early_exit_flag(ee_workdir, videos, tmp_path):
+    out = str(tmp_path / "pred.jsonl")
+    cmd = [sys.executable, "-m", "nsnet_jax.predict", f"--workdir={ee_workdir}", f"--out={out}",
+           "--engine=jax", "--early_exit_threshold=0", videos["mp4"]]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [json.loads(x) for x in open(out)]
+    assert line["early_exit"]["frames_used"] == 1 and len(line["selected"]) == 1
+    summary = json.loads(open(out + ".summary.json").read())
+    assert summary["early_exit"]["mean_frames_used"] == 1.0
+    bad = subprocess.run([*cmd[:-2], "--early_exit_threshold=1.5", videos["mp4"]], cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode != 0
+    assert "--early_exit_threshold=1.5 must be in [0, 1]" in bad.stderr.splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

@@ -33,10 +33,7 @@ def prefix_logits(
 
 def gmacs_table(gmacs_by_k: dict[int, dict[str, Any]], k_max: int) -> np.ndarray:
     """GMACs per video at 1..K_max frames, fixed-K NSNet's own count where it was made."""
-    any_k = next(iter(gmacs_by_k.values()))
-    known = {k: g["video_gmacs"] for k, g in gmacs_by_k.items()}
-    sampler, frame = any_k["sampler_gmacs"], any_k["recognizer_gmacs_per_frame"]
-    return exit_rules.gmacs_table(k_max, sampler, frame, known)
+    return exit_rules.gmacs_table_from_counts(gmacs_by_k, k_max)  # predict's table too
 
 
 def exit_rule(config: Any) -> str:

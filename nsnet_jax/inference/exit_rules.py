@@ -16,6 +16,9 @@ distribution: exit once another frame no longer changes the class ranking much).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 RULES = ("margin", "max_prob", "stable")
@@ -65,6 +68,36 @@ def apply_exit(
     return used, prefix_logits[np.arange(len(used)), used - 1]
 
 
+def exit_by_prefix(
+    recognize: Callable[[np.ndarray, int], np.ndarray],
+    batch: int,
+    k_max: int,
+    threshold: float,
+    rule: str = "max_prob",
+) -> dict[str, np.ndarray]:
+    """Early exit that runs each prefix only for the videos still undecided (predict's loop).
+
+    `recognize(rows, j)` returns the logits [len(rows), C] of prefix j (NSNet-j's call: the j
+    best-scored frames in temporal order) for those videos. Prefix j runs for the videos whose
+    prefixes 1..j-1 were all at or below the threshold. Returns `prefix` [B, K_max, C] (NaN where
+    a video had already exited), `frames_used` [B] and `logits` [B, C] at exit: the decision is
+    `apply_exit`'s on these prefixes, so for the same logits it is evaluation's, bit for bit.
+    """
+    prefix = None
+    active = np.arange(batch)
+    for j in range(1, k_max + 1):
+        logits = np.asarray(recognize(active, j))
+        if prefix is None:
+            prefix = np.full((batch, k_max, logits.shape[-1]), np.nan, logits.dtype)
+        prefix[active, j - 1] = logits
+        conf = confidences(prefix[active, :j], rule)[:, -1]
+        active = active[~(conf > threshold)]
+        if not len(active):
+            break
+    used, logits = apply_exit(prefix, threshold, rule)
+    return {"prefix": prefix, "frames_used": used, "logits": logits}
+
+
 def gmacs_table(
     k_max: int, sampler_gmacs: float, frame_gmacs: float, known: dict[int, float] | None = None
 ) -> np.ndarray:
@@ -72,6 +105,14 @@ def gmacs_table(
     frames; `known` (fixed-K NSNet's own counts) wins where given, so the rows agree exactly."""
     known = known or {}
     return np.array([known.get(j, sampler_gmacs + j * frame_gmacs) for j in range(1, k_max + 1)])
+
+
+def gmacs_table_from_counts(gmacs_by_k: dict[int, dict[str, Any]], k_max: int) -> np.ndarray:
+    """`gmacs_table` from `costs.flops.count_gmacs` at each evaluated K (its `video_gmacs` kept)."""
+    any_k = next(iter(gmacs_by_k.values()))
+    known = {k: g["video_gmacs"] for k, g in gmacs_by_k.items()}
+    sampler, frame = any_k["sampler_gmacs"], any_k["recognizer_gmacs_per_frame"]
+    return gmacs_table(k_max, sampler, frame, known)
 
 
 def video_gmacs(used: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -6,6 +6,11 @@ Serving signatures (batch size free, frames uint8 0..255, centre-cropped squares
                      -> logits [B,C] float32, indices [B,K] int32, scores [B,T] float32
     sample           sampler_frames [B,T,h,w,3] -> indices [B,K], scores [B,T]
     recognize        selected_frames [B,K,H,W,3] -> logits [B,C]
+    recognize_frames selected_frames [B,k,H,W,3], any k >= 1 -> logits [B,C]
+
+`recognize_frames` is the recognizer on any number of frames (k symbolic, like the batch): a
+runtime without JAX does early exit with it, adding NSNet's frames best-scored first and calling it
+on the prefix in temporal order (`predict --early_exit_threshold`, docs/early_exit.md).
 
 Two uint8 inputs instead of one full-res input resized inside: the sampler view comes from a cheap
 low-resolution decode (PIL draft / a video decoder's scaler), which a resize inside the graph would
@@ -30,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nsnet_jax.contracts import eval_ks
+from nsnet_jax.inference import exit_rules
 from nsnet_jax.inference.trained import TrainedModel
 from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import gather_frames
@@ -172,10 +179,10 @@ def export_saved_model(
     specs = input_specs(trained.config)
     tf_vars = jax.tree.map(lambda x: tf.Variable(np.asarray(x), trainable=False), variables)
 
-    def convert(fn, n_inputs):
+    def convert(fn, n_inputs, shape="(b, ...)"):
         return jax2tf.convert(
             fn,
-            polymorphic_shapes=[None] + ["(b, ...)"] * n_inputs,
+            polymorphic_shapes=[None] + [shape] * n_inputs,
             with_gradient=False,
             native_serialization_platforms=tuple(platforms) if platforms else None,
         )
@@ -183,6 +190,7 @@ def export_saved_model(
     nsnet_tf = convert(_nsnet_fn(model), 2)
     sample_tf = convert(_sample_fn(model), 1)
     recognize_tf = convert(_recognize_fn(model), 1)
+    recognize_frames_tf = convert(_recognize_fn(model), 1, "(b, k, ...)")
     if stablehlo_version == "tf":
         stablehlo_version = tf_stablehlo_version()
 
@@ -206,8 +214,16 @@ def export_saved_model(
     def recognize(selected_frames):
         return {"logits": recognize_tf(tf_vars, selected_frames)}
 
+    any_k = tf.TensorSpec((None, None) + specs["selected_frames"][1:], tf.uint8, "selected_frames")
+
+    @tf.function(input_signature=[any_k], autograph=False)
+    def recognize_frames(selected_frames):
+        return {"logits": recognize_frames_tf(tf_vars, selected_frames)}
+
     module.serving, module.sample, module.recognize = serving, sample, recognize
-    signatures = {"serving_default": serving, "sample": sample, "recognize": recognize}
+    module.recognize_frames = recognize_frames
+    signatures = {"serving_default": serving, "sample": sample, "recognize": recognize,
+                  "recognize_frames": recognize_frames}  # fmt: skip
     with stablehlo_target(stablehlo_version) as written:  # jax2tf serializes while tracing
         tf.saved_model.save(module, out_dir, signatures=signatures)
     os.makedirs(os.path.join(out_dir, "assets.extra"), exist_ok=True)
@@ -273,6 +289,25 @@ def export_jax(trained: TrainedModel, path: str, platforms: Sequence[str] | None
     return path
 
 
+SIGNATURES = {
+    "serving_default": "sampler_frames [B,T,h,w,3], frames [B,T,H,W,3] -> logits [B,C], "
+    "indices [B,K], scores [B,T]",
+    "sample": "sampler_frames [B,T,h,w,3] -> indices [B,K], scores [B,T]",
+    "recognize": "selected_frames [B,K,H,W,3] -> logits [B,C]",
+    "recognize_frames": "selected_frames [B,k,H,W,3], any k >= 1 -> logits [B,C] (early exit)",
+}
+
+
+def early_exit_info(config: Any) -> dict[str, Any]:
+    """What a runtime needs to do early exit with `recognize_frames` as predict does."""
+    return {
+        "k_max": int(max(eval_ks(config))),
+        "rule": exit_rules.rule_for(bool(config.data.multi_label)),
+        "order": "frames by descending score (ties: lower index first); prefix j = the first j, "
+        "in temporal order; exit at the first prefix whose confidence > threshold, else k_max",
+    }
+
+
 def export_all(
     trained: TrainedModel,
     out_dir: str,
@@ -291,6 +326,8 @@ def export_all(
         "checkpoint": trained.checkpoint,
         "platforms": list(platforms) if platforms else [jax.default_backend()],
         "stablehlo_version": saved_model_stablehlo_version(saved),
+        "signatures": SIGNATURES,
+        "early_exit": early_exit_info(trained.config),
         "frames": "uint8 RGB 0..255, centre square crop of the short side, resized (bilinear)",
     }
     if with_jax_export:

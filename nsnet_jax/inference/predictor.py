@@ -4,6 +4,11 @@ Per batch of B videos: open each (decode once, sampler view of the T candidates)
 -> jitted sampler + top-K over the device mesh -> full-size views of only the K chosen candidates
 -> jitted recognizer on K. The next batch is opened while this one computes. A video that cannot
 be read gives a line with an `error` field and the run goes on; the summary counts both.
+
+With `early_exit_threshold`, the K_max best-scored candidates (K_max = the largest eval K, as in
+evaluation) are read at full size and go to the recognizer best first: prefix j (NSNet-j's call,
+the first j in temporal order) runs only for the videos no earlier prefix was sure about
+(`exit_rules.exit_by_prefix`), and each line says which frames were used and their GMACs.
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ from typing import Any
 import jax
 import numpy as np
 
+from nsnet_jax.contracts import eval_ks
+from nsnet_jax.inference import exit_rules
+from nsnet_jax.inference.early_exit import bucket_sizes
 from nsnet_jax.inference.export import SavedModelUnreadable
+from nsnet_jax.inference.jitted import make_recognize_fn
 from nsnet_jax.inference.sources import Source, find_sources
 from nsnet_jax.inference.trained import TrainedModel
 from nsnet_jax.inference.video_reader import OpenVideo, open_source
 from nsnet_jax.input_pipeline.video_io import SkipVideo
 from nsnet_jax.models.nsnet import NSNet
-from nsnet_jax.models.selection import topk_indices
+from nsnet_jax.models.selection import topk_indices, topk_indices_by_score
 from nsnet_jax.sharding import batch_sharding, data_mesh, replicate
 
 log = logging.getLogger("nsnet_jax")
@@ -45,6 +54,7 @@ class PredictOptions:
     contact_sheet_dir: str | None = None
     pipeline_views: bool = False  # frame folders: both views from one full decode, as in eval
     engine: str = "auto"  # auto | jax | tf (auto: the exported TF SavedModel on one CPU process)
+    early_exit_threshold: float | None = None  # None: off; else exit once confidence > this
     log_every_s: float = 10.0
 
 
@@ -89,9 +99,12 @@ def choose_engine(engine: str) -> str:
     return "tf"
 
 
-def make_tf_predict_fns(trained: TrainedModel, directory: str) -> tuple[Callable, Callable]:
-    """(sample: sampler frames -> scores, indices) and (recognize: K frames -> probs) served by the
-    SavedModel `export.export_saved_model` writes (same frames chosen, logits within 1e-4)."""
+def make_tf_predict_fns(
+    trained: TrainedModel, directory: str
+) -> tuple[Callable, Callable, Callable]:
+    """(sample: sampler frames -> scores, indices), (recognize: K frames -> probs) and
+    (recognize_frames: any k frames -> logits, for early exit) served by the SavedModel
+    `export.export_saved_model` writes (same frames chosen, logits within 1e-4)."""
     import tensorflow as tf
 
     from nsnet_jax.inference.export import export_saved_model, input_specs, load_saved_model
@@ -99,6 +112,7 @@ def make_tf_predict_fns(trained: TrainedModel, directory: str) -> tuple[Callable
     path = export_saved_model(trained, directory)
     loaded = load_saved_model(path, input_specs(trained.config)["sampler_frames"])
     sample_sig, recognize_sig = loaded.signatures["sample"], loaded.signatures["recognize"]
+    frames_sig = loaded.signatures["recognize_frames"]
 
     def sample(low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = sample_sig(sampler_frames=tf.constant(low))
@@ -108,8 +122,64 @@ def make_tf_predict_fns(trained: TrainedModel, directory: str) -> tuple[Callable
         logits = recognize_sig(selected_frames=tf.constant(high))["logits"].numpy()
         return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
 
-    sample.keep_alive = recognize.keep_alive = loaded  # the signatures need the loaded module
-    return sample, recognize
+    def recognize_frames(frames: np.ndarray) -> np.ndarray:
+        return frames_sig(selected_frames=tf.constant(frames))["logits"].numpy()
+
+    # the signatures need the loaded module
+    sample.keep_alive = recognize.keep_alive = recognize_frames.keep_alive = loaded
+    return sample, recognize, recognize_frames
+
+
+@dataclasses.dataclass
+class EarlyExit:
+    """predict's early exit: the rule and K_max evaluation uses, GMACs by frames used."""
+
+    threshold: float
+    k_max: int
+    rule: str
+    gmacs: np.ndarray  # [K_max]: a video that used j frames costs gmacs[j - 1]
+
+    @classmethod
+    def for_config(cls, config: Any, threshold: float) -> EarlyExit:
+        from nsnet_jax.costs.flops import count_gmacs
+
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"early exit threshold {threshold} must be in [0, 1]")
+        ks = eval_ks(config)
+        counts = {k: count_gmacs(_with_k(config, k)) for k in ks}  # as evaluation counts them
+        k_max = max(ks)
+        table = exit_rules.gmacs_table_from_counts(counts, k_max)
+        rule = exit_rules.rule_for(bool(config.data.multi_label))
+        return cls(float(threshold), k_max, rule, table)
+
+    def run(
+        self,
+        recognize: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        high: np.ndarray,
+        order: np.ndarray,
+        sizes: Sequence[int],
+    ) -> dict[str, np.ndarray]:
+        """high [n, K_max, H, W, 3] in score order (`order` [n, K_max]) -> exit_by_prefix's dict.
+
+        `recognize(frames [b, K_max, H, W, 3], positions [b, j]) -> logits [b, C]` runs the
+        recognizer on those positions of each row (the prefix in temporal order); the active videos
+        are padded with a repeat to the smallest of `sizes` that holds them (one compile each).
+        """
+
+        def prefix(rows: np.ndarray, j: int) -> np.ndarray:
+            size = min((s for s in sizes if s >= len(rows)), default=len(rows))
+            padded = np.concatenate([rows, np.full(size - len(rows), rows[0])])
+            pos = np.argsort(order[padded, :j], axis=1, kind="stable").astype(np.int32)
+            return np.asarray(recognize(high[padded], pos))[: len(rows)]
+
+        return exit_rules.exit_by_prefix(prefix, len(high), self.k_max, self.threshold, self.rule)
+
+
+def _with_k(config: Any, k: int) -> Any:
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+        c.model.num_select = k
+    return c
 
 
 def _pad(x: np.ndarray, n: int) -> np.ndarray:
@@ -154,10 +224,19 @@ def predict(
     batch = -(-max(1, opts.batch_size) // n_dev) * n_dev
     sharding = batch_sharding(mesh)
     engine = choose_engine(opts.engine)
+    ee = None
+    if opts.early_exit_threshold is not None:
+        ee = EarlyExit.for_config(config, opts.early_exit_threshold)
+        sizes = sorted({-(-s // n_dev) * n_dev for s in bucket_sizes(batch)}, reverse=True)
     tmp = tempfile.mkdtemp(prefix="nsnet_predict_") if engine == "tf" else None
     if engine == "tf":
         try:
-            sample_host, recognize_host = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
+            fns = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
+            sample_host, recognize_host, frames_host = fns
+
+            def prefix_host(high, pos):  # the prefix gathered here: the signature takes any k
+                return frames_host(np.take_along_axis(high, pos[:, :, None, None, None], axis=1))
+
         except SavedModelUnreadable as e:
             if opts.engine != "auto":
                 raise
@@ -173,12 +252,19 @@ def predict(
         def recognize_host(high):
             return jax.device_get(recognize_jit(variables, jax.device_put(high, sharding)))
 
+        prefix_jit = make_recognize_fn(trained.model, mesh)  # evaluation's prefix call
+
+        def prefix_host(high, pos):
+            high, pos = jax.device_put(high, sharding), jax.device_put(pos, sharding)
+            return jax.device_get(prefix_jit(variables, high, pos))
+
     gmacs = float(count_gmacs(config)["video_gmacs"])
     sources = find_sources(inputs)
     total = len(sources)
     log.info("predict: %d inputs, batch %d over %d devices", total, batch, n_dev)
 
     counts = {"videos": total, "ok": 0, "errors": 0}
+    spent: list[tuple[int, float]] = []  # early exit: (frames used, GMACs) per video
     start = last_log = time.perf_counter()
     done = 0
     with concurrent.futures.ThreadPoolExecutor(max(1, opts.num_threads)) as pool:
@@ -197,17 +283,37 @@ def predict(
                 low = _pad(np.stack([opened[j].low for j in good]), batch)
                 scores, idx = sample_host(low)
                 videos = [opened[j] for j in good]
-                highs = list(pool.map(OpenVideo.full, videos, list(idx[: len(good)])))
-                probs = recognize_host(_pad(np.stack(highs), batch))
-                for p, j in enumerate(good):
-                    results[j] = _line(chunk[j].path, opened[j], probs[p], idx[p], scores[p],
-                                       names, opts.top, gmacs)  # fmt: skip
-                    if opts.contact_sheet_dir:
-                        from nsnet_jax.inference.contact_sheet import write_contact_sheet
+                if ee is None:
+                    highs = list(pool.map(OpenVideo.full, videos, list(idx[: len(good)])))
+                    probs = recognize_host(_pad(np.stack(highs), batch))
+                    for p, j in enumerate(good):
+                        results[j] = _line(chunk[j].path, opened[j], probs[p], idx[p], scores[p],
+                                           names, opts.top, gmacs)  # fmt: skip
+                else:
+                    order = np.asarray(topk_indices_by_score(jax.numpy.asarray(scores), ee.k_max))
+                    order = order[: len(good)]  # best first, as evaluation ranks them
+                    highs = np.stack(list(pool.map(OpenVideo.full, videos, list(order))))
+                    out = ee.run(prefix_host, highs, order, sizes)
+                    probs = np.asarray(jax.nn.softmax(out["logits"].astype(np.float32), axis=-1))
+                    for p, j in enumerate(good):
+                        used = int(out["frames_used"][p])
+                        cost = float(ee.gmacs[used - 1])
+                        results[j] = _line(chunk[j].path, opened[j], probs[p],
+                                           np.sort(order[p, :used]), scores[p], names, opts.top,
+                                           cost)  # fmt: skip
+                        conf = exit_rules.confidences(out["prefix"][p : p + 1, :used], ee.rule)
+                        results[j]["early_exit"] = {
+                            "threshold": ee.threshold, "rule": ee.rule, "k_max": ee.k_max,
+                            "frames_used": used, "order": [int(t) for t in order[p, :used]],
+                            "confidence": [round(float(c), 6) for c in conf[0]], "gmacs": cost,
+                        }  # fmt: skip
+                        spent.append((used, cost))
+                for j in good if opts.contact_sheet_dir else ():
+                    from nsnet_jax.inference.contact_sheet import write_contact_sheet
 
-                        results[j]["contact_sheet"] = write_contact_sheet(
-                            opts.contact_sheet_dir, results[j], opened[j].low
-                        )
+                    results[j]["contact_sheet"] = write_contact_sheet(
+                        opts.contact_sheet_dir, results[j], opened[j].low
+                    )
             for j, src in enumerate(chunk):
                 if j in results:
                     counts["ok"] += 1
@@ -235,6 +341,14 @@ def predict(
         backend=jax.default_backend(),
         engine=engine,
     )
+    if ee is not None:
+        used, cost = (np.array([x[i] for x in spent]) for i in (0, 1))
+        counts["gmacs_per_video"] = round(float(cost.mean()), 6) if len(spent) else None
+        counts["early_exit"] = {
+            "threshold": ee.threshold, "rule": ee.rule, "k_max": ee.k_max,
+            "mean_frames_used": round(float(used.mean()), 6) if len(spent) else None,
+            "gmacs_by_frames": [float(g) for g in ee.gmacs],
+        }  # fmt: skip
     return counts
 
 
