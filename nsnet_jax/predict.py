@@ -51,7 +51,7 @@ _ENGINE = flags.DEFINE_enum(
 _EXIT_THRESHOLD = flags.DEFINE_float(
     "early_exit_threshold", None,
     "Early exit (off by default): add NSNet's frames best first, up to K_max = the largest eval "
-    "K, and stop at the first prefix whose confidence (max_prob; multi-label: stable) is above "
+    "K, and stop at the first prefix whose confidence (eval.early_exit_rule) is above "
     "this, in [0, 1] (1: never early, 0: after one frame).",
 )  # fmt: skip
 _EXIT_BUDGET = flags.DEFINE_float(

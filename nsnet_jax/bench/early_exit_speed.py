@@ -34,7 +34,7 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
 def measure(config: Any, workdir: str) -> dict[str, Any]:
     from nsnet_jax.config_checks import eval_ks
     from nsnet_jax.inference.early_exit import EarlyExitRunner
-    from nsnet_jax.inference.exit_rules import parse_thresholds, rule_for
+    from nsnet_jax.inference.exit_rules import config_rule, parse_thresholds
     from nsnet_jax.inference.jitted import make_recognize_fn, make_scores_fn
     from nsnet_jax.input_pipeline import pipeline
     from nsnet_jax.models.nsnet import build_model
@@ -57,8 +57,7 @@ def measure(config: Any, workdir: str) -> dict[str, Any]:
         fn = lambda k=k: recognize(variables, frames, topk(scores_fn(variables, sampler_frames), k))  # noqa: E731
         out["fixed_k"][k] = {"videos_per_s": n / _median_seconds(fn, repeats)}
     for t in parse_thresholds(config.eval.early_exit_thresholds):
-        rule = rule_for(bool(config.data.multi_label), config.eval.get("early_exit_rule", ""))
-        runner = EarlyExitRunner(model, max(ks), t, rule)
+        runner = EarlyExitRunner(model, max(ks), t, config_rule(config))
         last: dict[str, Any] = {}
 
         def run(runner=runner, last=last):

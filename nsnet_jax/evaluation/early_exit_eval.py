@@ -36,12 +36,6 @@ def gmacs_table(gmacs_by_k: dict[int, dict[str, Any]], k_max: int) -> np.ndarray
     return exit_rules.gmacs_table_from_counts(gmacs_by_k, k_max)  # predict's table too
 
 
-def exit_rule(config: Any) -> str:
-    """eval.early_exit_rule, else the default for the dataset's labels (exit_rules.rule_for)."""
-    choice = str(config.eval.get("early_exit_rule", "") or "")
-    return exit_rules.rule_for(bool(config.data.multi_label), choice)
-
-
 def enabled(config: Any) -> bool:
     """Whether evaluation runs early exit (configs written before the switch have it off)."""
     e = config.eval
@@ -64,7 +58,7 @@ def report(
     Per video: the confidence and correctness of every prefix, from which any threshold's frames
     used and top-1 follow (used = 1 + first conf > t, else K_max; correct = correct[used - 1]).
     """
-    rule = exit_rule(config)
+    rule = exit_rules.config_rule(config)
     thresholds = exit_rules.parse_thresholds(config.eval.early_exit_thresholds)
     if budget_threshold is not None:
         thresholds = sorted(set(thresholds) | {budget_threshold})
@@ -146,5 +140,5 @@ def budget_threshold(config, scores_fn, recognize, variables, mesh, gmacs, k_max
     prefix = budget.holdout_prefix_logits(config, run, config.eval_batch_size)
     if jax.process_count() > 1:  # every process must pick the same threshold
         prefix = np.asarray(multihost_utils.process_allgather(prefix, tiled=True))
-    rule = exit_rule(config)
+    rule = exit_rules.config_rule(config)
     return budget.choose_threshold(prefix, target, gmacs=gmacs, rule=rule)

@@ -40,6 +40,12 @@ def rule_for(multi_label: bool, choice: str = "") -> str:
     return "stable" if multi_label else "margin"
 
 
+def config_rule(config: Any) -> str:
+    """A config's rule: eval.early_exit_rule, else `rule_for` its labels."""
+    choice = str(config.eval.get("early_exit_rule", "") or "") if "eval" in config else ""
+    return rule_for(bool(config.data.multi_label), choice)
+
+
 def confidences(prefix_logits: np.ndarray, rule: str) -> np.ndarray:
     """[B, K_max] confidence of each prefix under `rule`."""
     probs = softmax(prefix_logits)

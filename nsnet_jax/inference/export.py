@@ -302,7 +302,7 @@ def early_exit_info(config: Any) -> dict[str, Any]:
     """What a runtime needs to do early exit with `recognize_frames` as predict does."""
     return {
         "k_max": int(max(eval_ks(config))),
-        "rule": exit_rules.rule_for(bool(config.data.multi_label)),
+        "rule": exit_rules.config_rule(config),
         "order": "frames by descending score (ties: lower index first); prefix j = the first j, "
         "in temporal order; exit at the first prefix whose confidence > threshold, else k_max",
     }

@@ -149,7 +149,7 @@ class EarlyExit:
         counts = {k: count_gmacs(_with_k(config, k)) for k in ks}  # as evaluation counts them
         k_max = max(ks)
         table = exit_rules.gmacs_table_from_counts(counts, k_max)
-        rule = exit_rules.rule_for(bool(config.data.multi_label))
+        rule = exit_rules.config_rule(config)
         return cls(float(threshold), k_max, rule, table)
 
     def run(
