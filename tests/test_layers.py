@@ -1,6 +1,6 @@
-"""Layers only point down (docs/layers.md): every import of every module in nsnet_jax/, configs/
-and input_pipeline/, function bodies included, read from the AST, goes to the module's own unit or to a
-lower layer, and no modules import each other in a cycle.
+"""Layers only point down (docs/layers.md): every import of every module in nsnet_jax/,
+configs/ and input_pipeline/, function bodies included, read from the AST, goes to the module's
+own unit or to a lower layer, and no modules import each other in a cycle.
 
 LAYERS_ROOT=/path/to/another/checkout runs the same checks on that tree (e.g. an older commit).
 """

@@ -95,12 +95,21 @@ def test_a_checkout_on_pythonpath_loads_its_own_folders(tmp_path):
     (copy / "setup.cfg").write_text((ROOT / "setup.cfg").read_text())
     out = _python(
         "import nsnet_jax.configs as c, nsnet_jax.input_pipeline.decode as d\n"
-        "print(c.__file__); print(d.__file__)\n",
+        "import tensorflow_datasets as tfds\n"
+        "print(c.__file__); print(d.__file__)\n"
+        f"builder = tfds.builder('salient_fashion/small', data_dir={str(tmp_path)!r})\n"
+        "print(builder.code_path); print(builder.info.name)\n",
         tmp_path,
         PYTHONPATH=str(copy),
     )
-    expected = [copy / "configs" / "__init__.py", copy / "input_pipeline" / "decode.py"]
-    assert out.split() == [str(p) for p in expected]
+    sf = copy / "input_pipeline" / "datasets" / "salient_fashion"
+    expected = [
+        copy / "configs" / "__init__.py",
+        copy / "input_pipeline" / "decode.py",
+        sf / "salient_fashion_dataset_builder.py",  # TFDS reads the builder's files from here
+        "salient_fashion",
+    ]
+    assert out.split()[-4:] == [str(p) for p in expected]
 
 
 def test_config_file_falls_back_to_the_installed_configs(tmp_path, monkeypatch):
@@ -145,9 +154,13 @@ def test_an_installed_wheel_has_no_top_level_configs_and_runs_documented_command
     assert json.loads(flops.stdout.strip().splitlines()[-1])["num_select"] == 2
     where = _python(
         "import nsnet_jax.input_pipeline as p, tensorflow_datasets as tfds\n"
-        "print(p.__file__); print(tfds.builder_cls('salient_fashion').__module__)\n",
+        "print(p.__file__)\n"
+        f"print(tfds.builder('salient_fashion/small', data_dir={str(tmp_path)!r}).code_path)\n",
         elsewhere,
         PYTHONPATH=str(target),
     )
-    assert where.split()[0] == str(target / "nsnet_jax/input_pipeline/__init__.py")
-    assert where.split()[1].startswith("nsnet_jax.input_pipeline.")
+    package = target / "nsnet_jax" / "input_pipeline"
+    assert where.split()[-2:] == [
+        str(package / "__init__.py"),
+        str(package / "datasets" / "salient_fashion" / "salient_fashion_dataset_builder.py"),
+    ]

@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from nsnet_jax.input_pipeline.datasets.builder_location import FileLocated
+
 try:
     from nsnet_jax.input_pipeline import fashion_mnist, synth
 except ModuleNotFoundError:  # `tfds build <folder>` loads this file by path, outside the package
@@ -85,7 +87,7 @@ def _cfg(name: str, description: str, **kw) -> SalientFashionConfig:
     return SalientFashionConfig(name=name, description=description, **kw)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(FileLocated, tfds.core.GeneratorBasedBuilder):
     """Videos of one moving Fashion-MNIST item; only k evidence frames show the labelled class."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from nsnet_jax.input_pipeline.datasets.builder_location import FileLocated
+
 try:
     from nsnet_jax.input_pipeline import manifest, video_io
 except ModuleNotFoundError:  # `tfds build <folder>` loads this file by path, outside the package
@@ -76,7 +78,7 @@ def _preset(name: str, splits: tuple[str, ...], multi_label: bool, notes: str):
     )
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(FileLocated, tfds.core.GeneratorBasedBuilder):
     """T frames of each video of a folder, with labels from list files or class subfolders."""
 
     VERSION = tfds.core.Version("1.0.0")
