@@ -1,7 +1,7 @@
 """The one prepared GPU suite: every device check as its own subprocess, each under its own timeout.
 
-    python launch/gpu_suite.py --out=OUT           # ActivityNet shapes, < 14 min on one H100/H200
-    python launch/gpu_suite.py --out=OUT --tiny    # tiny shapes on the CPU (CI), ~2 min on 2 cores
+    python launch/gpu_suite.py --out=OUT           # ActivityNet shapes on one GPU, <= 840 s
+    python launch/gpu_suite.py --out=OUT --tiny    # tiny shapes on the CPU (CI), 2-3 min on 2 cores
     python launch/gpu_suite.py --out=OUT --steps=env,bench_bf16 --timeout_bench_bf16=300
 
 Steps, in order (each a subprocess of this Python, run from the repo root):
