@@ -7,7 +7,9 @@ Needs only jax, flax, numpy, pillow (torch + torchvision for the GPU decoder) an
 modules that import without TensorFlow/TFDS/ml_collections. The JPEG frames are generated here
 (smooth moving scenes with noise, 341x256, quality 90) and written as plain files, then read back.
 Shapes: T=16, K=6, MobileNetV2 @128 sampler, ResNet-50 @224 recognizer, random weights, float32
-and bfloat16. Prints one JSON line per result and writes them to OUT/gpu_check.jsonl:
+and bfloat16 (`--sampler`, `--recognizer`: other backbones of models/registry.py, e.g. patch_cnn
+for the fastest compiling smoke run). Prints one JSON line per result and writes them to
+OUT/gpu_check.jsonl:
 - env: versions, devices, what is missing (the GPU decoder is skipped, with the reason, if so).
 - input_*: decode-only rates per view (host: 1 thread = per core, and all threads; GPU: nvJPEG).
 - compute_*: NSNet on pre-decoded device frames (videos/s, TFLOP/s from XLA's GMACs, MFU).
@@ -146,7 +148,7 @@ def build_nsnet(shapes: dict[str, Any], dtype: Any):
     from nsnet_jax.models.sampler import NSNetSampler
 
     sampler = NSNetSampler(
-        backbone="mobilenet_v2",
+        backbone=shapes["sampler"],
         width=shapes["sampler_width"],
         video_classes=shapes["classes"] + 1,
         dtype=dtype,
@@ -167,8 +169,11 @@ def build_nsnet(shapes: dict[str, Any], dtype: Any):
 
     import flax.linen as nn
 
-    variables = jax.jit(nn.init(init_all, model))(jax.random.PRNGKey(0), lo, hi)
-    return model, variables
+    from nsnet_jax.bench.common import random_fill
+
+    # random values on the init's shapes: jitting the init itself compiles for a minute on a CPU
+    abstract = jax.eval_shape(nn.init(init_all, model), jax.random.PRNGKey(0), lo, hi)
+    return model, jax.device_put(random_fill(abstract), jax.devices()[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=0, help="videos per call (default 64; tiny 2)")
     p.add_argument("--iters", type=int, default=0, help="timed calls per row (default 5; tiny 1)")
     p.add_argument("--dtypes", default="bfloat16,float32")
+    p.add_argument("--sampler", default="mobilenet_v2", help="the sampler's backbone")
+    p.add_argument(
+        "--recognizer", default="", help="its backbone (default resnet50; tiny resnet18)"
+    )
     p.add_argument("--skip_input", action="store_true", help="only the compute and e2e rows")
     p.add_argument("--budget_s", type=float, default=270.0, help="skip what is left after this")
     args = p.parse_args(argv)
@@ -188,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shapes = dict(t=16, k=6, s=128, r=224, classes=200, sampler_width=1.0)
         shapes.update(recognizer="resnet50", recognizer_width=1.0, short_side=256)
+    shapes.update(sampler=args.sampler, recognizer=args.recognizer or shapes["recognizer"])
     batch = args.batch or (2 if args.tiny else 64)
     iters = args.iters or (1 if args.tiny else 5)
     cores = os.cpu_count() or 1

@@ -78,6 +78,12 @@ def random_variables(model: NSNet, config: Any, seed: int = 0) -> Any:
     N(0, 1/fan_in), biases 0, BatchNorm the identity (scale 1, mean 0, var 1).
     """
     shapes = jax.eval_shape(lambda: init_variables(model, config, jax.random.key(seed)))
+    return random_fill(shapes, seed)
+
+
+def random_fill(shapes: Any, seed: int = 0) -> Any:
+    """numpy values for a tree of `jax.ShapeDtypeStruct` (`jax.eval_shape` of an init), filled as
+    `random_variables` describes."""
     rng = np.random.default_rng(seed)
     ones = ("scale", "var")
 
