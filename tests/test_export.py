@@ -104,7 +104,7 @@ def test_jax_export_module_matches_and_signature_is_written(exported):
     assert sig["class_names"][1] == "trouser" and sig["num_select"] == 2
     assert sig["inputs"]["frames"] == [6, 32, 32, 3]
     assert set(sig["signatures"]) == {"serving_default", "sample", "recognize", "recognize_frames"}
-    assert sig["early_exit"]["k_max"] == 2 and sig["early_exit"]["rule"] == "max_prob"
+    assert sig["early_exit"]["k_max"] == 2 and sig["early_exit"]["rule"] == "margin"
 
 
 def _v(version: str) -> tuple[int, ...]:

@@ -143,7 +143,7 @@ def _evaluation_prefixes(workdir: str, paths: list[str]):
 def _check_exit_line(line: dict, used: int, order: np.ndarray, logits: np.ndarray, gmacs):
     ee = line["early_exit"]
     assert ee["frames_used"] == used and ee["order"] == order[:used].tolist()
-    assert (ee["k_max"], ee["rule"]) == (3, "max_prob") and len(ee["confidence"]) == used
+    assert (ee["k_max"], ee["rule"]) == (3, "margin") and len(ee["confidence"]) == used
     assert line["selected"] == sorted(ee["order"])  # the frames the recognizer aggregated
     assert line["gmacs"] == ee["gmacs"] == gmacs[used - 1]
     probs = np.asarray(jax.nn.softmax(logits.astype(np.float32)))
@@ -158,12 +158,12 @@ def test_early_exit_is_evaluations_on_the_same_videos(ee_workdir, videos):
 
     paths = [videos["mp4"], videos["mp4_b"], videos["folder"]]
     prefix, order = _evaluation_prefixes(ee_workdir, paths)
-    first = np.sort(exit_rules.confidences(prefix, "max_prob")[:, 0])
+    first = np.sort(exit_rules.confidences(prefix, "margin")[:, 0])  # the default rule
     between = float(first[0] + first[1]) / 2  # the least sure video goes on, the others stop
     for threshold in (1.0, 0.0, between):
         lines, summary = _run(ee_workdir, paths, batch_size=4, early_exit_threshold=threshold)
         gmacs = summary["early_exit"]["gmacs_by_frames"]
-        used, logits = exit_rules.apply_exit(prefix, threshold, "max_prob")
+        used, logits = exit_rules.apply_exit(prefix, threshold, "margin")
         for i, line in enumerate(lines):
             assert line["early_exit"]["threshold"] == threshold
             _check_exit_line(line, int(used[i]), order[i], logits[i], gmacs)
@@ -216,7 +216,7 @@ def test_the_tf_engine_exits_as_jax_does(ee_workdir, videos):
 
     paths = [videos["mp4"], videos["mp4_b"], videos["folder"]]
     prefix, _ = _evaluation_prefixes(ee_workdir, paths)
-    conf = np.sort(exit_rules.confidences(prefix, "max_prob").ravel())
+    conf = np.sort(exit_rules.confidences(prefix, "margin").ravel())
     gaps = np.diff(conf)[: len(conf) // 2]  # a threshold far from every confidence, low enough
     threshold = float(conf[gaps.argmax()] + gaps.max() / 2)  # that some video exits early
     jax_lines, _ = _run(ee_workdir, paths, early_exit_threshold=threshold, engine="jax")
