@@ -44,7 +44,7 @@ class PredictOptions:
     top: int = 5
     contact_sheet_dir: str | None = None
     pipeline_views: bool = False  # frame folders: both views from one full decode, as in eval
-    engine: str = "auto"  # auto | jax | tf (auto: the exported TF SavedModel on one CPU process)
+    engine: str = "auto"  # auto | jax | tf | onnx | openvino (auto: see choose_engine)
     log_every_s: float = 10.0
 
 
@@ -66,27 +66,64 @@ def make_predict_fns(model: NSNet, mesh) -> tuple[Callable, Callable]:
     return sample, recognize
 
 
-ENGINES = ("auto", "jax", "tf")
+ENGINES = ("auto", "jax", "tf", "onnx", "openvino")
+# `auto` on one CPU process: the first of these whose packages are installed (and whose export
+# runs; else the next). Fastest first, by docs/performance.md#cpu-serving.
+AUTO_CPU_ORDER = ("openvino", "onnx", "tf")
+_ENGINE_NAMES = {
+    "jax": "JAX", "tf": "the SavedModel", "onnx": "ONNX Runtime", "openvino": "OpenVINO"
+}  # fmt: skip
+
+
+def engine_available(engine: str) -> bool:
+    """Whether this Python has the packages `engine` needs (JAX is always there)."""
+    if engine == "jax":
+        return True
+    if engine == "tf":
+        import importlib.util
+
+        return importlib.util.find_spec("tensorflow") is not None
+    from nsnet_jax.inference.onnx_export import missing_packages
+
+    return not missing_packages(engine)
+
+
+def auto_engines() -> list[str]:
+    """The engines `auto` tries in order: JAX alone off CPU or over several processes."""
+    if jax.default_backend() != "cpu" or jax.process_count() > 1:
+        return ["jax"]
+    return [e for e in AUTO_CPU_ORDER if engine_available(e)] + ["jax"]
 
 
 def choose_engine(engine: str) -> str:
-    """`auto`: TF on a single CPU process, JAX elsewhere.
+    """`auto`: the first installed of openvino, onnx, tf on a single CPU process, JAX elsewhere.
 
     On this project's 2-core CPU at ActivityNet shapes the SavedModel (jax2tf, run by TF's XLA
     with oneDNN) ran NSNet at 1.58x JAX's jitted float32 path and at 0.97x `torch.compile`, while
-    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md).
+    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md); the ONNX engines'
+    rows are in the same table.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")
     if engine != "auto":
         return engine
-    if jax.default_backend() != "cpu" or jax.process_count() > 1:
-        return "jax"
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return "jax"
-    return "tf"
+    return auto_engines()[0]
+
+
+def make_onnx_predict_fns(
+    trained: TrainedModel, directory: str, runtime: str
+) -> tuple[Callable, Callable]:
+    """(sample: sampler frames -> scores, indices) and (recognize: K frames -> probs) from the
+    ONNX files `onnx_export.export_onnx` writes, run by ONNX Runtime or OpenVINO."""
+    from nsnet_jax.inference.onnx_export import make_onnx_fns
+
+    sample, logits_fn = make_onnx_fns(trained, directory, runtime)
+
+    def recognize(high: np.ndarray) -> np.ndarray:
+        logits = logits_fn(high)
+        return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+
+    return sample, recognize
 
 
 def make_tf_predict_fns(trained: TrainedModel, directory: str) -> tuple[Callable, Callable]:
@@ -153,16 +190,30 @@ def predict(
     n_dev = mesh.devices.size
     batch = -(-max(1, opts.batch_size) // n_dev) * n_dev
     sharding = batch_sharding(mesh)
-    engine = choose_engine(opts.engine)
-    tmp = tempfile.mkdtemp(prefix="nsnet_predict_") if engine == "tf" else None
-    if engine == "tf":
+    if opts.engine not in ENGINES:
+        raise ValueError(f"engine={opts.engine!r}: choose one of {list(ENGINES)}")
+    candidates = auto_engines() if opts.engine == "auto" else [opts.engine]
+    tmp = tempfile.mkdtemp(prefix="nsnet_predict_") if candidates != ["jax"] else None
+    for i, engine in enumerate(candidates):
+        if engine == "jax":
+            break
         try:
-            sample_host, recognize_host = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
-        except SavedModelUnreadable as e:
-            if opts.engine != "auto":
+            if engine == "tf":
+                sample_host, recognize_host = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
+            else:
+                sample_host, recognize_host = make_onnx_predict_fns(
+                    trained, os.path.join(tmp, engine), engine
+                )
+            break
+        except Exception as e:
+            # auto only: a SavedModel this TensorFlow cannot run, or an ONNX export or runtime
+            # failure, hands over to the next engine with one line
+            unreadable = isinstance(e, SavedModelUnreadable)
+            if opts.engine != "auto" or (engine == "tf" and not unreadable):
                 raise
-            log.warning("predict: serving with JAX instead of the SavedModel: %s", e)
-            engine = "jax"
+            reason = str(e) if engine == "tf" else f"{type(e).__name__}: {str(e)[:300]}"
+            nxt, this = _ENGINE_NAMES[candidates[i + 1]], _ENGINE_NAMES[engine]
+            log.warning("predict: serving with %s instead of %s: %s", nxt, this, reason)
     if engine == "jax":
         variables = replicate(trained.variables, mesh)
         sample_jit, recognize_jit = make_predict_fns(trained.model, mesh)
