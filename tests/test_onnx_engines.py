@@ -140,3 +140,22 @@ def test_auto_falls_back_when_an_onnx_export_fails(tiny_workdir, tmp_path, monke
     assert len(warned) == 1 and "no conversion rule" in warned[0]
     with pytest.raises(RuntimeError, match="no conversion rule"):
         predict(load_trained(tiny_workdir), [folder], lines.append, PredictOptions(engine="onnx"))
+
+
+def test_export_writes_the_onnx_files_beside_the_saved_model(tiny_workdir, tmp_path):
+    import json
+
+    from nsnet_jax.inference.export import export_all
+
+    runtime = next((r for r in RUNTIMES if not onnx_export.missing_packages(r)), None)
+    if runtime is None:
+        pytest.skip("neither ONNX extra is installed")
+    trained = load_trained(tiny_workdir)
+    info = export_all(trained, str(tmp_path), with_jax_export=False, with_onnx=True)
+    with open(tmp_path / "signature.json") as f:
+        assert json.load(f)["onnx"] == info["onnx"]
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(onnx_export.FILES)
+    s, f = _inputs(trained.config, batch=2, seed=1)
+    ref = make_inference_fn(trained.model).jitted(trained.variables, s, f)
+    scores = onnx_export.load_runner(info["onnx"]["sample"], runtime)(s)
+    np.testing.assert_allclose(scores, np.asarray(ref["scores"]), atol=1e-5)

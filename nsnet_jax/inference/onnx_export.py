@@ -115,6 +115,26 @@ def export_onnx(trained: TrainedModel, out_dir: str) -> dict[str, str]:
     return paths
 
 
+def import_openvino() -> Any:
+    """`import openvino`, without the usage event its import sends (OpenVINO 2026.4 does unless
+    the user opted out or CI=true): `openvino_telemetry` forks a process to send it, which a
+    process running JAX's threads should not do. Unimportable during the import, the package's
+    own stub stands in."""
+    import sys
+
+    if "openvino" in sys.modules or "openvino_telemetry" in sys.modules:
+        import openvino
+
+        return openvino
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # ImportError inside
+    try:
+        import openvino
+    finally:
+        if sys.modules.get("openvino_telemetry", 0) is None:
+            del sys.modules["openvino_telemetry"]
+    return openvino
+
+
 def load_runner(path: str, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
     """f(uint8 array) -> the ONNX file's one output, run by ONNX Runtime or OpenVINO on the CPU."""
     if runtime == "onnx":
@@ -130,8 +150,7 @@ def load_runner(path: str, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
 
         return run_ort
     if runtime == "openvino":
-        import openvino as ov
-
+        ov = import_openvino()
         compiled = ov.Core().compile_model(path, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
 

@@ -69,7 +69,7 @@ def make_predict_fns(model: NSNet, mesh) -> tuple[Callable, Callable]:
 ENGINES = ("auto", "jax", "tf", "onnx", "openvino")
 # `auto` on one CPU process: the first of these whose packages are installed (and whose export
 # runs; else the next). Fastest first, by docs/performance.md#cpu-serving.
-AUTO_CPU_ORDER = ("openvino", "onnx", "tf")
+AUTO_CPU_ORDER = ("openvino", "tf", "onnx")
 _ENGINE_NAMES = {
     "jax": "JAX", "tf": "the SavedModel", "onnx": "ONNX Runtime", "openvino": "OpenVINO"
 }  # fmt: skip
@@ -96,12 +96,13 @@ def auto_engines() -> list[str]:
 
 
 def choose_engine(engine: str) -> str:
-    """`auto`: the first installed of openvino, onnx, tf on a single CPU process, JAX elsewhere.
+    """`auto`: the first installed of openvino, tf, onnx on a single CPU process, JAX elsewhere.
 
     On this project's 2-core CPU at ActivityNet shapes the SavedModel (jax2tf, run by TF's XLA
     with oneDNN) ran NSNet at 1.58x JAX's jitted float32 path and at 0.97x `torch.compile`, while
-    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md); the ONNX engines'
-    rows are in the same table.
+    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md). The ONNX engines,
+    timed round-robin with it on the loaded machine: OpenVINO 1.01x the SavedModel, ONNX Runtime
+    0.93x (a quiet-machine measurement decides the order).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")
