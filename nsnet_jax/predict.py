@@ -43,7 +43,7 @@ _ENGINE = flags.DEFINE_enum(
     "engine", "auto", ["auto", "jax", "tf", "onnx", "openvino"],
     "Inference engine: jitted JAX, the exported TF SavedModel, the ONNX export run by ONNX "
     "Runtime or OpenVINO (extras [onnx] / [openvino]). auto: on one CPU process the first "
-    "installed of openvino, tf, onnx (fastest first, docs/performance.md); JAX on accelerators "
+    "installed of onnx, openvino, tf (fastest first, docs/performance.md); JAX on accelerators "
     "and pods.",
 )  # fmt: skip
 

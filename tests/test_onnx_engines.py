@@ -109,8 +109,10 @@ def test_predict_engine_chooses_the_same_frames_and_top1_as_jax(runtime, tiny_wo
 
 
 def test_auto_prefers_the_installed_engines_in_order(monkeypatch):
-    available = {"jax": True, "tf": True, "onnx": False, "openvino": True}
+    available = {"jax": True, "tf": True, "onnx": True, "openvino": True}
     monkeypatch.setattr(predictor, "engine_available", lambda e: available[e])
+    assert predictor.auto_engines() == ["onnx", "openvino", "tf", "jax"]
+    available["onnx"] = False
     assert predictor.auto_engines() == ["openvino", "tf", "jax"]
     assert predictor.choose_engine("auto") == "openvino"
     available["openvino"] = False

@@ -69,7 +69,7 @@ def make_predict_fns(model: NSNet, mesh) -> tuple[Callable, Callable]:
 ENGINES = ("auto", "jax", "tf", "onnx", "openvino")
 # `auto` on one CPU process: the first of these whose packages are installed (and whose export
 # runs; else the next). Fastest first, by docs/performance.md#cpu-serving.
-AUTO_CPU_ORDER = ("openvino", "tf", "onnx")
+AUTO_CPU_ORDER = ("onnx", "openvino", "tf")
 _ENGINE_NAMES = {
     "jax": "JAX", "tf": "the SavedModel", "onnx": "ONNX Runtime", "openvino": "OpenVINO"
 }  # fmt: skip
@@ -96,13 +96,13 @@ def auto_engines() -> list[str]:
 
 
 def choose_engine(engine: str) -> str:
-    """`auto`: the first installed of openvino, tf, onnx on a single CPU process, JAX elsewhere.
+    """`auto`: the first installed of onnx, openvino, tf on a single CPU process, JAX elsewhere.
 
     On this project's 2-core CPU at ActivityNet shapes the SavedModel (jax2tf, run by TF's XLA
     with oneDNN) ran NSNet at 1.58x JAX's jitted float32 path and at 0.97x `torch.compile`, while
-    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md). The ONNX engines,
-    timed round-robin with it on the loaded machine: OpenVINO 1.01x the SavedModel, ONNX Runtime
-    0.93x (a quiet-machine measurement decides the order).
+    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md). The ONNX export,
+    timed round-robin with them later on the same CPU: ONNX Runtime 2.08x JAX (1.44x the
+    SavedModel, 1.22x `torch.compile`), OpenVINO 2.01x JAX.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")
