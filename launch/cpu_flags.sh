@@ -14,7 +14,7 @@ flag_sets=(
 for ((r = 0; r < rounds; r++)); do
   for flags in "${flag_sets[@]}"; do
     XLA_FLAGS="$flags" python -m nsnet_jax.bench.cpu_serving --config="$config" \
-      --paths=jax_f32 --torch=false --tf=false --repeats=2 2>/dev/null \
+      --paths=jax_f32 --torch=false --tf=false --onnx=false --repeats=2 2>/dev/null \
       || echo "{\"name\": \"jax_f32\", \"xla_flags\": \"$flags\", \"error\": \"failed\"}"
   done
 done

@@ -1,7 +1,8 @@
 """Command line: `python -m nsnet_jax.export --workdir=DIR --out=EXPORT_DIR`.
 
 Writes EXPORT_DIR/saved_model (TensorFlow SavedModel, serving signatures in
-`nsnet_jax.inference.export`), EXPORT_DIR/nsnet.jax_export and EXPORT_DIR/signature.json.
+`nsnet_jax.inference.export`), EXPORT_DIR/nsnet.jax_export and EXPORT_DIR/signature.json; with
+--onnx also EXPORT_DIR/onnx/{sample,recognize}.onnx (`nsnet_jax.inference.onnx_export`).
 Instead of --workdir: --config=configs/NAME.py --checkpoint=RUN/sampler/final. An EXPORT_DIR
 that already holds an export needs --force, as `python -m nsnet_jax.pretrained.convert` does.
 """
@@ -26,10 +27,13 @@ _PLATFORMS = flags.DEFINE_list(
     "platforms", None, "Serialize for these platforms (cpu, cuda, tpu); default: this one."
 )
 _JAX_EXPORT = flags.DEFINE_bool("jax_export", True, "Also write nsnet.jax_export.")
+_ONNX = flags.DEFINE_bool(
+    "onnx", False, "Also write onnx/sample.onnx and onnx/recognize.onnx (extra [onnx])."
+)
 _FORCE = flags.DEFINE_bool("force", False, "Overwrite an export already in --out.")
 flags.mark_flags_as_required(["out"])
 
-EXPORT_FILES = ("saved_model", "nsnet.jax_export", "signature.json")
+EXPORT_FILES = ("saved_model", "nsnet.jax_export", "signature.json", "onnx")
 
 
 class ExportExistsError(UserError):
@@ -65,8 +69,9 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     trained = load_trained(workdir, config, _CHECKPOINT.value)
     remove_export(_OUT.value, old)
     info = export_all(
-        trained, _OUT.value, platforms=_PLATFORMS.value, with_jax_export=_JAX_EXPORT.value
-    )
+        trained, _OUT.value, platforms=_PLATFORMS.value, with_jax_export=_JAX_EXPORT.value,
+        with_onnx=_ONNX.value,
+    )  # fmt: skip
     print(json.dumps(info, indent=1))
 
 

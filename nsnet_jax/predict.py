@@ -43,9 +43,11 @@ _SPLIT = flags.DEFINE_string(
 _SPLIT_DIR = flags.DEFINE_string("split_dir", None, "Where --split writes its frame folders.")
 _SHEETS = flags.DEFINE_string("contact_sheets", None, "Write a contact sheet PNG per video here.")
 _ENGINE = flags.DEFINE_enum(
-    "engine", "auto", ["auto", "jax", "tf"],
-    "Inference engine; auto: the exported TF SavedModel on one CPU process (the fastest there "
-    "without PyTorch), jitted JAX on accelerators and pods.",
+    "engine", "auto", ["auto", "jax", "tf", "onnx", "openvino"],
+    "Inference engine: jitted JAX, the exported TF SavedModel, the ONNX export run by ONNX "
+    "Runtime or OpenVINO (extras [onnx] / [openvino]). auto: on one CPU process the first "
+    "installed of onnx, openvino, tf (fastest first, docs/performance.md); JAX on accelerators "
+    "and pods.",
 )  # fmt: skip
 
 _EXIT_THRESHOLD = flags.DEFINE_float(

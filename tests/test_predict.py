@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nsnet_jax.inference import export
+from nsnet_jax.inference import export, predictor
 from nsnet_jax.inference.jitted import make_inference_fn
 from nsnet_jax.inference.predictor import PredictOptions, predict
 from nsnet_jax.inference.trained import load_trained
@@ -100,6 +100,7 @@ def test_auto_engine_falls_back_to_jax_when_the_saved_model_cannot_run(
     inputs = [videos["mp4"], videos["folder"]]
     jax_lines, _ = _run(tiny_workdir, inputs, engine="jax")
     monkeypatch.setattr(export, "export_saved_model", _export_this_tensorflow_cannot_run)
+    monkeypatch.setattr(predictor, "AUTO_CPU_ORDER", ("tf",))  # were the ONNX engines installed
     with caplog.at_level(logging.WARNING, logger="nsnet_jax"):
         auto_lines, auto_summary = _run(tiny_workdir, inputs, engine="auto")
     assert auto_summary["engine"] == "jax"

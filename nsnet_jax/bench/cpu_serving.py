@@ -4,9 +4,12 @@
 
 Paths, all on the same uint8 batch and random weights: JAX jit float32 (the default, what predict
 runs), JAX with the model in bfloat16, JAX one video per call, the exported TF SavedModel (jax2tf,
-run by TensorFlow's XLA), and the PyTorch reference eager and with `torch.compile` (if torch is
-installed). XLA flags are fixed per process: `--paths=jax_f32 --torch=false --tf=false` with
-XLA_FLAGS set times one flag set (launch/cpu_flags.sh alternates them in subprocesses).
+run by TensorFlow's XLA), the ONNX export (jax2onnx) run by ONNX Runtime (`onnxruntime`) and by
+OpenVINO (`openvino`), each where its packages are installed (extras [onnx], [openvino]; the top-K
+between their two graphs runs in numpy, as in predict), and the PyTorch reference eager and with
+`torch.compile` (if torch is installed). XLA flags are fixed per process: `--paths=jax_f32
+--torch=false --tf=false --onnx=false` with XLA_FLAGS set times one flag set (launch/cpu_flags.sh
+alternates them in subprocesses).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _BATCH = flags.DEFINE_integer("batch", 2, "Videos per call.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Round-robin rounds.")
 _TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch eager and torch.compile.")
 _TF = flags.DEFINE_bool("tf", True, "Include the exported TF SavedModel.")
+_ONNX = flags.DEFINE_bool("onnx", True, "Include the ONNX engines that are installed.")
 _PATHS = flags.DEFINE_list("paths", None, "Only these paths (default: all).")
 
 
@@ -63,6 +67,18 @@ def _paths(config, batch: int) -> dict:
         paths["tf_saved_model"] = lambda: serve(sampler_frames=lo_tf, frames=hi_tf)[
             "logits"
         ].numpy()
+    if _ONNX.value:
+        from nsnet_jax.inference import onnx_export as ox
+
+        trained = TrainedModel(config, model, variables, (), "random")
+        for engine, row in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+            missing = ox.missing_packages(engine)
+            if missing:
+                print(json.dumps({"name": row, "skipped": f"not installed: {missing}"}), flush=True)
+                continue
+            out = tempfile.mkdtemp(prefix=f"nsnet_{engine}_")
+            sample, recognize = ox.make_onnx_fns(trained, out, engine)
+            paths[row] = lambda s=sample, r=recognize: ox.run_nsnet(s, r, lo, hi)[0]
     if _TORCH.value:
         import torch
 

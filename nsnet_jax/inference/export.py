@@ -314,8 +314,10 @@ def export_all(
     *,
     platforms: Sequence[str] | None = None,
     with_jax_export: bool = True,
+    with_onnx: bool = False,
 ) -> dict[str, Any]:
-    """SavedModel in `out_dir/saved_model`, `nsnet.jax_export` and `signature.json` beside it."""
+    """SavedModel in `out_dir/saved_model`, `nsnet.jax_export` and `signature.json` beside it;
+    with_onnx: `out_dir/onnx/{sample,recognize}.onnx` too (`onnx_export`, needs jax2onnx)."""
     os.makedirs(out_dir, exist_ok=True)
     saved = export_saved_model(trained, os.path.join(out_dir, "saved_model"), platforms)
     info: dict[str, Any] = {
@@ -334,6 +336,10 @@ def export_all(
         info["jax_export"] = export_jax(
             trained, os.path.join(out_dir, "nsnet.jax_export"), platforms
         )
+    if with_onnx:
+        from nsnet_jax.inference.onnx_export import export_onnx
+
+        info["onnx"] = export_onnx(trained, os.path.join(out_dir, "onnx"))
     with open(os.path.join(out_dir, "signature.json"), "w") as f:
         json.dump(info, f, indent=1)
     return info

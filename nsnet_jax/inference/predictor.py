@@ -53,7 +53,7 @@ class PredictOptions:
     top: int = 5
     contact_sheet_dir: str | None = None
     pipeline_views: bool = False  # frame folders: both views from one full decode, as in eval
-    engine: str = "auto"  # auto | jax | tf (auto: the exported TF SavedModel on one CPU process)
+    engine: str = "auto"  # auto | jax | tf | onnx | openvino (auto: see choose_engine)
     early_exit_threshold: float | None = None  # None: off; else exit once confidence > this
     log_every_s: float = 10.0
 
@@ -76,27 +76,66 @@ def make_predict_fns(model: NSNet, mesh) -> tuple[Callable, Callable]:
     return sample, recognize
 
 
-ENGINES = ("auto", "jax", "tf")
+ENGINES = ("auto", "jax", "tf", "onnx", "openvino")
+ONNX_ENGINES = ("onnx", "openvino")  # the ONNX export: fixed K, so no early exit
+# `auto` on one CPU process: the first of these whose packages are installed (and whose export
+# runs; else the next). Fastest first, by docs/performance.md#cpu-serving.
+AUTO_CPU_ORDER = ("onnx", "openvino", "tf")
+_ENGINE_NAMES = {
+    "jax": "JAX", "tf": "the SavedModel", "onnx": "ONNX Runtime", "openvino": "OpenVINO"
+}  # fmt: skip
+
+
+def engine_available(engine: str) -> bool:
+    """Whether this Python has the packages `engine` needs (JAX is always there)."""
+    if engine == "jax":
+        return True
+    if engine == "tf":
+        import importlib.util
+
+        return importlib.util.find_spec("tensorflow") is not None
+    from nsnet_jax.inference.onnx_export import missing_packages
+
+    return not missing_packages(engine)
+
+
+def auto_engines() -> list[str]:
+    """The engines `auto` tries in order: JAX alone off CPU or over several processes."""
+    if jax.default_backend() != "cpu" or jax.process_count() > 1:
+        return ["jax"]
+    return [e for e in AUTO_CPU_ORDER if engine_available(e)] + ["jax"]
 
 
 def choose_engine(engine: str) -> str:
-    """`auto`: TF on a single CPU process, JAX elsewhere.
+    """`auto`: the first installed of onnx, openvino, tf on a single CPU process, JAX elsewhere.
 
     On this project's 2-core CPU at ActivityNet shapes the SavedModel (jax2tf, run by TF's XLA
     with oneDNN) ran NSNet at 1.58x JAX's jitted float32 path and at 0.97x `torch.compile`, while
-    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md).
+    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md). The ONNX export,
+    timed round-robin with them later on the same CPU: ONNX Runtime 2.08x JAX (1.44x the
+    SavedModel, 1.22x `torch.compile`), OpenVINO 2.01x JAX.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")
     if engine != "auto":
         return engine
-    if jax.default_backend() != "cpu" or jax.process_count() > 1:
-        return "jax"
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return "jax"
-    return "tf"
+    return auto_engines()[0]
+
+
+def make_onnx_predict_fns(
+    trained: TrainedModel, directory: str, runtime: str
+) -> tuple[Callable, Callable]:
+    """(sample: sampler frames -> scores, indices) and (recognize: K frames -> probs) from the
+    ONNX files `onnx_export.export_onnx` writes, run by ONNX Runtime or OpenVINO."""
+    from nsnet_jax.inference.onnx_export import make_onnx_fns
+
+    sample, logits_fn = make_onnx_fns(trained, directory, runtime)
+
+    def recognize(high: np.ndarray) -> np.ndarray:
+        logits = logits_fn(high)
+        return np.asarray(jax.nn.softmax(logits.astype(np.float32), axis=-1))
+
+    return sample, recognize
 
 
 def make_tf_predict_fns(
@@ -223,25 +262,47 @@ def predict(
     n_dev = mesh.devices.size
     batch = -(-max(1, opts.batch_size) // n_dev) * n_dev
     sharding = batch_sharding(mesh)
-    engine = choose_engine(opts.engine)
+    if opts.engine not in ENGINES:
+        raise ValueError(f"engine={opts.engine!r}: choose one of {list(ENGINES)}")
     ee = None
     if opts.early_exit_threshold is not None:
         ee = EarlyExit.for_config(config, opts.early_exit_threshold)
         sizes = sorted({-(-s // n_dev) * n_dev for s in bucket_sizes(batch)}, reverse=True)
-    tmp = tempfile.mkdtemp(prefix="nsnet_predict_") if engine == "tf" else None
-    if engine == "tf":
+        if opts.engine in ONNX_ENGINES:
+            raise ValueError(
+                f"--engine={opts.engine} has no early exit (its recognizer takes K frames): use "
+                "--engine=tf or --engine=jax with --early_exit_threshold"
+            )
+    candidates = auto_engines() if opts.engine == "auto" else [opts.engine]
+    if ee is not None:  # early exit needs a recognizer that takes any number of frames
+        candidates = [e for e in candidates if e not in ONNX_ENGINES]
+    tmp = tempfile.mkdtemp(prefix="nsnet_predict_") if candidates != ["jax"] else None
+    for i, engine in enumerate(candidates):
+        if engine == "jax":
+            break
         try:
-            fns = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
-            sample_host, recognize_host, frames_host = fns
+            if engine == "tf":
+                fns = make_tf_predict_fns(trained, os.path.join(tmp, "sm"))
+                sample_host, recognize_host, frames_host = fns
 
-            def prefix_host(high, pos):  # the prefix gathered here: the signature takes any k
-                return frames_host(np.take_along_axis(high, pos[:, :, None, None, None], axis=1))
+                def prefix_host(high, pos, frames_host=frames_host):  # the signature takes any k
+                    pos = pos[:, :, None, None, None]
+                    return frames_host(np.take_along_axis(high, pos, axis=1))
 
-        except SavedModelUnreadable as e:
-            if opts.engine != "auto":
+            else:
+                sample_host, recognize_host = make_onnx_predict_fns(
+                    trained, os.path.join(tmp, engine), engine
+                )
+            break
+        except Exception as e:
+            # auto only: a SavedModel this TensorFlow cannot run, or an ONNX export or runtime
+            # failure, hands over to the next engine with one line
+            unreadable = isinstance(e, SavedModelUnreadable)
+            if opts.engine != "auto" or (engine == "tf" and not unreadable):
                 raise
-            log.warning("predict: serving with JAX instead of the SavedModel: %s", e)
-            engine = "jax"
+            reason = str(e) if engine == "tf" else f"{type(e).__name__}: {str(e)[:300]}"
+            nxt, this = _ENGINE_NAMES[candidates[i + 1]], _ENGINE_NAMES[engine]
+            log.warning("predict: serving with %s instead of %s: %s", nxt, this, reason)
     if engine == "jax":
         variables = replicate(trained.variables, mesh)
         sample_jit, recognize_jit = make_predict_fns(trained.model, mesh)

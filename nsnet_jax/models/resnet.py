@@ -72,7 +72,10 @@ class ResNet(nn.Module):
         x = conv_layer(self.dtype)(base, (7, 7), (2, 2), padding=3, name="conv1")(x)
         x = batch_norm(train, self.dtype, TORCH_BN)(name="bn1")(x)
         x = nn.relu(x)
-        x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        # padded by hand, keywords only: jax2onnx replaces nn.max_pool while it traces by a
+        # version without explicit padding (inference/onnx_export.py); the same numbers
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+        x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding="VALID")
         in_features = base
         for stage, blocks in enumerate(self.stage_sizes):
             features = base * 2**stage

@@ -1,0 +1,163 @@
+"""The ONNX export (jax2onnx) run by ONNX Runtime and OpenVINO chooses what JAX chooses.
+
+Skipped where the extra is not installed (`pip install -e .[onnx,openvino]`): jax2onnx pins
+orbax-checkpoint < 0.11.37, so the extras are not in the test extra (docs/serving.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nsnet_jax.inference import onnx_export, predictor
+from nsnet_jax.inference.jitted import make_inference_fn
+from nsnet_jax.inference.predictor import PredictOptions, predict
+from nsnet_jax.inference.trained import TrainedModel, load_trained
+from tests.helpers import write_frames
+
+RUNTIMES = onnx_export.RUNTIMES
+
+
+def _needs(runtime: str) -> None:
+    missing = onnx_export.missing_packages(runtime)
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (extra [{runtime}])")
+
+
+def _inputs(config, batch: int, seed: int = 0):
+    d, t = config.data, config.data.num_frames
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, 256, (batch, t, d.sampler_size, d.sampler_size, 3), dtype=np.uint8)
+    f = rng.integers(0, 256, (batch, t, d.recognizer_size, d.recognizer_size, 3), dtype=np.uint8)
+    return s, f
+
+
+def _mobilenet_trained() -> TrainedModel:
+    """A MobileNetV2 sampler (depthwise convolutions, ReLU6) beside the tiny ResNet recognizer,
+    with perturbed weights and BatchNorm statistics; JAX runs the `shifted` depthwise form."""
+    import jax
+
+    from nsnet_jax.models.nsnet import build_model, init_variables
+    from tests.helpers import tiny_predict_config
+
+    config = tiny_predict_config(
+        model__sampler__backbone="mobilenet_v2", model__sampler__width=0.35
+    )
+    model = build_model(config)
+    variables = init_variables(model, config, jax.random.key(3))
+    rng = np.random.default_rng(3)
+    variables = jax.tree.map(
+        lambda x: np.asarray(x) + rng.normal(0, 0.05, x.shape).astype(x.dtype), variables
+    )
+    return TrainedModel(config, model, variables, ("a", "b", "c", "d", "e"), "random")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("which", ["tiny_workdir", "mobilenet_v2"])
+def test_onnx_runtime_matches_jax(runtime, which, request, tmp_path):
+    _needs(runtime)
+    if which == "tiny_workdir":
+        trained = load_trained(request.getfixturevalue("tiny_workdir"))
+    else:
+        trained = _mobilenet_trained()
+    s, f = _inputs(trained.config, batch=3)
+    ref = make_inference_fn(trained.model).jitted(trained.variables, s, f)
+    sample, recognize = onnx_export.make_onnx_fns(trained, str(tmp_path), runtime)
+    logits, idx, scores = onnx_export.run_nsnet(sample, recognize, s, f)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(onnx_export.FILES)
+    np.testing.assert_array_equal(idx, np.asarray(ref["indices"]))
+    np.testing.assert_allclose(scores, np.asarray(ref["scores"]), atol=1e-5)
+    np.testing.assert_allclose(logits, np.asarray(ref["logits"]), atol=1e-4, rtol=1e-4)
+    np.testing.assert_array_equal(logits.argmax(-1), np.asarray(ref["logits"]).argmax(-1))
+    scores2, idx2 = sample(s[:1])  # the batch is free
+    np.testing.assert_array_equal(idx2, idx[:1])
+
+
+def test_host_topk_breaks_ties_like_lax_top_k():
+    from nsnet_jax.models.selection import topk_indices
+
+    scores = np.array([[0.5, 0.9, 0.5, 0.9, 0.1, 0.5], [1, 1, 1, 1, 1, 1]], np.float32)
+    for k in (1, 2, 3, 5):
+        np.testing.assert_array_equal(
+            onnx_export.host_topk_indices(scores, k), np.asarray(topk_indices(scores, k))
+        )
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_predict_engine_chooses_the_same_frames_and_top1_as_jax(runtime, tiny_workdir, tmp_path):
+    _needs(runtime)
+    rng = np.random.default_rng(5)
+    inputs = []
+    for i in range(3):
+        folder = str(tmp_path / f"v{i}")
+        write_frames(folder, [rng.integers(0, 256, (36, 48, 3), np.uint8) for _ in range(9)])
+        inputs.append(folder)
+    trained = load_trained(tiny_workdir)
+    runs = {}
+    for engine in ("jax", runtime):
+        lines: list[dict] = []
+        summary = predict(trained, inputs, lines.append, PredictOptions(engine=engine))
+        assert summary["engine"] == engine and summary["ok"] == 3
+        runs[engine] = lines
+    for a, b in zip(runs["jax"], runs[runtime], strict=True):
+        assert a["selected"] == b["selected"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+        assert a["top"][0]["index"] == b["top"][0]["index"]
+        np.testing.assert_allclose(
+            [c["prob"] for c in a["top"]], [c["prob"] for c in b["top"]], atol=1e-5
+        )
+
+
+def test_auto_prefers_the_installed_engines_in_order(monkeypatch):
+    available = {"jax": True, "tf": True, "onnx": True, "openvino": True}
+    monkeypatch.setattr(predictor, "engine_available", lambda e: available[e])
+    assert predictor.auto_engines() == ["onnx", "openvino", "tf", "jax"]
+    available["onnx"] = False
+    assert predictor.auto_engines() == ["openvino", "tf", "jax"]
+    assert predictor.choose_engine("auto") == "openvino"
+    available["openvino"] = False
+    assert predictor.choose_engine("auto") == "tf"
+    assert predictor.choose_engine("onnx") == "onnx"
+    with pytest.raises(ValueError, match="choose one of"):
+        predictor.choose_engine("tensorrt")
+
+
+def test_auto_falls_back_when_an_onnx_export_fails(tiny_workdir, tmp_path, monkeypatch, caplog):
+    import logging
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no conversion rule\nfor this")
+
+    monkeypatch.setattr(predictor, "AUTO_CPU_ORDER", ("onnx",))
+    monkeypatch.setattr(predictor, "engine_available", lambda e: True)
+    monkeypatch.setattr(onnx_export, "make_onnx_fns", broken)
+    folder = str(tmp_path / "v")
+    rng = np.random.default_rng(0)
+    write_frames(folder, [rng.integers(0, 256, (36, 48, 3), np.uint8) for _ in range(9)])
+    lines: list[dict] = []
+    with caplog.at_level(logging.WARNING, logger="nsnet_jax"):
+        summary = predict(load_trained(tiny_workdir), [folder], lines.append, PredictOptions())
+    assert summary["engine"] == "jax" and summary["ok"] == 1
+    warned = [r.getMessage() for r in caplog.records if "instead of ONNX Runtime" in r.message]
+    assert len(warned) == 1 and "no conversion rule" in warned[0]
+    with pytest.raises(RuntimeError, match="no conversion rule"):
+        predict(load_trained(tiny_workdir), [folder], lines.append, PredictOptions(engine="onnx"))
+
+
+def test_export_writes_the_onnx_files_beside_the_saved_model(tiny_workdir, tmp_path):
+    import json
+
+    from nsnet_jax.inference.export import export_all
+
+    runtime = next((r for r in RUNTIMES if not onnx_export.missing_packages(r)), None)
+    if runtime is None:
+        pytest.skip("neither ONNX extra is installed")
+    trained = load_trained(tiny_workdir)
+    info = export_all(trained, str(tmp_path), with_jax_export=False, with_onnx=True)
+    with open(tmp_path / "signature.json") as f:
+        assert json.load(f)["onnx"] == info["onnx"]
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(onnx_export.FILES)
+    s, f = _inputs(trained.config, batch=2, seed=1)
+    ref = make_inference_fn(trained.model).jitted(trained.variables, s, f)
+    scores = onnx_export.load_runner(info["onnx"]["sample"], runtime)(s)
+    np.testing.assert_allclose(scores, np.asarray(ref["scores"]), atol=1e-5)
