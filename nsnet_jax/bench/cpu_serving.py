@@ -14,6 +14,7 @@ alternates them in subprocesses).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -79,7 +80,10 @@ def _paths(config, batch: int) -> dict:
             out = tempfile.mkdtemp(prefix=f"nsnet_{engine}_")
             sample, recognize = ox.make_onnx_fns(trained, out, engine)
             paths[row] = lambda s=sample, r=recognize: ox.run_nsnet(s, r, lo, hi)[0]
-    if _TORCH.value:
+    if _TORCH.value and importlib.util.find_spec("torch") is None:
+        for row in ("torch_eager", "torch_compile"):
+            print(json.dumps({"name": row, "skipped": "not installed: ['torch']"}), flush=True)
+    elif _TORCH.value:
         import torch
 
         from nsnet_jax.bench import torch_reference as tr
