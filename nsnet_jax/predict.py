@@ -104,6 +104,11 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     if not inputs and not _SPLIT.value:
         sys.exit("predict: give one or more videos, frame folders, list files or directories")
     exit_threshold = _exit_threshold(workdir)  # before the slow load
+    if exit_threshold is not None and _ENGINE.value in ("onnx", "openvino"):
+        raise UserError(
+            f"--engine={_ENGINE.value} has no early exit (its recognizer takes K frames): use "
+            "--engine=tf, --engine=jax or --engine=auto with --early_exit_threshold"
+        )
     try:
         trained = load_trained(workdir, config, _CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:

@@ -351,6 +351,10 @@ def test_cli_early_exit_flag(ee_workdir, videos, tmp_path):
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0
     assert "--early_exit_threshold=1.5 must be in [0, 1]" in bad.stderr.splitlines()[-1]
+    onnx = subprocess.run([*cmd[:-1], "--engine=onnx", videos["mp4"]], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert onnx.returncode == 2
+    assert "--engine=onnx has no early exit" in onnx.stderr.splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
