@@ -11,7 +11,7 @@ Rules: `margin` (single-label, the default: the largest softmax probability minu
 spreads mass over several true classes, so a high max is not the signal; 1 - total variation
 between this prefix's distribution and the previous one's, the first compared with the uniform
 distribution: exit once another frame no longer changes the class ranking much). `margin` beat
-`max_prob` on salient_fashion at every GMACs budget (docs/early_exit.md).
+`max_prob` on salient_fashion at both GMACs budgets measured (docs/early_exit.md).
 """
 
 from __future__ import annotations
