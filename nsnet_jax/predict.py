@@ -97,18 +97,18 @@ def _exit_threshold(workdir: str | None) -> float | None:
 
 
 def main(config: Any, workdir: str | None, argv: list[str]) -> None:
-    from nsnet_jax.inference.predictor import PredictOptions, predict
+    from nsnet_jax.inference.predictor import PredictOptions, check_early_exit_engine, predict
     from nsnet_jax.inference.trained import load_trained
 
     inputs = argv[1:]
     if not inputs and not _SPLIT.value:
         sys.exit("predict: give one or more videos, frame folders, list files or directories")
     exit_threshold = _exit_threshold(workdir)  # before the slow load
-    if exit_threshold is not None and _ENGINE.value in ("onnx", "openvino"):
-        raise UserError(
-            f"--engine={_ENGINE.value} has no early exit (its recognizer takes K frames): use "
-            "--engine=tf, --engine=jax or --engine=auto with --early_exit_threshold"
-        )
+    if exit_threshold is not None:
+        try:
+            check_early_exit_engine(_ENGINE.value)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     try:
         trained = load_trained(workdir, config, _CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:

@@ -13,22 +13,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 
-
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up outside the timing
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from nsnet_jax.costs.timing import median_seconds
 
 
 def measure(config: Any, workdir: str) -> dict[str, Any]:
@@ -55,7 +45,7 @@ def measure(config: Any, workdir: str) -> dict[str, Any]:
     out: dict[str, Any] = {"batch": n, "fixed_k": {}, "early_exit": {}}
     for k in ks:
         fn = lambda k=k: recognize(variables, frames, topk(scores_fn(variables, sampler_frames), k))  # noqa: E731
-        out["fixed_k"][k] = {"videos_per_s": n / _median_seconds(fn, repeats)}
+        out["fixed_k"][k] = {"videos_per_s": n / median_seconds(fn, repeats)}
     for t in parse_thresholds(config.eval.early_exit_thresholds):
         runner = EarlyExitRunner(model, max(ks), t, config_rule(config))
         last: dict[str, Any] = {}
@@ -64,7 +54,7 @@ def measure(config: Any, workdir: str) -> dict[str, Any]:
             last.update(runner(variables, frames, np.asarray(scores_fn(variables, sampler_frames))))
             return last["logits"]
 
-        secs = _median_seconds(run, repeats)
+        secs = median_seconds(run, repeats)
         out["early_exit"][t] = {
             "videos_per_s": n / secs,
             "mean_frames": float(last["frames_used"].mean()),

@@ -99,6 +99,15 @@ def engine_available(engine: str) -> bool:
     return not missing_packages(engine)
 
 
+def check_early_exit_engine(engine: str) -> None:
+    """Early exit needs a recognizer that takes any number of frames; the ONNX export's takes K."""
+    if engine in ONNX_ENGINES:
+        raise ValueError(
+            f"--engine={engine} has no early exit (its recognizer takes K frames): use "
+            "--engine=tf, --engine=jax or --engine=auto with --early_exit_threshold"
+        )
+
+
 def auto_engines() -> list[str]:
     """The engines `auto` tries in order: JAX alone off CPU or over several processes."""
     if jax.default_backend() != "cpu" or jax.process_count() > 1:
@@ -268,11 +277,7 @@ def predict(
     if opts.early_exit_threshold is not None:
         ee = EarlyExit.for_config(config, opts.early_exit_threshold)
         sizes = sorted({-(-s // n_dev) * n_dev for s in bucket_sizes(batch)}, reverse=True)
-        if opts.engine in ONNX_ENGINES:
-            raise ValueError(
-                f"--engine={opts.engine} has no early exit (its recognizer takes K frames): use "
-                "--engine=tf or --engine=jax with --early_exit_threshold"
-            )
+        check_early_exit_engine(opts.engine)
     candidates = auto_engines() if opts.engine == "auto" else [opts.engine]
     if ee is not None:  # early exit needs a recognizer that takes any number of frames
         candidates = [e for e in candidates if e not in ONNX_ENGINES]
