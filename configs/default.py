@@ -136,6 +136,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Stage 1: the recognizer, TSN-style (average consensus over frames, video label only).
     c.recognizer_training = _train_config(optimizer="sgd", learning_rate=0.01, warmup_steps=500)
     c.recognizer_training.frames_per_video = 8  # TSN segments sampled per video; -1: all T
+    # > 0 adds this x the cross-entropy of each video's best single frame (min over its frames),
+    # so the recognizer is sure from one good frame: early exit's first prefix (docs/early_exit.md)
+    c.recognizer_training.best_frame_weight = 0.0
     # Stage 3: the sampler, recognizer frozen (OCSampler's recipe: SGD, lr 0.001 x batch/8,
     # cosine to 0, grad-clip 40).
     c.sampler_training = _train_config(optimizer="sgd", learning_rate=0.008, grad_clip=40.0)

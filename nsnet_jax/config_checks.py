@@ -85,6 +85,7 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "selection.sinkhorn_epsilon": (0, False),
     "selection.sinkhorn_iters": (1, True),
     "selection.recognizer_loss_weight": (0, True),
+    "recognizer_training.best_frame_weight": (0, True),
     "eval.timing_repeats": (1, True),
     "eval.early_exit_budget_gmacs": (0, True),
     "eval.early_exit_holdout": (1, True),

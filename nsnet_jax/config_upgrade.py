@@ -50,6 +50,7 @@ _ADDED = (
     "eval.early_exit_holdout_split",
     "eval.mgsampler",
     "eval.scsampler_videos",
+    "recognizer_training.best_frame_weight",
 )
 # where the field's arrival also changed the default: the value that gives the earlier behaviour
 _EARLIER = {"selection.perturbed_estimator": "first_order"}

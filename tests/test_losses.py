@@ -140,3 +140,23 @@ def test_own_top_k_adds_the_samplers_best_frames_and_passes_no_gradient():
     np.testing.assert_array_equal(got, [[1, 1, 1, 0], [1, 0, 1, 0]])
     grad = jax.grad(lambda s: losses.with_own_top_k(targets, s, 1).sum())(scores)
     np.testing.assert_array_equal(grad, np.zeros_like(scores))
+
+
+def test_best_frame_cross_entropy_takes_each_videos_best_frame_and_only_its_gradient():
+    import jax
+
+    frame_logits = jnp.array(
+        [[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], [[0.0, 0.0, 1.0], [0.0, 0.0, 0.5]]]
+    )  # [B=2, K=2, C=3]
+    labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+    def ce(logits, c):
+        return -(logits[c] - math.log(np.exp(np.asarray(logits)).sum()))
+
+    expected = (ce(frame_logits[0, 0], 0) + ce(frame_logits[1, 0], 2)) / 2
+    got = losses.best_frame_cross_entropy(frame_logits, labels)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-6)
+    grads = jax.grad(losses.best_frame_cross_entropy)(frame_logits, labels)
+    # frame 0 is each video's best: the other frames get no gradient
+    np.testing.assert_array_equal(np.asarray(grads[:, 1]), 0.0)
+    assert np.abs(np.asarray(grads[:, 0])).sum() > 0

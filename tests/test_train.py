@@ -374,6 +374,31 @@ def test_each_ablation_switch_runs_a_training_step(switches):
         assert "recognizer" in metrics
 
 
+def test_best_frame_weight_adds_the_best_single_frame_loss_to_the_recognizer_step():
+    from nsnet_jax.train.step import recognizer_loss_fn
+
+    results = {}
+    for weight in (0.0, 0.5):
+        config = tiny_config(
+            recognizer_training__best_frame_weight=weight,
+            recognizer_training__frames_per_video=-1,
+            model__recognizer__aggregation="maxpool_mlp",
+        )
+        model = build_model(config)
+        variables = jax.jit(lambda k, m=model, c=config: init_variables(m, c, k))(jax.random.key(0))
+        batch = synthetic_train_batch(config, "recognizer", batch=4)
+        loss_fn = jax.jit(recognizer_loss_fn(config, model))
+        loss, (_, metrics) = loss_fn(
+            variables["params"], variables["batch_stats"], batch, jax.random.key(1)
+        )
+        results[weight] = (float(loss), metrics)
+    base, with_best = results[0.0], results[0.5]
+    assert "best_frame" not in base[1]
+    best = float(with_best[1]["best_frame"])
+    assert best > 0
+    np.testing.assert_allclose(with_best[0], base[0] + 0.5 * best, rtol=1e-5)
+
+
 def test_optimizer_freezes_and_scales_by_path():
     params = {"a": {"w": jnp.ones((2, 2))}, "b": {"w": jnp.ones((2, 2))}, "c": {"w": jnp.ones(2)}}
     cfg = tiny_config().sampler_training

@@ -128,6 +128,18 @@ def per_video_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return -(targets * jax.nn.log_softmax(logits, axis=-1)).sum(axis=-1)
 
 
+def best_frame_cross_entropy(frame_logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Batch mean of min over frames of one frame's own cross-entropy, from `frame_logits`
+    [B, K, C] (a frame's logits are the recognizer's prediction from that frame alone).
+
+    Multiple-instance style: only the frame that already predicts the label best is pushed,
+    so the recognizer learns to be sure from one good frame (early exit's first prefix), while
+    frames without evidence are left alone.
+    """
+    per_frame = per_video_cross_entropy(frame_logits, labels[:, None, :])
+    return per_frame.min(axis=1).mean()
+
+
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Cross-entropy against multi-hot labels spread evenly over their classes; batch mean."""
     return per_video_cross_entropy(logits, labels).mean()

@@ -5,6 +5,7 @@ no Python state, no I/O, so the trainer jits it with donation and shardings, the
 exactly it, the tests call it directly, and it can be vmapped (e.g. over seeds).
 
     recognizer  stage 1: TSN-style video cross-entropy on `frames_per_video` segment frames
+                (+ `best_frame_weight` x the cross-entropy of each video's best single frame)
     sampler     stage 3: the frame (suppression) and video losses on pseudo labels, plus the
                 recognizer's loss on the selected frames when a relaxation or joint tuning is on
 """
@@ -167,6 +168,7 @@ def sampler_view(batch: dict) -> jax.Array:
 def recognizer_loss_fn(config: Any, model: NSNet) -> LossFn:
     """Stage 1 loss(params, batch_stats, batch, rng) -> (loss, (batch_stats, metrics))."""
     n_frames = config.recognizer_training.frames_per_video
+    best_frame_weight = float(config.recognizer_training.best_frame_weight)
 
     def loss_fn(params, batch_stats, batch, rng):
         seg_rng, dropout_rng = jax.random.split(rng)
@@ -180,10 +182,16 @@ def recognizer_loss_fn(config: Any, model: NSNet) -> LossFn:
             rngs={"dropout": dropout_rng},
         )
         loss = losses.softmax_cross_entropy(out["logits"], batch["labels"])
+        metrics = {}
+        if best_frame_weight > 0:
+            best = losses.best_frame_cross_entropy(out["frame_logits"], batch["labels"])
+            loss = loss + best_frame_weight * best
+            metrics["best_frame"] = best
         top1 = jnp.take_along_axis(
             batch["labels"], jnp.argmax(out["logits"], -1)[:, None], axis=-1
         ).mean()
-        return loss, (merge_stats(batch_stats, updates["batch_stats"]), {"top1": top1})
+        metrics["top1"] = top1
+        return loss, (merge_stats(batch_stats, updates["batch_stats"]), metrics)
 
     return loss_fn
 
