@@ -21,7 +21,7 @@ from jax.experimental import multihost_utils
 from nsnet_jax.contracts import eval_ks
 from nsnet_jax.costs.flops import count_gmacs
 from nsnet_jax.costs.timing import median_seconds
-from nsnet_jax.evaluation import early_exit_eval, early_exit_report, metrics
+from nsnet_jax.evaluation import early_exit_eval, early_exit_report, metrics, sampler_heads
 from nsnet_jax.evaluation.methods import METHODS, active_methods, select_functions
 from nsnet_jax.inference.jitted import (
     make_all_frames_fn,
@@ -66,6 +66,7 @@ def evaluate(
     logits = {(m, k): [] for m in methods for k in ks}
     chosen = {(m, k): [] for m in methods for k in ks}
     all_logits, labels, evidence, ids, sampler_scores = [], [], [], [], []
+    heads_fn, heads = sampler_heads.make_heads_fn(model, mesh), {"frame": [], "attention": []}
     timing_batch = None
     for step, host in enumerate(batches):
         keep = host["mask"] > 0
@@ -90,6 +91,8 @@ def evaluate(
         evidence.append(host["evidence"][keep])
         ids.append(np.asarray(host["video_id"])[keep])
         sampler_scores.append(scores[keep])
+        for name, value in heads_fn(variables, batch["sampler_frames"]).items():
+            heads[name].append(value[keep])
         if step % 10 == 0:
             log.info("eval: batch %d/%d", step + 1, meta.steps_per_epoch)
 
@@ -129,7 +132,13 @@ def evaluate(
         np.concatenate(ids), np.concatenate(labels), np.concatenate(sampler_scores), local,
         evidence=np.concatenate(evidence) if meta.has_evidence else None,
     )  # fmt: skip
-    extra = {}
+    extra = {
+        "sampler_heads": sampler_heads.summary(
+            _gather(np.concatenate(heads["frame"])), _gather(np.concatenate(heads["attention"])),
+            config.model.num_select, evidence_all if meta.has_evidence else None,
+        )
+    }  # fmt: skip
+    sampler_heads.check(extra["sampler_heads"], config)
     if exit_on:
         gmacs = early_exit_eval.gmacs_table(gmacs_by_k, max(ks))
         fns = (scores_fn, recognize, variables, mesh, gmacs, max(ks))
@@ -310,4 +319,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         )
     if "early_exit" in results:
         lines.append(early_exit_report.markdown(results["early_exit"]))
+    heads = results.get("sampler_heads")
+    if heads is not None and sampler_heads.inverted(heads):
+        lines.append(f"\n**Warning:** {sampler_heads.warning_text(heads)}.")
     return "\n".join(lines)
