@@ -121,6 +121,31 @@ def test_tiny_nsnet_with_it_as_sampler_runs_inference_and_a_sampler_step():
     assert not np.allclose(stem(new_state), stem(state))
 
 
+def test_frozen_it_gives_cacheable_features_and_it_also_serves_as_recognizer():
+    """The feature cache path: `embed` then `sample_features` equals `sample` when frozen."""
+    from nsnet_jax.models.nsnet import NSNet
+
+    config = tiny_config(
+        model__sampler__backbone=NAME,
+        model__sampler__width=0.25,
+        model__sampler__freeze_backbone=True,
+        model__recognizer__backbone=NAME,
+        model__recognizer__width=0.25,
+    )
+    model = build_model(config)
+    variables = jax.jit(lambda k: init_variables(model, config, k))(INIT_KEY)
+    lo = synthetic_train_batch(config, "sampler", batch=2)["sampler_frames"]
+    apply = jax.jit(model.apply, static_argnames="method")
+    features = apply(variables, lo, method=NSNet.embed)
+    assert features.shape == (2, config.data.num_frames, 1280)
+    whole = apply(variables, lo, method=NSNet.sample)["scores"]
+    parts = apply(variables, features, method=NSNet.sample_features)["scores"]
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-5)
+    frames = synthetic_train_batch(config, "recognizer", batch=2)["frames"][:, :2]
+    logits = apply(variables, frames, method=NSNet.recognize)["logits"]
+    assert logits.shape == (2, config.data.num_classes)
+
+
 def _bars(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """32 px noise images; class 1 has a bright horizontal bar, class 0 a vertical one."""
     rng = np.random.default_rng(seed)
