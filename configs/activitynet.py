@@ -6,6 +6,9 @@ Paper: 76.8 mAP at 26.0 GFLOPs (multiply-adds). This config counts 25.47 GMACs p
 Train (frames prepared as in docs/data.md):
     python -m nsnet_jax.main --config=configs/activitynet.py --workdir=/tmp/anet
 Its accuracy has not been measured in this project (the dataset is not on these machines).
+On a GPU, MobileNetV2's depthwise convolutions make the sampler far slower than its FLOPs; a
+sampler without them, at fewer GMACs per frame (0.087 against 0.103, docs/performance.md):
+    --config.model.sampler.backbone=fused_mbconv
 """
 
 from nsnet_jax.configs import default

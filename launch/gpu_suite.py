@@ -16,6 +16,9 @@ Steps, in order (each a subprocess of this Python, run from the repo root):
 - depthwise_<impl>: the bench's inference rows with `model.depthwise_impl=<impl>` (`--depthwise`;
   default the implementation `auto` does not pick on the platform: shifted on a GPU, grouped on a
   CPU), to compare with bench_bf16 (auto) and see what the depthwise layout costs the sampler.
+- sampler_backbone_<name>: the bench's inference rows with `model.sampler.backbone=<name>`
+  (`--sampler_backbones`; default fused_mbconv, MobileNetV2's layout without depthwise
+  convolutions), to compare with bench_bf16's MobileNetV2 sampler at the same shapes.
 - tests: the fast tests under the machine's JAX (on its CPU, as the JAX version is what matters).
 
 Shapes: ActivityNet (configs/activitynet.py: T=16, K=6, MobileNetV2 @128, ResNet-50 @224), random
@@ -59,14 +62,15 @@ CONFIG = "--config=configs/activitynet.py"
 # Per-step timeouts in seconds (full shapes sum to the default budget; tiny ones are generous
 # ceilings for a busy 2-core CPU). sweep and depthwise apply to each of their steps.
 TIMEOUTS = {
-    "env": 45,
-    "gpu_check": 180,
+    "env": 30,
+    "gpu_check": 150,  # has its own budget 50 s below this: skips what no longer fits
     "stage_times": 125,
     "bench_bf16": 150,
     "bench_f32": 70,
     "sweep": 60,
     "depthwise": 60,
-    "tests": 90,
+    "sampler_backbone": 60,
+    "tests": 75,
 }
 TINY_TIMEOUTS = {
     "env": 60,
@@ -76,6 +80,7 @@ TINY_TIMEOUTS = {
     "bench_f32": 90,
     "sweep": 90,
     "depthwise": 90,
+    "sampler_backbone": 90,
     "tests": 120,
 }
 KINDS = tuple(TIMEOUTS)
@@ -205,6 +210,11 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         argv = [*bench, *extra, f"--batch={batch}", bf16, "--train_step=none"]
         argv.append(f"--config.model.depthwise_impl={impl}")
         steps.append(Step(f"depthwise_{impl}", "depthwise", argv, timeouts["depthwise"]))
+    for name in [x for x in args.sampler_backbones.split(",") if x]:
+        argv = [*bench, f"--batch={batch}", bf16, "--train_step=none"]
+        argv.append(f"--config.model.sampler.backbone={name}")
+        kind = "sampler_backbone"
+        steps.append(Step(f"{kind}_{name}", kind, argv, timeouts[kind]))
     # the tests run on the host CPU (8 virtual devices, as tests/conftest.py sets by itself)
     steps.append(Step("tests", "tests", tests, timeouts["tests"], {"JAX_PLATFORMS": "cpu"}))
     return steps
@@ -339,6 +349,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=0, help="the bench's batch (default 32; tiny 2)")
     p.add_argument("--sweep_batches", default=None, help="sweep steps' batches (8,128; tiny 4)")
     p.add_argument("--depthwise", default=None, help="its steps' impls (shifted; tiny grouped)")
+    p.add_argument(
+        "--sampler_backbones",
+        default="fused_mbconv",
+        help="sampler backbones timed beside bench_bf16's, one step each",
+    )
     p.add_argument("--tests", default=None, help="comma-separated test files for the tests step")
     p.add_argument("--python", default=sys.executable, help="the Python that runs the steps")
     for kind in KINDS:

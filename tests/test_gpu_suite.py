@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = [
     "env", "gpu_check", "stage_times", "bench_bf16", "bench_f32", "sweep_b4", "depthwise_grouped",
-    "tests",
+    "sampler_backbone_fused_mbconv", "tests",
 ]  # fmt: skip
 
 
@@ -85,6 +85,10 @@ def test_tiny_suite_runs_every_step_and_goes_on_after_a_timeout(tmp_path):
     depthwise = [x for x in rows["depthwise_grouped"] if x["name"] == "sampler_videos_per_s"]
     assert depthwise[0]["depthwise_impl"] == "grouped"
     assert depthwise[0]["shapes"]["sampler"].startswith("mobilenet_v2")
+    fused = [
+        x for x in rows["sampler_backbone_fused_mbconv"] if x["name"] == "sampler_videos_per_s"
+    ]
+    assert fused[0]["shapes"]["sampler"].startswith("fused_mbconv")
     (tests,) = rows["tests"]
     assert tests["passed"] == 1 and "failed" not in tests
 
@@ -114,9 +118,13 @@ def test_steps_get_the_repo_and_device_site_on_pythonpath(tmp_path, monkeypatch)
     steps = {s.name: s for s in suite.build_steps(args)}
     assert list(steps) == [
         "env", "gpu_check", "stage_times", "bench_bf16", "bench_f32", "sweep_b8", "sweep_b16",
-        "depthwise_shifted", "tests",
+        "depthwise_shifted", "sampler_backbone_fused_mbconv", "tests",
     ]  # fmt: skip
     assert steps["sweep_b8"].timeout == steps["sweep_b16"].timeout == 7
-    assert sum(suite.TIMEOUTS.values()) + suite.TIMEOUTS["sweep"] <= 840  # two sweeps fit
+    # two sweeps, one depthwise and one sampler backbone step fit
+    assert sum(suite.TIMEOUTS.values()) + suite.TIMEOUTS["sweep"] <= 840
     assert "--config.model.dtype=bfloat16" in steps["bench_bf16"].argv
     assert "--config.model.depthwise_impl=shifted" in steps["depthwise_shifted"].argv
+    fused = steps["sampler_backbone_fused_mbconv"].argv
+    assert "--config.model.sampler.backbone=fused_mbconv" in fused
+    assert "--config.model.dtype=bfloat16" in fused and "--train_step=none" in fused

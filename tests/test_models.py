@@ -204,7 +204,7 @@ def test_spatial_pool_modes_by_hand():
 
 
 @pytest.mark.parametrize(
-    "backbone", ["patch_cnn", "mobilenet_v2", "resnet18", "efficientnet_lite0"]
+    "backbone", ["patch_cnn", "mobilenet_v2", "resnet18", "efficientnet_lite0", "fused_mbconv"]
 )
 def test_every_backbone_pools_its_last_map_as_configured(backbone):
     """Pooling has no parameters: the same weights give mean <= max and mean_max = mean + max."""

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from nsnet_jax.models.efficientnet_lite import LITE_VARIANTS, EfficientNetLite
+from nsnet_jax.models.fused_mbconv import FusedMBConvNet
 from nsnet_jax.models.mobilenet_v2 import MobileNetV2
 from nsnet_jax.models.patch_cnn import PatchCNN
 from nsnet_jax.models.resnet import RESNET_STAGES, ResNet
@@ -39,6 +40,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         for depth, (stages, bottleneck) in RESNET_STAGES.items()
     },
     "mobilenet_v2": BackboneSpec(MobileNetV2, IMAGENET_TORCH, has_depthwise=True),
+    # MobileNetV2's layout with dense Fused-MBConv blocks only: no depthwise conv for GPUs
+    "fused_mbconv": BackboneSpec(FusedMBConvNet, IMAGENET_TORCH),
     **{
         f"efficientnet_lite{v}": BackboneSpec(
             lambda v=v, **kw: EfficientNetLite(variant=v, **kw), TF_LITE, has_depthwise=True
