@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -191,7 +193,10 @@ def run(config: Any, workdir: str, validate: bool = True) -> dict[str, Any]:
     ensure_dataset(config)
     start = time.time()
     summaries = train_and_evaluate(config, workdir, validate=validate)
-    results = summaries["eval"]
+    results = summaries.get("eval")
+    if results is None or "rows" not in results:  # preempted, or config.stage named another stage
+        log.info("no evaluation in this run (stages run: %s): no figures", ", ".join(summaries))
+        return summaries
     plot_accuracy_vs_gmacs(
         results, os.path.join(workdir, "accuracy_vs_gmacs.png"), config.data.name
     )
@@ -213,7 +218,13 @@ def main(config: Any, workdir: str, argv: list[str]) -> None:
 
     with locking.workdir_lock(workdir, enabled=jax.process_index() == 0):
         summaries = run(config, workdir, validate=False)  # cli.run validated it
-    print(markdown_table(summaries["eval"]))
+    preempted = any(s.get("preempted") for s in summaries.values() if isinstance(s, dict))
+    if preempted:  # as main does: 143 after SIGTERM, 130 after Ctrl-C; rerun to resume
+        from nsnet_jax.train import checkpointing
+
+        sys.exit(128 + (checkpointing.PreemptionFlag.received or signal.SIGTERM))
+    if "rows" in summaries.get("eval", {}):
+        print(markdown_table(summaries["eval"]))
     print(json.dumps({"workdir": workdir, "done": True}))
 
 

@@ -583,3 +583,16 @@ def test_a_field_added_later_matches_old_records_only_at_its_earlier_behaviour()
     assert provenance.differences(old_record, changed) == [
         ("model.recognizer.spatial_pool", None, "max")
     ]
+
+
+def test_demo_with_a_single_stage_runs_it_and_ends_without_an_evaluation(
+    tmp_path, tiny_fashion_dir, capsys
+):
+    from nsnet_jax import demo
+
+    config = train_config(tiny_fashion_dir, stage="recognizer")
+    demo.main(config, str(tmp_path), [])
+    out = capsys.readouterr().out
+    assert '"done": true' in out and "| method |" not in out
+    assert (tmp_path / "recognizer" / "DONE.json").exists()
+    assert not (tmp_path / "accuracy_vs_gmacs.png").exists()
