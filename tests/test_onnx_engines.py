@@ -161,3 +161,59 @@ def test_export_writes_the_onnx_files_beside_the_saved_model(tiny_workdir, tmp_p
     ref = make_inference_fn(trained.model).jitted(trained.variables, s, f)
     scores = onnx_export.load_runner(info["onnx"]["sample"], runtime)(s)
     np.testing.assert_allclose(scores, np.asarray(ref["scores"]), atol=1e-5)
+
+
+def test_int8_engine_keeps_the_frames_and_quantizes_only_the_recognizer(tiny_workdir, tmp_path):
+    """onnx_int8: the float32 sampler chooses JAX's frames exactly; the recognizer file it serves
+    holds int8 weights, and its logits follow float32's within the quantization error."""
+    import onnx
+
+    _needs(onnx_export.INT8)
+    trained = load_trained(tiny_workdir)
+    s, f = _inputs(trained.config, batch=6, seed=2)
+    ref = make_inference_fn(trained.model).jitted(trained.variables, s, f)
+    sample, recognize = onnx_export.make_onnx_fns(trained, str(tmp_path), onnx_export.INT8)
+    logits, idx, scores = onnx_export.run_nsnet(sample, recognize, s, f)
+    np.testing.assert_array_equal(idx, np.asarray(ref["indices"]))
+    np.testing.assert_allclose(scores, np.asarray(ref["scores"]), atol=1e-5)
+    quantized = onnx.load(str(tmp_path / "recognize_int8.onnx"))
+    ops = {n.op_type for n in quantized.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in quantized.graph.initializer)
+    ref_logits = np.asarray(ref["logits"])
+    spread = ref_logits.max() - ref_logits.min()
+    assert spread > 0
+    err = np.abs(logits - ref_logits).max()
+    assert 0 < err < 0.1 * spread, (err, spread)  # quantized (not float32), and close to it
+    again = recognize(np.take_along_axis(f, idx[:, :, None, None, None], axis=1))
+    np.testing.assert_array_equal(again, logits)  # calibrated once, on the first call
+
+
+def test_int8_calibration_refuses_frames_of_the_wrong_shape(tmp_path):
+    from nsnet_jax.inference.onnx_int8 import quantize_recognizer
+
+    _needs(onnx_export.INT8)
+    with pytest.raises(ValueError, match=r"expected \[N, K, H, W, 3\]"):
+        quantize_recognizer("unused.onnx", str(tmp_path / "q.onnx"), np.zeros((2, 8, 8, 3)))
+
+
+def test_predict_int8_engine_chooses_jax_frames(tiny_workdir, tmp_path):
+    _needs(onnx_export.INT8)
+    rng = np.random.default_rng(6)
+    inputs = []
+    for i in range(3):
+        folder = str(tmp_path / f"v{i}")
+        write_frames(folder, [rng.integers(0, 256, (36, 48, 3), np.uint8) for _ in range(9)])
+        inputs.append(folder)
+    trained = load_trained(tiny_workdir)
+    runs = {}
+    for engine in ("jax", "onnx_int8"):
+        lines: list[dict] = []
+        summary = predict(trained, inputs, lines.append, PredictOptions(engine=engine))
+        assert summary["engine"] == engine and summary["ok"] == 3
+        runs[engine] = lines
+    for a, b in zip(runs["jax"], runs["onnx_int8"], strict=True):
+        assert a["selected"] == b["selected"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    with pytest.raises(ValueError, match="no early exit"):
+        predictor.check_early_exit_engine("onnx_int8")

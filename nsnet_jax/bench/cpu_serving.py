@@ -6,7 +6,9 @@ Paths, all on the same uint8 batch and random weights: JAX jit float32 (the defa
 runs), JAX with the model in bfloat16, JAX one video per call, the exported TF SavedModel (jax2tf,
 run by TensorFlow's XLA), the ONNX export (jax2onnx) run by ONNX Runtime (`onnxruntime`) and by
 OpenVINO (`openvino`), each where its packages are installed (extras [onnx], [openvino]; the top-K
-between their two graphs runs in numpy, as in predict), and the PyTorch reference eager and with
+between their two graphs runs in numpy, as in predict), ONNX Runtime with the recognizer's
+convolutions in int8 (`onnxruntime_int8`, calibrated on the batch in its first, untimed call),
+and the PyTorch reference eager and with
 `torch.compile` (if torch is installed). XLA flags are fixed per process: `--paths=jax_f32
 --torch=false --tf=false --onnx=false` with XLA_FLAGS set times one flag set (launch/cpu_flags.sh
 alternates them in subprocesses).
@@ -72,7 +74,8 @@ def _paths(config, batch: int) -> dict:
         from nsnet_jax.inference import onnx_export as ox
 
         trained = TrainedModel(config, model, variables, (), "random")
-        for engine, row in (("onnx", "onnxruntime"), ("openvino", "openvino")):
+        rows = (("onnx", "onnxruntime"), ("openvino", "openvino"), (ox.INT8, "onnxruntime_int8"))
+        for engine, row in rows:
             missing = ox.missing_packages(engine)
             if missing:
                 print(json.dumps({"name": row, "skipped": f"not installed: {missing}"}), flush=True)

@@ -32,7 +32,8 @@ from nsnet_jax.models.nsnet import NSNet, build_model
 log = logging.getLogger("nsnet_jax")
 
 RUNTIMES = ("onnx", "openvino")  # predict's engine names: ONNX Runtime, OpenVINO
-_MODULES = {"onnx": "onnxruntime", "openvino": "openvino"}
+INT8 = "onnx_int8"  # ONNX Runtime with an int8 recognizer (inference/onnx_int8.py); not exact
+_MODULES = {"onnx": "onnxruntime", "openvino": "openvino", INT8: "onnxruntime"}
 FILES = ("sample.onnx", "recognize.onnx")
 
 
@@ -166,10 +167,19 @@ def make_onnx_fns(
     trained: TrainedModel, directory: str, runtime: str
 ) -> tuple[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], Callable[..., np.ndarray]]:
     """(sample: sampler frames -> scores, indices) and (recognize: K frames -> logits), exported to
-    `directory` and served by `runtime` ("onnx": ONNX Runtime, "openvino")."""
+    `directory` and served by `runtime` ("onnx": ONNX Runtime, "openvino", or "onnx_int8": ONNX
+    Runtime with the recognizer quantized to int8 on its first call's frames)."""
+    if runtime not in (*RUNTIMES, INT8):
+        raise ValueError(f"runtime={runtime!r}: choose one of {[*RUNTIMES, INT8]}")
     paths = export_onnx(trained, directory)
-    scores_fn = load_runner(paths["sample"], runtime)
-    logits_fn = load_runner(paths["recognize"], runtime)
+    if runtime == INT8:
+        from nsnet_jax.inference.onnx_int8 import make_int8_logits_fn
+
+        scores_fn = load_runner(paths["sample"], "onnx")
+        logits_fn = make_int8_logits_fn(paths["recognize"])
+    else:
+        scores_fn = load_runner(paths["sample"], runtime)
+        logits_fn = load_runner(paths["recognize"], runtime)
     k = int(trained.config.model.num_select)
 
     def sample(low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
