@@ -43,12 +43,13 @@ _SPLIT = flags.DEFINE_string(
 _SPLIT_DIR = flags.DEFINE_string("split_dir", None, "Where --split writes its frame folders.")
 _SHEETS = flags.DEFINE_string("contact_sheets", None, "Write a contact sheet PNG per video here.")
 _ENGINE = flags.DEFINE_enum(
-    "engine", "auto", ["auto", "jax", "tf", "onnx", "openvino", "onnx_int8"],
+    "engine", "auto", ["auto", "jax", "tf", "onnx", "openvino", "onnx_int8", "openvino_bf16"],
     "Inference engine: jitted JAX, the exported TF SavedModel, the ONNX export run by ONNX "
     "Runtime or OpenVINO (extras [onnx] / [openvino]). auto: on one CPU process the first "
     "installed of onnx, openvino, tf (fastest first, docs/performance.md); JAX on accelerators "
-    "and pods. onnx_int8 (never chosen by auto): ONNX Runtime with the recognizer quantized to "
-    "int8 on the first batch's frames; same frames, top-1 can differ (docs/serving.md).",
+    "and pods. Reduced precision, never chosen by auto (same frames, top-1 can differ; "
+    "docs/serving.md): onnx_int8, ONNX Runtime with the recognizer's convolutions in int8 "
+    "(calibrated on the first batch); openvino_bf16, OpenVINO with the recognizer in bfloat16.",
 )  # fmt: skip
 
 _EXIT_THRESHOLD = flags.DEFINE_float(

@@ -202,10 +202,14 @@ def test_cpu_serving_command_prints_a_json_line_per_path_and_refuses_stray_argum
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    names = {"jax_f32", "jax_f32_batch1", "jax_bf16", "onnxruntime", "openvino"}
+    names = {"jax_f32", "jax_f32_batch1", "jax_bf16", "onnxruntime", "openvino",
+             "onnxruntime_int8", "openvino_bf16"}  # fmt: skip
     assert {r["name"] for r in rows} == names
     # the ONNX runtimes are in the test extra; elsewhere their rows say what is missing
     assert all(r.get("videos_per_s", 0) > 0 or "not installed" in r["skipped"] for r in rows)
+    timed = {r["name"]: r for r in rows if "videos_per_s" in r}
+    assert timed["jax_f32_batch1"]["top1_same_as_jax_f32"] == 1.0  # the same model and inputs
+    assert "top1_same_as_jax_f32" not in timed["jax_f32"]  # the reference itself
     stray = subprocess.run(cmd + ["config.model.num_select=1"], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
     assert stray.returncode != 0 and "needs two dashes" in stray.stderr

@@ -217,3 +217,30 @@ def test_predict_int8_engine_chooses_jax_frames(tiny_workdir, tmp_path):
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
     with pytest.raises(ValueError, match="no early exit"):
         predictor.check_early_exit_engine("onnx_int8")
+
+
+def test_bf16_engine_keeps_the_frames_and_runs_the_recognizer_in_bf16_where_the_cpu_can(
+    tiny_workdir, tmp_path, caplog
+):
+    """openvino_bf16: the float32 sampler chooses JAX's frames exactly; the recognizer runs in
+    bfloat16 on CPUs with it (logits within bf16's error), else in float32 with one warning."""
+    import logging
+
+    _needs(onnx_export.BF16)
+    ov = onnx_export.import_openvino()
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    trained = load_trained(tiny_workdir)
+    s, f = _inputs(trained.config, batch=4, seed=4)
+    ref = make_inference_fn(trained.model).jitted(trained.variables, s, f)
+    with caplog.at_level(logging.WARNING, logger="nsnet_jax"):
+        sample, recognize = onnx_export.make_onnx_fns(trained, str(tmp_path), onnx_export.BF16)
+        logits, idx, scores = onnx_export.run_nsnet(sample, recognize, s, f)
+    np.testing.assert_array_equal(idx, np.asarray(ref["indices"]))
+    np.testing.assert_allclose(scores, np.asarray(ref["scores"]), atol=1e-5)
+    ref_logits = np.asarray(ref["logits"])
+    err = np.abs(logits - ref_logits).max()
+    assert err < 0.05 * (ref_logits.max() - ref_logits.min()), err
+    warned = any("has no bfloat16" in r.getMessage() for r in caplog.records)
+    assert warned == (not has_bf16)
+    if has_bf16:
+        assert err > 1e-6  # bfloat16 moved them: the hint took effect

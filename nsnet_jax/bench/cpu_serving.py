@@ -6,12 +6,13 @@ Paths, all on the same uint8 batch and random weights: JAX jit float32 (the defa
 runs), JAX with the model in bfloat16, JAX one video per call, the exported TF SavedModel (jax2tf,
 run by TensorFlow's XLA), the ONNX export (jax2onnx) run by ONNX Runtime (`onnxruntime`) and by
 OpenVINO (`openvino`), each where its packages are installed (extras [onnx], [openvino]; the top-K
-between their two graphs runs in numpy, as in predict), ONNX Runtime with the recognizer's
-convolutions in int8 (`onnxruntime_int8`, calibrated on the batch in its first, untimed call),
-and the PyTorch reference eager and with
-`torch.compile` (if torch is installed). XLA flags are fixed per process: `--paths=jax_f32
---torch=false --tf=false --onnx=false` with XLA_FLAGS set times one flag set (launch/cpu_flags.sh
-alternates them in subprocesses).
+between their two graphs runs in numpy, as in predict), the reduced-precision engines (the
+recognizer only): ONNX Runtime with its convolutions in int8 (`onnxruntime_int8`, calibrated on
+the batch in its first, untimed call) and OpenVINO in bfloat16 (`openvino_bf16`), and the PyTorch
+reference eager and with `torch.compile`, in float32 and under bfloat16 autocast (if torch is
+installed). XLA flags are fixed per process: `--paths=jax_f32 --torch=false --tf=false
+--onnx=false` with XLA_FLAGS set times one flag set (launch/cpu_flags.sh alternates them in
+subprocesses).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def _paths(config, batch: int) -> dict:
         from nsnet_jax.inference import onnx_export as ox
 
         trained = TrainedModel(config, model, variables, (), "random")
-        rows = (("onnx", "onnxruntime"), ("openvino", "openvino"), (ox.INT8, "onnxruntime_int8"))
+        rows = (("onnx", "onnxruntime"), ("openvino", "openvino"),
+                (ox.INT8, "onnxruntime_int8"), (ox.BF16, "openvino_bf16"))  # fmt: skip
         for engine, row in rows:
             missing = ox.missing_packages(engine)
             if missing:
@@ -84,7 +86,7 @@ def _paths(config, batch: int) -> dict:
             sample, recognize = ox.make_onnx_fns(trained, out, engine)
             paths[row] = lambda s=sample, r=recognize: ox.run_nsnet(s, r, lo, hi)[0]
     if _TORCH.value and importlib.util.find_spec("torch") is None:
-        for row in ("torch_eager", "torch_compile"):
+        for row in ("torch_eager", "torch_compile", "torch_compile_bf16"):
             print(json.dumps({"name": row, "skipped": "not installed: ['torch']"}), flush=True)
     elif _TORCH.value:
         import torch
@@ -97,13 +99,33 @@ def _paths(config, batch: int) -> dict:
         lo_t, hi_t = torch.from_numpy(lo.copy()), torch.from_numpy(hi.copy())
         compiled = torch.compile(tmodel)
 
-        def run(m):
-            with torch.inference_mode():
-                return m(lo_t, hi_t)[0]
+        compiled_bf16 = torch.compile(tmodel)
+
+        def run(m, bf16=False):
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                return m(lo_t, hi_t)[0].float()
 
         paths["torch_eager"] = lambda: run(tmodel)
         paths["torch_compile"] = lambda: run(compiled)
+        paths["torch_compile_bf16"] = lambda: run(compiled_bf16, bf16=True)
     return paths
+
+
+def _logits(out: Any) -> np.ndarray:
+    if isinstance(out, list):  # one video per call
+        return np.concatenate([_logits(o) for o in out])
+    if hasattr(out, "detach"):  # torch
+        out = out.detach().float().numpy()
+    return np.asarray(jax.device_get(out), np.float32)
+
+
+def _agreement(logits: np.ndarray, reference: np.ndarray | None) -> dict[str, Any]:
+    """How far a path's logits are from JAX float32's on the same batch (random weights)."""
+    if reference is None:
+        return {}
+    same = float((logits.argmax(-1) == reference.argmax(-1)).mean())
+    diff = float(np.abs(logits - reference).max())
+    return {"max_abs_logit_diff_vs_jax_f32": diff, "top1_same_as_jax_f32": same}
 
 
 def main(config: Any, workdir: str | None, argv: list[str]) -> None:
@@ -114,22 +136,24 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     context = {"config": config.data.name, "batch": batch, "cpus": os.cpu_count(),
                "xla_flags": os.environ.get("XLA_FLAGS", ""),
                "load_avg_1m": os.getloadavg()[0], "jax": jax.__version__}  # fmt: skip
-    first = {}
+    first, outputs = {}, {}
     for name, fn in paths.items():  # compile and warm up, one after the other
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
         first[name] = time.perf_counter() - t0
-        jax.block_until_ready(fn())
+        outputs[name] = _logits(fn())
     rounds = {name: [] for name in paths}
     for _ in range(_REPEATS.value):
         for name, fn in paths.items():
             t0 = time.perf_counter()
             jax.block_until_ready(fn())
             rounds[name].append(time.perf_counter() - t0)
+    reference = outputs.get("jax_f32")
     for name, times in rounds.items():
         med = float(np.median(times))
         record = {"name": name, "videos_per_s": round(batch / med, 4), "median_s": round(med, 4),
                   "times_s": [round(t, 3) for t in times], "first_call_s": round(first[name], 2),
+                  **_agreement(outputs[name], None if name == "jax_f32" else reference),
                   **context, "load_avg_1m_end": os.getloadavg()[0]}  # fmt: skip
         print(json.dumps(record), flush=True)
     sys.stdout.flush()

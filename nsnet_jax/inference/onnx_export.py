@@ -31,9 +31,12 @@ from nsnet_jax.models.nsnet import NSNet, build_model
 
 log = logging.getLogger("nsnet_jax")
 
-RUNTIMES = ("onnx", "openvino")  # predict's engine names: ONNX Runtime, OpenVINO
-INT8 = "onnx_int8"  # ONNX Runtime with an int8 recognizer (inference/onnx_int8.py); not exact
-_MODULES = {"onnx": "onnxruntime", "openvino": "openvino", INT8: "onnxruntime"}
+RUNTIMES = ("onnx", "openvino")  # predict's engine names: ONNX Runtime, OpenVINO (float32)
+# Reduced precision, the recognizer only (the float32 sampler keeps JAX's frames; top-1 can move):
+INT8 = "onnx_int8"  # ONNX Runtime, the recognizer's convolutions in int8 (inference/onnx_int8.py)
+BF16 = "openvino_bf16"  # OpenVINO, the recognizer in bfloat16 (AMX / AVX512_BF16 CPUs)
+REDUCED = (INT8, BF16)
+_MODULES = {"onnx": "onnxruntime", "openvino": "openvino", INT8: "onnxruntime", BF16: "openvino"}
 FILES = ("sample.onnx", "recognize.onnx")
 
 
@@ -137,7 +140,10 @@ def import_openvino() -> Any:
 
 
 def load_runner(path: str, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
-    """f(uint8 array) -> the ONNX file's one output, run by ONNX Runtime or OpenVINO on the CPU."""
+    """f(uint8 array) -> the ONNX file's one output, run by ONNX Runtime or OpenVINO on the CPU.
+
+    OpenVINO runs float32 unless `runtime` is "openvino_bf16": left to itself it picks bfloat16
+    on CPUs that have it (AMX, AVX512_BF16), which moves the logits by ~1e-3."""
     if runtime == "onnx":
         import onnxruntime as ort
 
@@ -150,9 +156,14 @@ def load_runner(path: str, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
             return session.run(None, {input_name: x})[0]
 
         return run_ort
-    if runtime == "openvino":
+    if runtime in ("openvino", BF16):
         ov = import_openvino()
-        compiled = ov.Core().compile_model(path, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        precision = "bf16" if runtime == BF16 else "f32"
+        hints = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        compiled = ov.Core().compile_model(path, "CPU", hints)
+        got = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if runtime == BF16 and "bf" not in got:
+            log.warning("openvino_bf16: this CPU has no bfloat16; OpenVINO runs %s", got)
         request = compiled.create_infer_request()
 
         def run_ov(x: np.ndarray) -> np.ndarray:
@@ -160,23 +171,27 @@ def load_runner(path: str, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
 
         run_ov.keep_alive = compiled
         return run_ov
-    raise ValueError(f"runtime={runtime!r}: choose one of {list(RUNTIMES)}")
+    raise ValueError(f"runtime={runtime!r}: choose one of {[*RUNTIMES, BF16]}")
 
 
 def make_onnx_fns(
     trained: TrainedModel, directory: str, runtime: str
 ) -> tuple[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], Callable[..., np.ndarray]]:
     """(sample: sampler frames -> scores, indices) and (recognize: K frames -> logits), exported to
-    `directory` and served by `runtime` ("onnx": ONNX Runtime, "openvino", or "onnx_int8": ONNX
-    Runtime with the recognizer quantized to int8 on its first call's frames)."""
-    if runtime not in (*RUNTIMES, INT8):
-        raise ValueError(f"runtime={runtime!r}: choose one of {[*RUNTIMES, INT8]}")
+    `directory` and served by `runtime`: "onnx" (ONNX Runtime), "openvino" (both float32),
+    "onnx_int8" (ONNX Runtime, the recognizer quantized to int8 on its first call's frames) or
+    "openvino_bf16" (OpenVINO, the recognizer in bfloat16); the sampler is float32 in all."""
+    if runtime not in (*RUNTIMES, *REDUCED):
+        raise ValueError(f"runtime={runtime!r}: choose one of {[*RUNTIMES, *REDUCED]}")
     paths = export_onnx(trained, directory)
     if runtime == INT8:
         from nsnet_jax.inference.onnx_int8 import make_int8_logits_fn
 
         scores_fn = load_runner(paths["sample"], "onnx")
         logits_fn = make_int8_logits_fn(paths["recognize"])
+    elif runtime == BF16:
+        scores_fn = load_runner(paths["sample"], "openvino")
+        logits_fn = load_runner(paths["recognize"], BF16)
     else:
         scores_fn = load_runner(paths["sample"], runtime)
         logits_fn = load_runner(paths["recognize"], runtime)

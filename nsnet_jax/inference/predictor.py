@@ -53,7 +53,7 @@ class PredictOptions:
     top: int = 5
     contact_sheet_dir: str | None = None
     pipeline_views: bool = False  # frame folders: both views from one full decode, as in eval
-    engine: str = "auto"  # auto | jax | tf | onnx | openvino | onnx_int8 (auto: choose_engine)
+    engine: str = "auto"  # auto | jax | tf | onnx | openvino | onnx_int8 | openvino_bf16
     early_exit_threshold: float | None = None  # None: off; else exit once confidence > this
     log_every_s: float = 10.0
 
@@ -76,15 +76,16 @@ def make_predict_fns(model: NSNet, mesh) -> tuple[Callable, Callable]:
     return sample, recognize
 
 
-ENGINES = ("auto", "jax", "tf", "onnx", "openvino", "onnx_int8")
-ONNX_ENGINES = ("onnx", "openvino", "onnx_int8")  # the ONNX export: fixed K, so no early exit
+ENGINES = ("auto", "jax", "tf", "onnx", "openvino", "onnx_int8", "openvino_bf16")
+# the ONNX export: fixed K, so no early exit
+ONNX_ENGINES = ("onnx", "openvino", "onnx_int8", "openvino_bf16")
 # `auto` on one CPU process: the first of these whose packages are installed (and whose export
 # runs; else the next). Fastest first, by docs/performance.md#cpu-serving. Only engines that
-# choose JAX's frames and top-1: never onnx_int8, whose recognizer's logits are quantized.
+# choose JAX's frames and top-1: never onnx_int8 or openvino_bf16 (reduced precision).
 AUTO_CPU_ORDER = ("onnx", "openvino", "tf")
 _ENGINE_NAMES = {
     "jax": "JAX", "tf": "the SavedModel", "onnx": "ONNX Runtime", "openvino": "OpenVINO",
-    "onnx_int8": "ONNX Runtime (int8 recognizer)",
+    "onnx_int8": "ONNX Runtime (int8 recognizer)", "openvino_bf16": "OpenVINO (bf16 recognizer)",
 }  # fmt: skip
 
 
