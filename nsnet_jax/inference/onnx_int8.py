@@ -13,8 +13,8 @@ is why `auto` never picks this engine.
 
 On x86 CPUs without VNNI, weights use 7 of their 8 bits (`reduce_range`): there ONNX Runtime
 multiplies uint8 by int8 pairs into int16 (vpmaddubsw), which saturates with full-range weights.
-With VNNI (or AMX) they use all 8: on the quickstart's recognizer, 7 bits cost 7 points of top-1
-agreement with float32.
+With VNNI (or AMX) they use all 8: on the quickstart's recognizer, 7 bits cost 6.7 points of
+top-1 (docs/performance.md).
 """
 
 from __future__ import annotations
