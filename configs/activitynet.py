@@ -7,7 +7,8 @@ Train (frames prepared as in docs/data.md):
     python -m nsnet_jax.main --config=configs/activitynet.py --workdir=/tmp/anet
 Its accuracy has not been measured in this project (the dataset is not on these machines).
 On a GPU, MobileNetV2's depthwise convolutions make the sampler far slower than its FLOPs; a
-sampler without them, at fewer GMACs per frame (0.087 against 0.103, docs/performance.md):
+sampler without them, at fewer GMACs per frame (0.087 against 0.103; its speed is not measured
+and its accuracy fell short of MobileNetV2's on salient_fashion, docs/performance.md):
     --config.model.sampler.backbone=fused_mbconv
 """
 
