@@ -188,7 +188,7 @@ def make_onnx_fns(
         from nsnet_jax.inference.onnx_int8 import make_int8_logits_fn
 
         scores_fn = load_runner(paths["sample"], "onnx")
-        logits_fn = make_int8_logits_fn(paths["recognize"])
+        logits_fn = make_int8_logits_fn(paths["recognize"], lambda path: load_runner(path, "onnx"))
     elif runtime == BF16:
         scores_fn = load_runner(paths["sample"], "openvino")
         logits_fn = load_runner(paths["recognize"], BF16)

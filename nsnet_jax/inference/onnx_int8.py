@@ -90,12 +90,12 @@ def quantize_recognizer(fp32_path: str, out_path: str, calibration_frames: np.nd
     return out_path
 
 
-def make_int8_logits_fn(fp32_path: str) -> Callable[[np.ndarray], np.ndarray]:
+def make_int8_logits_fn(
+    fp32_path: str, load_runner: Callable[[str], Callable[[np.ndarray], np.ndarray]]
+) -> Callable[[np.ndarray], np.ndarray]:
     """f(selected frames uint8 [B,K,H,W,3]) -> logits: its first call calibrates on the frames it
     gets and quantizes `fp32_path` beside itself (recognize_int8.onnx); every call after it, the
-    first included, runs the int8 file in ONNX Runtime."""
-    from nsnet_jax.inference.onnx_export import load_runner
-
+    first included, runs the int8 file with `load_runner(path)` (onnx_export's, ONNX Runtime)."""
     state: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
     def logits(frames: np.ndarray) -> np.ndarray:
@@ -104,7 +104,7 @@ def make_int8_logits_fn(fp32_path: str) -> Callable[[np.ndarray], np.ndarray]:
             out = os.path.join(os.path.dirname(fp32_path), "recognize_int8.onnx")
             quantize_recognizer(fp32_path, out, frames)
             log.info("onnx_int8: recognizer quantized, calibrated on %d videos", len(frames))
-            state["run"] = load_runner(out, "onnx")
+            state["run"] = load_runner(out)
         return state["run"](frames)
 
     return logits
