@@ -75,4 +75,8 @@ def test_evaluation_reports_the_heads_and_warns_on_an_inverted_attention(
     assert heads["topk_overlap"] == 0.0
     assert heads["attention_recall"] <= heads["frame_head_recall"]
     assert "attention head disagrees" in caplog.text
+    assert heads["attention_used"] is True
     assert "**Warning:**" in evaluate.markdown_table(results)
+    # a recipe that ranks with the frame head alone leaves the attention untrained: no warning
+    unused = {**results, "sampler_heads": {**heads, "attention_used": False}}
+    assert "**Warning:**" not in evaluate.markdown_table(unused)

@@ -136,7 +136,7 @@ def evaluate(
         "sampler_heads": sampler_heads.summary(
             _gather(np.concatenate(heads["frame"])), _gather(np.concatenate(heads["attention"])),
             config.model.num_select, evidence_all if meta.has_evidence else None,
-        )
+        ) | {"attention_used": sampler_heads.attention_used(config)}
     }  # fmt: skip
     sampler_heads.check(extra["sampler_heads"], config)
     if exit_on:
@@ -320,6 +320,6 @@ def markdown_table(results: dict[str, Any]) -> str:
     if "early_exit" in results:
         lines.append(early_exit_report.markdown(results["early_exit"]))
     heads = results.get("sampler_heads")
-    if heads is not None and sampler_heads.inverted(heads):
+    if heads is not None and sampler_heads.warns(heads):
         lines.append(f"\n**Warning:** {sampler_heads.warning_text(heads)}.")
     return "\n".join(lines)

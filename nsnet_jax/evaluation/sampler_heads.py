@@ -86,9 +86,20 @@ def warning_text(heads: dict[str, Any]) -> str:
     )
 
 
+def attention_used(config: Any) -> bool:
+    """Whether the attention head is trained (video loss) and moves the fused score. Recipes that
+    rank with the frame head alone (`configs/salient_fashion_lookalike.py`: video_weight 0,
+    fusion_beta 0) leave it untrained, so its disagreement means nothing there."""
+    m = config.model.sampler
+    return (m.fusion == "product" or m.fusion_beta > 0) and config.loss.video_weight > 0
+
+
+def warns(heads: dict[str, Any]) -> bool:
+    """Inverted, and used (`attention_used`, recorded in the summary by evaluation)."""
+    return inverted(heads) and heads.get("attention_used", True)
+
+
 def check(heads: dict[str, Any], config: Any) -> None:
     """Logs the warning when the attention head is inverted and the fused score uses it."""
-    m = config.model.sampler
-    uses_attention = m.fusion == "product" or m.fusion_beta > 0
-    if inverted(heads) and uses_attention and config.loss.video_weight > 0:
+    if warns({**heads, "attention_used": attention_used(config)}):
         log.warning("%s", warning_text(heads))
