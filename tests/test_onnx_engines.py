@@ -244,3 +244,22 @@ def test_bf16_engine_keeps_the_frames_and_runs_the_recognizer_in_bf16_where_the_
     assert warned == (not has_bf16)
     if has_bf16:
         assert err > 1e-6  # bfloat16 moved them: the hint took effect
+
+
+def test_int8_weights_keep_to_7_bits_only_on_x86_without_vnni(tmp_path, monkeypatch):
+    import platform
+
+    from nsnet_jax.inference.onnx_int8 import needs_reduced_range
+
+    def cpuinfo(flags: str) -> str:
+        path = tmp_path / f"cpuinfo_{len(flags)}"
+        path.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        return str(path)
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert needs_reduced_range(cpuinfo("fpu sse avx2 fma"))  # AVX2 only: vpmaddubsw saturates
+    assert not needs_reduced_range(cpuinfo("avx2 avx512f avx512_vnni"))
+    assert not needs_reduced_range(cpuinfo("avx2 avx_vnni"))
+    assert needs_reduced_range(str(tmp_path / "missing"))  # unreadable: the safe choice
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert not needs_reduced_range(cpuinfo("fp asimd"))
