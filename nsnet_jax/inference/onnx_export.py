@@ -143,7 +143,8 @@ def load_runner(path: str, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
     """f(uint8 array) -> the ONNX file's one output, run by ONNX Runtime or OpenVINO on the CPU.
 
     OpenVINO runs float32 unless `runtime` is "openvino_bf16": left to itself it picks bfloat16
-    on CPUs that have it (AMX, AVX512_BF16), which moves the logits by ~1e-3."""
+    on CPUs that have it (AMX, AVX512_BF16), which moves the logits past the float32 engines'
+    1e-4 agreement with JAX."""
     if runtime == "onnx":
         import onnxruntime as ort
 
