@@ -32,6 +32,17 @@ def _inputs(config, batch: int, seed: int = 0):
     return s, f
 
 
+def _video_folders(tmp_path, seed: int, n: int = 3) -> list[str]:
+    """`n` frame folders of 9 random 36x48 frames, for predict."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for i in range(n):
+        folder = str(tmp_path / f"v{i}")
+        write_frames(folder, [rng.integers(0, 256, (36, 48, 3), np.uint8) for _ in range(9)])
+        inputs.append(folder)
+    return inputs
+
+
 def _mobilenet_trained() -> TrainedModel:
     """A MobileNetV2 sampler (depthwise convolutions, ReLU6) beside the tiny ResNet recognizer,
     with perturbed weights and BatchNorm statistics; JAX runs the `shifted` depthwise form."""
@@ -86,12 +97,7 @@ def test_host_topk_breaks_ties_like_lax_top_k():
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_predict_engine_chooses_the_same_frames_and_top1_as_jax(runtime, tiny_workdir, tmp_path):
     _needs(runtime)
-    rng = np.random.default_rng(5)
-    inputs = []
-    for i in range(3):
-        folder = str(tmp_path / f"v{i}")
-        write_frames(folder, [rng.integers(0, 256, (36, 48, 3), np.uint8) for _ in range(9)])
-        inputs.append(folder)
+    inputs = _video_folders(tmp_path, seed=5)
     trained = load_trained(tiny_workdir)
     runs = {}
     for engine in ("jax", runtime):
@@ -199,12 +205,7 @@ def test_int8_calibration_refuses_frames_of_the_wrong_shape(tmp_path):
 
 def test_predict_int8_engine_chooses_jax_frames(tiny_workdir, tmp_path):
     _needs(onnx_export.INT8)
-    rng = np.random.default_rng(6)
-    inputs = []
-    for i in range(3):
-        folder = str(tmp_path / f"v{i}")
-        write_frames(folder, [rng.integers(0, 256, (36, 48, 3), np.uint8) for _ in range(9)])
-        inputs.append(folder)
+    inputs = _video_folders(tmp_path, seed=6)
     trained = load_trained(tiny_workdir)
     runs = {}
     for engine in ("jax", "onnx_int8"):

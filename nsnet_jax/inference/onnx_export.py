@@ -185,16 +185,13 @@ def make_onnx_fns(
     if runtime not in (*RUNTIMES, *REDUCED):
         raise ValueError(f"runtime={runtime!r}: choose one of {[*RUNTIMES, *REDUCED]}")
     paths = export_onnx(trained, directory)
+    float32 = {INT8: "onnx", BF16: "openvino"}.get(runtime, runtime)  # the sampler's runtime
+    scores_fn = load_runner(paths["sample"], float32)
     if runtime == INT8:
         from nsnet_jax.inference.onnx_int8 import make_int8_logits_fn
 
-        scores_fn = load_runner(paths["sample"], "onnx")
-        logits_fn = make_int8_logits_fn(paths["recognize"], lambda path: load_runner(path, "onnx"))
-    elif runtime == BF16:
-        scores_fn = load_runner(paths["sample"], "openvino")
-        logits_fn = load_runner(paths["recognize"], BF16)
+        logits_fn = make_int8_logits_fn(paths["recognize"], lambda path: load_runner(path, float32))
     else:
-        scores_fn = load_runner(paths["sample"], runtime)
         logits_fn = load_runner(paths["recognize"], runtime)
     k = int(trained.config.model.num_select)
 
