@@ -1,5 +1,8 @@
 """JPEG frame decoding and video-consistent crops; the decode is where input time goes.
 
+Also the encoder of the stored sampler view (`encode_view`): small JPEGs the sampler reads instead
+of decoding the full frames.
+
 The low-resolution view uses PIL's `draft()`, which makes libjpeg decode at 1/2, 1/4 or 1/8 scale
 in the DCT domain: far cheaper than a full decode plus resize. Crops are boxes in full-resolution
 pixels, computed once per video, so every frame (and both views) gets the same crop and flip.
@@ -163,6 +166,27 @@ def decode_video_views(
         for out, view in zip(outs, views, strict=True):
             out[t] = view
     return outs
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    """uint8 [h, w, 3] -> JPEG bytes, chroma at full resolution (4:4:4).
+
+    At the sampler's size 4:2:0 would halve colour detail the sampler sees: on the bench's noisy
+    341x256 frames it doubles the error at 32 px (mean |diff| 5.0 vs 2.2 at quality 90) for 17%
+    fewer bytes.
+    """
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def encode_view(
+    frames: Sequence[bytes], size: int, quality: int = 90, example_id: str = "?"
+) -> list[bytes]:
+    """One video's stored sampler view: each frame's centre crop at `size`, as a JPEG."""
+    return [
+        encode_jpeg(frame, quality) for frame in decode_frames(frames, size, example_id=example_id)
+    ]
 
 
 def map_videos(pool: Executor | None, fn: Callable[[int], np.ndarray], n: int) -> list:

@@ -4,7 +4,9 @@ A host core decodes ~100 videos/s (T=16, 256 px); one GPU runs NSNet inference a
 on a GPU the frames are decoded there: `torchvision.io.decode_jpeg(..., device="cuda")` on a batch
 of JPEG byte strings, then `jax.dlpack.from_dlpack` (zero copy), then `crop_resize` (jitted JAX,
 antialiased bilinear, one box and flip per frame). Each frame is decoded once: the decode-aware
-path's K recognizer frames are taken from the frames decoded for the sampler view.
+path's K recognizer frames are taken from the frames decoded for the sampler view. With a stored
+sampler view (`sampler_cache --format=jpeg`: T small JPEGs) only the K chosen full-size frames are
+decoded.
 
 `make_decoder("auto")` picks the GPU decoder when JAX's backend is GPU and torchvision has CUDA,
 else the host decoder (PIL with the DCT draft, `input_pipeline.decode`); both have the same
@@ -79,8 +81,9 @@ class GpuDecoder:
         import torchvision.io
 
         self._torch, self._tvio, self.device = torch, torchvision.io, device
-        self._videos: Sequence[EncodedVideo] | None = None
-        self._decoded: list[list[Any]] = []
+        # (batch, its decoded frames) of the last two batches, newest first: one attribute, read
+        # once, as the overlapped loop decodes batch i+1 on a thread while batch i is in use
+        self._recent: tuple[tuple[Sequence[EncodedVideo], list[list[Any]]], ...] = ()
 
     def _decode_images(self, frames: Sequence[bytes]) -> list[Any]:
         """JPEG bytes -> uint8 [H, W, 3] torch views on the GPU (one batched nvJPEG call)."""
@@ -125,17 +128,29 @@ class GpuDecoder:
         boxes: Sequence[decode.Box | None] | None = None,
         flips: Sequence[bool] | None = None,
     ) -> jax.Array:
-        """uint8 [B, n, size, size, 3] on the GPU; another view of this batch decodes nothing."""
-        if videos is not self._videos:
-            self._decoded, self._videos = self._decode_batch(videos), videos
+        """uint8 [B, n, size, size, 3] on the GPU; another view of this batch decodes nothing.
+
+        All frames of a batch are decoded and kept for its next view (the last two batches);
+        `indices` of a batch not kept decodes only those frames (e.g. when the sampler view came
+        from a stored low-resolution view, other JPEGs).
+        """
         picks = [
             range(len(v)) if indices is None else [int(t) for t in indices[b]]
             for b, v in enumerate(videos)
         ]
+        recent = self._recent
+        decoded = next((frames for batch, frames in recent if batch is videos), None)
+        if decoded is None and indices is None:
+            decoded = self._decode_batch(videos)
+            self._recent = ((videos, decoded), *recent[:1])
+        if decoded is not None:
+            chosen = [[decoded[b][t] for t in ts] for b, ts in enumerate(picks)]
+        else:
+            selected = [[v[t] for t in ts] for v, ts in zip(videos, picks, strict=True)]
+            chosen = self._decode_batch(selected)
         items = []  # (frame, box, flip) in output order
-        for b, ts in enumerate(picks):
-            for t in ts:
-                img = self._decoded[b][t]
+        for b, frames in enumerate(chosen):
+            for img in frames:
                 h, w = int(img.shape[0]), int(img.shape[1])
                 box = None if boxes is None else boxes[b]
                 box = decode.center_box(w, h) if box is None else tuple(float(v) for v in box)

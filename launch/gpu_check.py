@@ -11,11 +11,15 @@ and bfloat16 (`--sampler`, `--recognizer`: other backbones of models/registry.py
 for the fastest compiling smoke run). Prints one JSON line per result and writes them to
 OUT/gpu_check.jsonl:
 - env: versions, devices, what is missing (the GPU decoder is skipped, with the reason, if so).
-- input_*: decode-only rates per view (host: 1 thread = per core, and all threads; GPU: nvJPEG).
+- input_*: decode-only rates per view (host: 1 thread = per core, and all threads; GPU: nvJPEG),
+  among them what the decode-aware path decodes (T low-res + K full) with and without a stored
+  sampler view (T small JPEGs, `decode.encode_view`, as `sampler_cache --format=jpeg` stores it).
 - compute_*: NSNet on pre-decoded device frames (videos/s, TFLOP/s from XLA's GMACs, MFU).
 - e2e_*: decode-aware NSNet from JPEG bytes, host decode vs GPU decode.
 - e2e_overlapped: the same over a stream of batches, decoding batch i+1 while batch i computes,
   against decode alone and compute alone (`share_of_min_decode_compute`; 1.0: perfect overlap).
+  e2e and e2e_overlapped rows come twice per decoder: sampler_view "decoded" (from the full
+  frames) and "stored".
 - augment_in_step: the sampler cache's crop+flip done on the device, ms per batch.
 """
 
@@ -109,29 +113,46 @@ def timed(fn, iters: int, warmup: int = 1) -> float:
 
 
 def overlapped_row(
-    run, variables, videos, chosen, iters: int, compute_vps: float, **fields: Any
+    run,
+    variables,
+    videos,
+    chosen,
+    iters: int,
+    compute_vps: float,
+    stored: list[list[bytes]] | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     """Decode-aware NSNet over a stream of batches with decode overlapping compute
     (`decode_aware.run_overlapped`) against decode alone and compute alone: the stream reaches
-    min(decode-only, compute-only) when the overlap is perfect."""
+    min(decode-only, compute-only) when the overlap is perfect. `stored`: the batch's stored
+    sampler view, read instead of a low-res decode of the full frames."""
     from nsnet_jax.inference import decode_aware as da
 
     low_size, high_size = run.sizes
     batch = len(videos)
 
+    def one_batch():  # fresh lists: nothing decoded for an earlier call is reused
+        vids = list(videos)
+        return vids if stored is None else da.StoredViewBatch(vids, list(stored))
+
     def decode_only():
-        run.decoder.view(list(videos), low_size)
-        return run.decoder.view(list(videos), high_size, indices=chosen)
+        b = one_batch()
+        if stored is None:
+            run.decoder.view(b, low_size)  # the GPU decoder keeps these frames for the K view
+        else:
+            run.decoder.view(b.sampler_jpegs, low_size)
+        return run.decoder.view(b if stored is None else b.videos, high_size, indices=chosen)
 
     decode_vps = batch / timed(decode_only, iters)
     n = max(iters, 2) + 1
-    list(da.run_overlapped(run, variables, [list(videos) for _ in range(2)]))  # warm-up
+    list(da.run_overlapped(run, variables, [one_batch() for _ in range(2)]))  # warm-up
     start = time.perf_counter()
-    outs = list(da.run_overlapped(run, variables, [list(videos) for _ in range(n)]))
+    outs = list(da.run_overlapped(run, variables, [one_batch() for _ in range(n)]))
     stream_vps = n * batch / (time.perf_counter() - start)
     bound = min(decode_vps, compute_vps)
     return dict(
         what="decode-aware NSNet over a stream of batches, batch i+1 decoding while i computes",
+        sampler_view="decoded" if stored is None else "stored",
         videos_per_s=round(stream_vps, 1),
         decode_only_videos_per_s=round(decode_vps, 1),
         compute_only_videos_per_s=round(compute_vps, 1),
@@ -253,24 +274,38 @@ def main(argv: list[str] | None = None) -> int:
     }
     if gpu_ok:
         decoders["gpu"] = gpu_decode.GpuDecoder()
+    from nsnet_jax.input_pipeline.decode import encode_view
+
+    stored = [encode_view(v, s) for v in videos]  # the stored sampler view: T small JPEGs
+    report.emit("stored_sampler_view", size=s, mean_jpeg_kib=round(
+        float(np.mean([len(f) for v in stored for f in v])) / 1024, 2))  # fmt: skip
+
+    def decode_aware_input(dec, low_frames):
+        vids = list(videos)  # one list for both views: the GPU decoder reuses its frames
+        dec.view(vids if low_frames is None else list(low_frames), s)
+        return dec.view(vids, r, indices=chosen)
+
+    # view -> (what it decodes, frames it outputs); fresh lists each call: no reuse across calls
     views = {
-        "sampler_all_t": dict(size=s),
-        "recognizer_k": dict(size=r, indices=chosen),
-        "recognizer_all_t": dict(size=r),
+        "sampler_all_t": (lambda dec: dec.view(list(videos), s), t),
+        "recognizer_k": (lambda dec: dec.view(list(videos), r, indices=chosen), k),
+        "recognizer_all_t": (lambda dec: dec.view(list(videos), r), t),
+        "sampler_stored_all_t": (lambda dec: dec.view(list(stored), s), t),
+        "decode_aware": (lambda dec: decode_aware_input(dec, None), t + k),
+        "decode_aware_stored": (lambda dec: decode_aware_input(dec, stored), t + k),
     }
     for name, dec in decoders.items():
-        for view, kw in views.items():
+        for view, (fn, frames) in views.items():
             if args.skip_input or over_budget(f"input_{name}_{view}"):
                 break
             try:
-                # a fresh list each call: the GPU decoder decodes again (no reuse across calls)
-                sec = timed(lambda dec=dec, kw=kw: dec.view(list(videos), **kw), iters)
+                sec = timed(lambda dec=dec, fn=fn: fn(dec), iters)
                 report.emit(
                     "input",
                     decoder=name,
                     view=view,
                     videos_per_s=round(batch / sec, 1),
-                    frames_per_s=round(batch * (k if "indices" in kw else t) / sec, 1),
+                    frames_per_s=round(batch * frames / sec, 1),
                 )
             except Exception as e:  # noqa: BLE001
                 report.emit("error", what=f"input_{name}_{view}", error=repr(e)[:500])
@@ -345,33 +380,37 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "host_1_thread" or over_budget(f"e2e_{name}_{dtype_name}"):
                     continue
                 run = da.make_decode_aware_fn(model, s, r, pool, sample=sample, decoder=dec)
-                splits = []
+                for low_name, low in (("decoded", None), ("stored", stored)):
+                    splits = []
 
-                def call(run=run, splits=splits, variables=variables):
-                    out = run(variables, list(videos))
-                    splits.append(out["timings"])
-                    return out["logits"]
+                    def call(run=run, splits=splits, variables=variables, low=low):
+                        jpegs = None if low is None else list(low)
+                        out = run(variables, list(videos), sampler_jpegs=jpegs)
+                        splits.append(out["timings"])
+                        return out["logits"]
 
-                sec = timed(call, iters)
-                timed_splits = splits[-iters:]
-                report.emit(
-                    "e2e",
-                    dtype=dtype_name,
-                    decoder=name,
-                    what="decode-aware NSNet from JPEG bytes (T low-res, top-K, K full-res)",
-                    videos_per_s=round(batch / sec, 1),
-                    decode_s_median=round(
-                        float(np.median([x["decode_s"] for x in timed_splits])), 4
-                    ),
-                    compute_s_median=round(
-                        float(np.median([x["compute_s"] for x in timed_splits])), 4
-                    ),
-                    device=kind,
-                )
-                if over_budget(f"e2e_overlapped_{name}_{dtype_name}"):
-                    continue
-                report.emit("e2e_overlapped", **overlapped_row(run, variables, videos, chosen,
-                            iters, vps, dtype=dtype_name, decoder=name, device=kind))  # fmt: skip
+                    sec = timed(call, iters)
+                    median = {
+                        f"{part}_median": round(
+                            float(np.median([x[part] for x in splits[-iters:]])), 4
+                        )
+                        for part in ("decode_s", "compute_s")
+                    }
+                    report.emit(
+                        "e2e",
+                        dtype=dtype_name,
+                        decoder=name,
+                        sampler_view=low_name,
+                        what="decode-aware NSNet from JPEG bytes (T low-res, top-K, K full-res)",
+                        videos_per_s=round(batch / sec, 1),
+                        **median,
+                        device=kind,
+                    )
+                    if over_budget(f"e2e_overlapped_{name}_{low_name}_{dtype_name}"):
+                        continue
+                    row = overlapped_row(run, variables, videos, chosen, iters, vps, low,
+                                         dtype=dtype_name, decoder=name, device=kind)  # fmt: skip
+                    report.emit("e2e_overlapped", **row)
         except Exception as e:  # noqa: BLE001 - report and go on to the next dtype
             report.emit("error", what=f"models_{dtype_name}", error=repr(e)[:500],
                         trace=traceback.format_exc()[-1500:])  # fmt: skip

@@ -64,12 +64,15 @@ def test_bench_command_prints_json_lines():
         "speedup_nsnet_over_all_t", "matmul_peak", "mfu_recognizer_all_t", "peak_host_memory",
         "decode_aware_nsnet_videos_per_s", "full_decode_all_t_videos_per_s",
         "full_decode_nsnet_videos_per_s", "speedup_decode_aware_over_full_decode_all_t",
+        "decode_aware_stored_view_nsnet_videos_per_s", "speedup_stored_view_over_decode_aware",
+        "decode_stored_sampler_view_all_t_videos_per_s",
     ):  # fmt: skip
         assert name in records, (name, sorted(records))
         assert records[name]["value"] > 0, records[name]
     assert records["speedup_nsnet_over_all_t"]["flop_ratio"] > 0
     assert records["nsnet_videos_per_s"]["shapes"]["num_select"] == 6
     assert records["decode_aware_selection_agreement"]["value"] == 1.0
+    assert 0 <= records["stored_view_selection_agreement"]["value"] <= 1
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -167,10 +170,14 @@ def test_gpu_checks_overlapped_row_compares_the_stream_with_decode_and_compute_a
     run = da.make_decode_aware_fn(model, config.data.sampler_size, config.data.recognizer_size)
     videos = da.synthetic_encoded_videos(batch=2, num_frames=16, short_side=48, seed=4)
     chosen = np.tile(np.arange(config.model.num_select), (2, 1))
-    row = gpu_check.overlapped_row(run, variables, videos, chosen, 1, 50.0, decoder="host")
-    assert row["batches"] == 3 and row["decoder"] == "host" and row["videos_per_s"] > 0
-    bound = min(row["decode_only_videos_per_s"], 50.0)
-    assert row["share_of_min_decode_compute"] == pytest.approx(row["videos_per_s"] / bound, 0.02)
+    stored = [da.decode.encode_view(v, config.data.sampler_size) for v in videos]
+    for low, name in ((None, "decoded"), (stored, "stored")):
+        row = gpu_check.overlapped_row(run, variables, videos, chosen, 1, 50.0, low, decoder="host")
+        assert row["batches"] == 3 and row["decoder"] == "host" and row["videos_per_s"] > 0
+        assert row["sampler_view"] == name
+        bound = min(row["decode_only_videos_per_s"], 50.0)
+        share = row["videos_per_s"] / bound
+        assert row["share_of_min_decode_compute"] == pytest.approx(share, 0.02)
 
 
 @pytest.mark.parametrize("stage", ["sampler", "recognizer"])
@@ -213,3 +220,39 @@ def test_cpu_serving_command_prints_a_json_line_per_path_and_refuses_stray_argum
     stray = subprocess.run(cmd + ["config.model.num_select=1"], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
     assert stray.returncode != 0 and "needs two dashes" in stray.stderr
+
+
+def test_stored_sampler_view_decodes_t_small_jpegs_then_only_k_full_frames(tiny, monkeypatch):
+    config, model, variables = tiny
+    videos = da.synthetic_encoded_videos(batch=3, num_frames=16, short_side=64, seed=4)
+    sizes = (config.data.sampler_size, config.data.recognizer_size)
+    stored = [da.decode.encode_view(v, sizes[0]) for v in videos]
+    # the pre-decoded path fed the decoded stored view must choose the same frames
+    lo = da.decode_batch(stored, sizes[0])
+    assert np.abs(lo.astype(float) - da.decode_batch(videos, sizes[0])).mean() < 4.0
+    want = make_inference_fn(model)(variables, lo, da.decode_batch(videos, sizes[1]))
+
+    decoded = []
+    real = da.decode.decode_frames
+    monkeypatch.setattr(
+        da.decode,
+        "decode_frames",
+        lambda frames, size, *a, **kw: (
+            decoded.append((len(frames), da.decode.image_size(frames[0])[0], size))
+            or real(frames, size, *a, **kw)
+        ),
+    )
+    run = da.make_decode_aware_fn(model, *sizes)
+    got = run(variables, videos, sampler_jpegs=stored)
+    np.testing.assert_array_equal(got["indices"], np.asarray(want["indices"]))
+    np.testing.assert_allclose(got["logits"], np.asarray(want["logits"]), atol=1e-4, rtol=1e-4)
+    # T stored JPEGs (sampler-sized) per video, then K frames at full size, nothing else
+    assert decoded == [(16, sizes[0], sizes[0])] * 3 + [(6, 85, sizes[1])] * 3
+
+    streamed = list(da.run_overlapped(run, variables, [da.StoredViewBatch(videos, stored)] * 2))
+    for out in streamed:
+        np.testing.assert_array_equal(out["indices"], got["indices"])
+    with pytest.raises(ValueError, match=f"--size={sizes[0]}"):
+        run(variables, videos, sampler_jpegs=[da.decode.encode_view(v, 8) for v in videos])
+    with pytest.raises(ValueError, match="other videos"):
+        run(variables, videos, sampler_jpegs=[s[:4] for s in stored])

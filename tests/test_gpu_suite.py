@@ -71,6 +71,8 @@ def test_tiny_suite_runs_every_step_and_goes_on_after_a_timeout(tmp_path):
     checks = {x["check"] for x in rows["gpu_check"]}
     assert {"env", "input", "compute", "e2e", "e2e_overlapped", "done"} <= checks
     assert "error" not in checks
+    overlapped = [x for x in rows["gpu_check"] if x["check"] == "e2e_overlapped"]
+    assert {x["sampler_view"] for x in overlapped} == {"decoded", "stored"}
     names = {x["name"] for x in rows["stage_times"]}
     assert {"inference/end_to_end", "inference/sum_of_parts"} <= names
     by_name = {}

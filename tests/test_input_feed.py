@@ -88,6 +88,48 @@ def test_sampler_cache_is_bit_exact_with_decoding_and_augments(tiny_fashion_dir,
         assert not np.array_equal(a1["sampler_frames"], p["sampler_frames"])
 
 
+def test_jpeg_sampler_cache_feeds_the_same_views_within_jpeg_rounding(tiny_fashion_dir, tmp_path):
+    from nsnet_jax.input_pipeline import sampler_cache
+    from tests.helpers import data_config
+
+    cfg = data_config(tiny_fashion_dir)
+    raw, jpeg = tmp_path / "uint8", tmp_path / "jpeg"
+    kw = dict(data_dir=tiny_fashion_dir)
+    plain = sampler_cache.write_cache(cfg.name, "test", cfg.sampler_size, str(raw), **kw)
+    index = sampler_cache.write_cache(
+        cfg.name, "test", cfg.sampler_size, str(jpeg), fmt="jpeg", jpeg_quality=95, **kw
+    )
+    assert index["format"] == "jpeg" and index["video_ids"] == plain["video_ids"]
+    cache = sampler_cache.SamplerCache(str(jpeg), cfg.name, "test", cfg.sampler_size)
+    jpegs = cache.encoded(1)
+    assert len(jpegs) == cfg.num_frames
+    assert decode.image_size(jpegs[0]) == (cfg.sampler_size, cfg.sampler_size)
+    exact = _batches(tiny_fashion_dir, "test", train=False, sampler_cache_dir=str(raw))
+    stored = _batches(tiny_fashion_dir, "test", train=False, sampler_cache_dir=str(jpeg))
+    for a, b in zip(exact, stored, strict=True):
+        np.testing.assert_array_equal(a["label"], b["label"])
+        diff = np.abs(a["sampler_frames"].astype(float) - b["sampler_frames"])
+        assert 0 < diff.mean() < 3.0  # JPEG's rounding, nothing else
+    augmented = cache.augmented(0, np.random.default_rng(0), 0.25)
+    assert augmented.shape == cache.video(0).shape
+    assert not np.array_equal(augmented, cache.video(0))
+    with pytest.raises(ValueError, match="--format=jpeg"):
+        sampler_cache.SamplerCache(str(raw), cfg.name, "test", cfg.sampler_size).encoded(0)
+    # rewriting in the other format leaves one format behind; a cut data file is refused
+    sampler_cache.write_cache(cfg.name, "test", cfg.sampler_size, str(jpeg), **kw)
+    npy, _ = sampler_cache.cache_paths(str(jpeg), cfg.name, "test", cfg.sampler_size)
+    assert sorted(p.name for p in (jpeg / cfg.name.replace("/", "__")).iterdir()) == [
+        f"test-{cfg.sampler_size}.json",
+        f"test-{cfg.sampler_size}.npy",
+    ] and npy.endswith(".npy")
+    sampler_cache.write_cache(cfg.name, "test", cfg.sampler_size, str(jpeg), fmt="jpeg", **kw)
+    data, _ = sampler_cache.cache_paths(str(jpeg), cfg.name, "test", cfg.sampler_size, "jpeg")
+    with open(data, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(ValueError, match="truncated or damaged"):
+        sampler_cache.SamplerCache(str(jpeg), cfg.name, "test", cfg.sampler_size)
+
+
 def test_sampler_cache_augmentation_in_step_matches_host(tiny_fashion_dir, tmp_path):
     import jax.numpy as jnp
 
@@ -165,7 +207,7 @@ def _pil_gpu_decoder(torch=None):
 
     class Fake(gpu_decode.GpuDecoder):
         def __init__(self):
-            self._torch, self._videos, self._decoded, self.decoded_frames = torch, None, [], 0
+            self._torch, self._recent, self.decoded_frames = torch, (), 0
 
         def _decode_images(self, frames):
             self.decoded_frames += len(frames)
@@ -206,6 +248,27 @@ def test_gpu_decoder_views_match_host_and_decode_each_frame_once(frames_in):
     assert gpu.decoded_frames == 8  # the K-frame view reused the batch decoded for the sampler
 
 
+def test_gpu_decoder_keeps_two_batches_and_decodes_only_k_after_a_stored_view():
+    from nsnet_jax.input_pipeline import gpu_decode
+
+    batches = [[[_jpeg(_frame(96, 72, 4 * b + s)) for s in range(4)] for _ in range(2)]
+               for b in range(3)]  # fmt: skip
+    k = np.array([[3, 1], [0, 2]])
+    gpu, host = _pil_gpu_decoder(), gpu_decode.HostDecoder()
+    # the overlapped loop: batch 1's sampler view is decoded before batch 0's K frames
+    gpu.view(batches[0], 16)
+    gpu.view(batches[1], 16)
+    got = np.asarray(gpu.view(batches[0], 32, indices=k)).astype(float)
+    assert gpu.decoded_frames == 16  # batch 0's K frames came from its first decode
+    assert np.abs(got - host.view(batches[0], 32, indices=k)).mean() < 3.0
+    # a stored sampler view: T small JPEGs, then only the K chosen full-size frames
+    stored = [decode.encode_view(v, 16) for v in batches[2]]
+    low = np.asarray(gpu.view(stored, 16)).astype(float)
+    assert np.abs(low - host.view(batches[2], 16)).mean() < 4.0
+    gpu.view(batches[2], 32, indices=k)
+    assert gpu.decoded_frames == 16 + 8 + 4
+
+
 def test_gpu_check_script_reports_the_fallback_and_input_rates_on_cpu(tmp_path):
     import importlib.util
     import json
@@ -221,7 +284,10 @@ def test_gpu_check_script_reports_the_fallback_and_input_rates_on_cpu(tmp_path):
     assert checks[0] == "env" and checks[-1] == "done" and "error" not in checks
     assert lines[0]["gpu_decode"] is False and "not 'gpu'" in lines[0]["gpu_decode_why"]
     inputs = [x for x in lines if x["check"] == "input"]
-    assert {x["view"] for x in inputs} == {"sampler_all_t", "recognizer_k", "recognizer_all_t"}
+    views = {"sampler_all_t", "recognizer_k", "recognizer_all_t", "sampler_stored_all_t"}
+    assert {x["view"] for x in inputs} == views | {"decode_aware", "decode_aware_stored"}
+    stored = next(x for x in lines if x["check"] == "stored_sampler_view")
+    assert stored["size"] == 32 and 0 < stored["mean_jpeg_kib"]
     assert all(x["videos_per_s"] > 0 and x["decoder"].startswith("host") for x in inputs)
     assert "augment_in_step" in checks
 

@@ -1,4 +1,9 @@
-"""Speed from JPEG frames, decoding included: decode-aware NSNet against decoding all T."""
+"""Speed from JPEG frames, decoding included: decode-aware NSNet against decoding all T.
+
+Also with a stored sampler view (T small JPEGs per video, `decode.encode_view`, what
+`sampler_cache --format=jpeg` stores): the sampler reads those and only K frames are decoded at
+full size; its rows say how often it picks the frames the decoded view picks.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 
 from nsnet_jax.bench.common import Emit
 from nsnet_jax.costs.timing import rounded, time_call, time_interleaved
+from nsnet_jax.input_pipeline import decode
 from nsnet_jax.models.nsnet import NSNet
 
 
@@ -62,6 +68,10 @@ def bench_decode(
     decode_aware = da.make_decode_aware_fn(
         model, d.sampler_size, d.recognizer_size, pool, sample=jitted["sample"]
     )
+    stored = [decode.encode_view(v, d.sampler_size) for v in videos]
+    fields["stored_view_jpeg_kib"] = round(
+        float(np.mean([len(f) for v in stored for f in v])) / 1024, 2
+    )
 
     def full_decode_all_t():
         frames = da.decode_batch(videos, d.recognizer_size, **kw)
@@ -78,9 +88,15 @@ def bench_decode(
         splits.append(out["timings"])
         return out["logits"]
 
+    def aware_stored():
+        return decode_aware(variables, videos, boxes, flips, sampler_jpegs=stored)["logits"]
+
     # decode alone, per view, so a reader sees what input costs next to compute
     decode_only = {
         "decode_sampler_view_all_t": lambda: da.decode_batch(videos, d.sampler_size, **kw),
+        "decode_stored_sampler_view_all_t": lambda: da.decode_batch(
+            stored, d.sampler_size, flips=flips, pool=pool
+        ),
         "decode_full_res_k": lambda: da.decode_batch(
             videos, d.recognizer_size, indices=np.tile(np.arange(k), (batch, 1)), **kw
         ),
@@ -93,6 +109,7 @@ def bench_decode(
 
     paths = {
         "decode_aware_nsnet": aware,
+        "decode_aware_stored_view_nsnet": aware_stored,
         "full_decode_all_t": full_decode_all_t,
         "full_decode_nsnet": full_decode_nsnet,
     }
@@ -111,6 +128,9 @@ def bench_decode(
     for base in ("full_decode_all_t", "full_decode_nsnet"):
         emit(f"speedup_decode_aware_over_{base}",
              round(medians[base] / medians["decode_aware_nsnet"], 4), "x", **fields)  # fmt: skip
+    emit("speedup_stored_view_over_decode_aware",
+         round(medians["decode_aware_nsnet"] / medians["decode_aware_stored_view_nsnet"], 4), "x",
+         **fields)  # fmt: skip
 
     # same frames chosen? the pre-decoded path fed the same low-res sampler view must agree
     ref = da.decode_batch(videos, d.sampler_size, **kw)
@@ -118,6 +138,10 @@ def bench_decode(
     want = np.asarray(nsnet(variables, ref, hi)["indices"])
     got = decode_aware(variables, videos, boxes, flips)["indices"]
     emit("decode_aware_selection_agreement", float((got == want).all(axis=1).mean()),
+         "fraction of videos", **fields)  # fmt: skip
+    # the stored view is a JPEG of that view: how often does the sampler still pick the same K?
+    got = decode_aware(variables, videos, boxes, flips, sampler_jpegs=stored)["indices"]
+    emit("stored_view_selection_agreement", float((got == want).all(axis=1).mean()),
          "fraction of videos", **fields)  # fmt: skip
     if pool is not None:
         pool.shutdown()

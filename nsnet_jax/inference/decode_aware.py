@@ -9,6 +9,11 @@ Note: the sampler view here is a low-res decode of each frame on its own, wherea
 pipeline (`input_pipeline.pipeline`) makes both views from one full decode. The two differ by
 resampling only; `tests/test_bench.py` checks the selection against the pre-decoded path fed the
 same sampler view.
+
+A stored sampler view (`input_pipeline.sampler_cache --format=jpeg`: each frame's centre crop at
+the sampler's size as a small JPEG) replaces the low-res decode of the full frames: pass it as
+`sampler_jpegs`, or stream `StoredViewBatch`es. On a GPU, whose nvJPEG has no DCT-domain scaling,
+it is what keeps the full-size decodes down to the K chosen frames.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -31,6 +36,13 @@ from nsnet_jax.models.nsnet import NSNet
 from nsnet_jax.models.selection import topk_indices
 
 EncodedVideo = Sequence[bytes]
+
+
+class StoredViewBatch(NamedTuple):
+    """A batch's full-size JPEGs and its stored sampler view (T small JPEGs per video)."""
+
+    videos: Sequence[EncodedVideo]
+    sampler_jpegs: Sequence[EncodedVideo]
 
 
 def synthetic_encoded_videos(
@@ -117,9 +129,11 @@ def make_decode_aware_fn(
     sample: Callable[..., dict[str, jax.Array]] | None = None,
     decoder: Any = None,
 ) -> Callable[..., dict[str, Any]]:
-    """f(variables, videos, boxes=None, flips=None) -> logits, indices, scores, timings.
+    """f(variables, videos, boxes=None, flips=None, sampler_jpegs=None) -> logits, indices, ...
 
     Low-res decode of all T -> sampler -> top-K -> full-res decode of only those K -> recognizer.
+    `sampler_jpegs`: the stored sampler view (centre crop at `sampler_size`, per video T JPEGs),
+    decoded instead of the full frames for the sampler; `boxes` then apply to the K frames only.
     `timings` splits the call into decode_s and compute_s (wall clock, nothing overlapped).
     `sample` reuses an already compiled `make_sample_fn(model)`. `decoder`: an
     `input_pipeline.gpu_decode` decoder; default: nvJPEG on the GPU when JAX runs there and
@@ -131,9 +145,11 @@ def make_decode_aware_fn(
     recognize = make_recognize_selected_fn(model)
     decoder = decoder or gpu_decode.make_decoder("auto", pool)
 
-    def run(variables, videos, boxes=None, flips=None) -> dict[str, Any]:
+    def run(variables, videos, boxes=None, flips=None, sampler_jpegs=None) -> dict[str, Any]:
         t0 = time.perf_counter()
-        low = jax.block_until_ready(decoder.view(videos, sampler_size, boxes=boxes, flips=flips))
+        low = jax.block_until_ready(
+            sampler_view(decoder, sampler_size, videos, sampler_jpegs, boxes=boxes, flips=flips)
+        )
         t1 = time.perf_counter()
         sampled = sample(variables, low)
         indices = np.asarray(sampled["indices"])  # the host needs them to decode: a sync point
@@ -155,8 +171,39 @@ def make_decode_aware_fn(
     return run
 
 
+def sampler_view(
+    decoder: Any,
+    size: int,
+    videos: Sequence[EncodedVideo],
+    sampler_jpegs: Sequence[EncodedVideo] | None = None,
+    *,
+    boxes: Sequence[decode.Box | None] | None = None,
+    flips: Sequence[bool] | None = None,
+) -> Any:
+    """[B, T, size, size, 3]: from the stored view when there is one, else from the full frames."""
+    if sampler_jpegs is None:
+        return decoder.view(videos, size, boxes=boxes, flips=flips)
+    if len(sampler_jpegs) != len(videos) or any(
+        len(s) != len(v) for s, v in zip(sampler_jpegs, videos, strict=True)
+    ):
+        raise ValueError(
+            f"The stored sampler view has {[len(s) for s in sampler_jpegs]} frames per video, "
+            f"the videos {[len(v) for v in videos]}: it belongs to other videos (rewrite the "
+            "sampler cache with --format=jpeg for this dataset)."
+        )
+    stored = decode.image_size(sampler_jpegs[0][0]) if sampler_jpegs and sampler_jpegs[0] else None
+    if stored is not None and stored != (size, size):
+        raise ValueError(
+            f"The stored sampler view is {stored[0]}x{stored[1]} px, the sampler takes "
+            f"{size}x{size}: write the sampler cache with --size={size}."
+        )
+    return decoder.view(sampler_jpegs, size, flips=flips)  # already the centre crop
+
+
 def run_overlapped(
-    run: Callable[..., dict[str, Any]], variables: Any, batches: Iterable[Sequence[EncodedVideo]]
+    run: Callable[..., dict[str, Any]],
+    variables: Any,
+    batches: Iterable[Sequence[EncodedVideo] | StoredViewBatch],
 ) -> Iterator[dict[str, Any]]:
     """`make_decode_aware_fn`'s `run` over a stream of batches, decoding while the device computes.
 
@@ -169,13 +216,19 @@ def run_overlapped(
         device:         sampler_i  | sampler_i+1          | recognizer_i | sampler_i+2 ...
 
     Yields, in order, one dict per batch with the same logits, indices and scores as `run`, and
-    `timings.wait_s`: host time spent waiting for the device (the rest was decoding).
+    `timings.wait_s`: host time spent waiting for the device (the rest was decoding). A
+    `StoredViewBatch` gives the sampler its stored view instead of a decode of the full frames.
     """
     sample, recognize, decoder = run.sample, run.recognize, run.decoder
     low_size, high_size = run.sizes
 
-    def low_view(videos: Sequence[EncodedVideo]) -> jax.Array:
-        return jax.block_until_ready(decoder.view(videos, low_size))
+    def low_view(batch: Sequence[EncodedVideo] | StoredViewBatch) -> jax.Array:
+        if isinstance(batch, StoredViewBatch):
+            return jax.block_until_ready(sampler_view(decoder, low_size, *batch))
+        return jax.block_until_ready(decoder.view(batch, low_size))
+
+    def full_size(batch: Sequence[EncodedVideo] | StoredViewBatch) -> Sequence[EncodedVideo]:
+        return batch.videos if isinstance(batch, StoredViewBatch) else batch
 
     stream = iter(batches)
     current = next(stream, None)
@@ -198,7 +251,8 @@ def run_overlapped(
                 next_low = worker.submit(low_view, after) if after is not None else None
             else:
                 after = None
-            logits = recognize(variables, decoder.view(current, high_size, indices=indices))
+            high = decoder.view(full_size(current), high_size, indices=indices)
+            logits = recognize(variables, high)
             if previous is not None:
                 yield _finish(*previous)
             previous = (logits, indices, scores, wait)
