@@ -8,6 +8,7 @@ frames, and decoding only the K chosen frames picks the same frames as the pre-d
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,35 @@ def test_stored_sampler_view_decodes_t_small_jpegs_then_only_k_full_frames(tiny,
         run(variables, videos, sampler_jpegs=[da.decode.encode_view(v, 8) for v in videos])
     with pytest.raises(ValueError, match="other videos"):
         run(variables, videos, sampler_jpegs=[s[:4] for s in stored])
+
+
+def test_stored_view_command_compares_both_views_on_a_workdir_and_keeps_other_caches(
+    tiny_fashion_dir, tmp_path, capsys
+):
+    from nsnet_jax.bench import stored_view
+    from nsnet_jax.input_pipeline import sampler_cache
+    from tests.helpers import tiny_predict_config, write_workdir
+
+    workdir, cache = str(tmp_path / "wd"), str(tmp_path / "cache")
+    config = tiny_predict_config(data__name="salient_fashion/tiny_test")
+    write_workdir(workdir, config)
+    argv = [f"--workdir={workdir}", f"--data_dir={tiny_fashion_dir}", f"--cache_dir={cache}",
+            "--batch=4", "--num_threads=1"]  # fmt: skip
+    assert stored_view.main(argv) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["videos"] == 13 and row["jpeg_quality"] == 90  # every test video once
+    assert 0 <= row["top1_stored_view"] <= 100
+    assert 0 <= row["same_frames"] <= row["same_top1"]  # same K frames: same logits
+    lo, hi = row["ci95"]
+    assert lo <= row["top1_stored_minus_decoded"] <= hi
+    assert row["videos_per_s_stored_view"] > 0
+    data, _ = sampler_cache.cache_paths(cache, config.data.name, "test", 16, "jpeg")
+    written = os.path.getmtime(data)
+    assert stored_view.main([*argv, "--max_videos=4"]) == 0  # reuses the cache
+    assert os.path.getmtime(data) == written
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["videos"] == 4
+    uint8 = str(tmp_path / "uint8")
+    sampler_cache.write_cache(config.data.name, "test", 16, uint8, data_dir=tiny_fashion_dir)
+    with pytest.raises(SystemExit):
+        stored_view.main([*argv[:2], f"--cache_dir={uint8}"])
+    assert "uint8 sampler cache, not a stored JPEG view" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from absl import flags
 from nsnet_jax.pretrained.torch_pickle import DEFAULT_MAX_TENSOR_BYTES
 
 # module -> {flag: default}, as the parsers before run_tool had them (plus the flags added since:
-# build's --rebuild and --verbose, convert's --max_tensor_bytes)
+# build's --rebuild and --verbose, convert's --max_tensor_bytes, sampler_cache's --format and
+# --jpeg_quality, and the commands written with run_tool from the start)
 FLAGS = {
     "nsnet_jax.input_pipeline.build": dict(
         config=None,
@@ -32,6 +33,18 @@ FLAGS = {
         data_dir=None,
         size=128,
         out_dir=None,
+        num_threads=os.cpu_count() or 1,
+        format="uint8",
+        jpeg_quality=90,
+    ),
+    "nsnet_jax.bench.stored_view": dict(
+        workdir=None,
+        cache_dir=None,
+        split="test",
+        data_dir=None,
+        jpeg_quality=90,
+        batch=32,
+        max_videos=0,
         num_threads=os.cpu_count() or 1,
     ),
     "nsnet_jax.pretrained.convert": dict(
