@@ -81,8 +81,9 @@ class GpuDecoder:
         import torchvision.io
 
         self._torch, self._tvio, self.device = torch, torchvision.io, device
-        # (batch, its decoded frames) of the last two batches, newest first: one attribute, read
-        # once, as the overlapped loop decodes batch i+1 on a thread while batch i is in use
+        # (batch, its decoded frames) of the last three batches, newest first, in one attribute:
+        # the overlapped loop decodes batch i+2's sampler view on a thread while it takes batch
+        # i's K frames, and batch i+1's is decoded by then
         self._recent: tuple[tuple[Sequence[EncodedVideo], list[list[Any]]], ...] = ()
 
     def _decode_images(self, frames: Sequence[bytes]) -> list[Any]:
@@ -98,7 +99,11 @@ class GpuDecoder:
         """Same-shape device images -> one uint8 [n, H, W, 3] jax.Array, zero copy by DLPack."""
         return jax.dlpack.from_dlpack(self._torch.stack(images).contiguous())
 
-    def _decode_batch(self, videos: Sequence[EncodedVideo]) -> list[list[Any]]:
+    def _decode_batch(
+        self, videos: Sequence[EncodedVideo], positions: Sequence[Sequence[int]] | None = None
+    ) -> list[list[Any]]:
+        """Decoded frames per video; a corrupt one is named by its video and `positions` (the
+        frame indices in the video, where only some frames are passed)."""
         flat = [f for v in videos for f in v]
         try:
             images = self._decode_images(flat)
@@ -108,8 +113,9 @@ class GpuDecoder:
                     try:
                         self._decode_images([f])
                     except Exception as bad:  # noqa: BLE001
+                        frame = t if positions is None else positions[b][t]
                         raise decode.CorruptFrameError(
-                            f"Example {b!r}: frame {t} is not a decodable JPEG on the GPU "
+                            f"Example {b!r}: frame {frame} is not a decodable JPEG on the GPU "
                             f"({type(bad).__name__}: {bad}). Rebuild the dataset or drop it."
                         ) from bad
             raise
@@ -130,7 +136,7 @@ class GpuDecoder:
     ) -> jax.Array:
         """uint8 [B, n, size, size, 3] on the GPU; another view of this batch decodes nothing.
 
-        All frames of a batch are decoded and kept for its next view (the last two batches);
+        All frames of a batch are decoded and kept for its next view (the last three batches);
         `indices` of a batch not kept decodes only those frames (e.g. when the sampler view came
         from a stored low-resolution view, other JPEGs).
         """
@@ -138,16 +144,15 @@ class GpuDecoder:
             range(len(v)) if indices is None else [int(t) for t in indices[b]]
             for b, v in enumerate(videos)
         ]
-        recent = self._recent
-        decoded = next((frames for batch, frames in recent if batch is videos), None)
+        decoded = next((frames for batch, frames in self._recent if batch is videos), None)
         if decoded is None and indices is None:
             decoded = self._decode_batch(videos)
-            self._recent = ((videos, decoded), *recent[:1])
+            self._recent = ((videos, decoded), *self._recent[:2])
         if decoded is not None:
             chosen = [[decoded[b][t] for t in ts] for b, ts in enumerate(picks)]
         else:
             selected = [[v[t] for t in ts] for v, ts in zip(videos, picks, strict=True)]
-            chosen = self._decode_batch(selected)
+            chosen = self._decode_batch(selected, picks)
         items = []  # (frame, box, flip) in output order
         for b, frames in enumerate(chosen):
             for img in frames:

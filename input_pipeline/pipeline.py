@@ -141,7 +141,7 @@ class _ExampleLoader:
         return out
 
     def _from_sampler_cache(self, index: int, position: int) -> dict[str, Any]:
-        """The sampler view from the uint8 cache: no JPEG, no array_record read."""
+        """The sampler view from the sampler cache (uint8, or small JPEGs): no array_record read."""
         cache = self.sampler_cache
         out: dict[str, Any] = {}
         if self.augment and self.augment_in_step:  # the jitted step crops and flips
@@ -280,7 +280,7 @@ def create_dataset(
     (sampler_frames), "recognizer" (frames), "encoded" (host-only encoded_frames [b,T] JPEG
     bytes, crop_box [b,4], flip [b] for `decode.decode_frames` of only the frames a sampler
     chose: the decode-aware path). With `data.sampler_cache_dir` set and views=("sampler",), the
-    sampler view comes from `input_pipeline.sampler_cache` arrays instead of JPEGs.
+    sampler view comes from the `input_pipeline.sampler_cache` files instead of the full frames.
     Train with views=("recognizer",) and `data.recognizer_train_frames=n` (> 0): `frames` holds
     n TSN frames [b, n, ...] instead of T, so only those are decoded (set it to
     recognizer_training.frames_per_video; train.step.tsn_segments keeps n frames as they are).

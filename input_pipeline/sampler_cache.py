@@ -63,18 +63,21 @@ class SamplerCache:
     """
 
     def __init__(self, cache_dir: str, dataset: str, split: str, size: int):
-        array_path, self.index_path = cache_paths(cache_dir, dataset, split, size)
-        fix = (
-            f"Write it with: python -m nsnet_jax.input_pipeline.sampler_cache --dataset={dataset} "
+        self.index_path = cache_paths(cache_dir, dataset, split, size)[1]
+        command = (
+            f"python -m nsnet_jax.input_pipeline.sampler_cache --dataset={dataset} "
             f"--split={split} --size={size} --out_dir={cache_dir} --data_dir=<the dataset's dir>"
-            ", or unset config.data.sampler_cache_dir to decode JPEGs."
         )
         if not os.path.isfile(self.index_path):
-            raise FileNotFoundError(f"No sampler cache at {array_path}. {fix}")
+            raise FileNotFoundError(
+                f"No sampler cache at {self.index_path}. Write it with: {command} "
+                "[--format=jpeg], or unset config.data.sampler_cache_dir to decode JPEGs."
+            )
         with open(self.index_path) as f:
             self.index = json.load(f)
         self.format = self.index.get("format", "uint8")
         self.array_path = cache_paths(cache_dir, dataset, split, size, self.format)[0]
+        fix = f"Rewrite it with: {command} --format={self.format}"
         data_paths = [self.array_path]
         if self.format == "jpeg":
             data_paths.append(offsets_path(self.array_path))
@@ -114,9 +117,15 @@ class SamplerCache:
     def __len__(self) -> int:
         return int(self.shape[0])
 
+    def _checked(self, index: int) -> int:
+        i = int(index)
+        if not 0 <= i < len(self):
+            raise IndexError(f"Example {i} is not in {self.array_path} ({len(self)} examples)")
+        return i
+
     def record(self, index: int) -> dict[str, Any]:
         """video_id, label, labels and evidence of example `index`, as its record has them."""
-        i = int(index)
+        i = self._checked(index)
         return dict(
             video_id=self.index["video_ids"][i].encode(),
             label=self.index["label"][i],
@@ -132,16 +141,17 @@ class SamplerCache:
                 f"Sampler cache {self.array_path} stores uint8 frames, not JPEGs: rewrite it "
                 "with --format=jpeg, or read the frames with video()."
             )
-        t = self.shape[1]
-        ends = self.offsets[int(index) * t : (int(index) + 1) * t + 1]
+        i, t = self._checked(index), self.shape[1]
+        ends = self.offsets[i * t : (i + 1) * t + 1]
         return [self.jpeg_bytes[a:b].tobytes() for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
     def video(self, index: int) -> np.ndarray:
         """uint8 [T, s, s, 3]: the centre-crop view of example `index`, read from disk."""
+        i = self._checked(index)
         if self.format == "jpeg":
-            vid = self.index["video_ids"][int(index)]
-            return decode.decode_frames(self.encoded(index), self.size, example_id=vid)
-        return np.array(self.frames[int(index)])
+            vid = self.index["video_ids"][i]
+            return decode.decode_frames(self.encoded(i), self.size, example_id=vid)
+        return np.array(self.frames[i])
 
     def draw(self, rng: np.random.Generator, crop_scale_min: float) -> tuple[decode.Box, bool]:
         """The random resized crop box (cached pixels) and flip of one video."""
@@ -151,7 +161,7 @@ class SamplerCache:
     def augmented(self, index: int, rng: np.random.Generator, crop_scale_min: float) -> np.ndarray:
         """A random resized crop + flip of the cached view, the same for all T frames (host)."""
         box, flip = self.draw(rng, crop_scale_min)
-        frames = self.video(index) if self.format == "jpeg" else self.frames[int(index)]
+        frames = self.video(index) if self.format == "jpeg" else self.frames[self._checked(index)]
         return crop_resize(frames, box, self.size, flip=flip)
 
 
@@ -206,11 +216,13 @@ def write_cache(
     n, t = len(source), fields["num_frames"]
     data_path, index_path = cache_paths(out_dir, dataset, split, size, fmt)
     os.makedirs(os.path.dirname(data_path), exist_ok=True)
+    if os.path.exists(index_path):  # readers see no cache while its files are replaced
+        os.remove(index_path)
     tmp = data_path + ".partial"
     if fmt == "uint8":
         out = np.lib.format.open_memmap(tmp, "w+", np.uint8, shape=(n, t, size, size, 3))
     else:
-        out, offsets = open(tmp, "wb"), np.zeros(n * t + 1, np.int64)  # noqa: SIM115
+        out, offsets = open(tmp, "wb"), np.zeros(n * t + 1, np.int64)  # noqa: SIM115 - closed below
     video_ids: list[str] = [""] * n
     labels: list[list[int]] = [[] for _ in range(n)]
     label: list[int] = [0] * n
@@ -223,34 +235,42 @@ def write_cache(
         frames = list(record["video"])
         if len(frames) != t:
             raise ValueError(f"Example {vid!r} has {len(frames)} frames, expected {t}")
-        view = decode.decode_frames(frames, size, example_id=vid)
         video_ids[i] = vid
         label[i] = int(record["label"])
         labels[i] = [int(v) for v in np.asarray(record.get("labels", [label[i]])).reshape(-1)]
         ev = record.get("evidence")
         evidence[i] = [int(v) for v in np.asarray(ev if ev is not None else np.zeros(t), bool)]
-        if fmt == "uint8":
-            out[i] = view
-            return None
-        return [decode.encode_jpeg(frame, jpeg_quality) for frame in view]
+        if fmt == "jpeg":
+            return decode.encode_view(frames, size, jpeg_quality, example_id=vid)
+        out[i] = decode.decode_frames(frames, size, example_id=vid)
+        return None
 
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
-        for i, jpegs in enumerate(pool.map(one, range(n))):
-            for j, jpeg in enumerate(jpegs or ()):  # in index order: offsets grow monotonically
-                out.write(jpeg)
-                offsets[i * t + j + 1] = offsets[i * t + j] + len(jpeg)
-            done = i + 1
-            if done % log_every == 0 or done == n:
-                rate = done / (time.perf_counter() - start)
-                eta = (n - done) / rate
-                print(f"sampler_cache {split}: {done}/{n} videos, {rate:.1f}/s, ETA {eta:.0f}s")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
+            for i, jpegs in enumerate(pool.map(one, range(n))):
+                for j, jpeg in enumerate(jpegs or ()):  # in index order: offsets only grow
+                    out.write(jpeg)
+                    offsets[i * t + j + 1] = offsets[i * t + j] + len(jpeg)
+                done = i + 1
+                if done % log_every == 0 or done == n:
+                    rate = done / (time.perf_counter() - start)
+                    eta = (n - done) / rate
+                    print(f"sampler_cache {split}: {done}/{n} videos, {rate:.1f}/s, ETA {eta:.0f}s")
+    except BaseException:
+        if fmt == "jpeg":
+            out.close()
+        out = None
+        os.remove(tmp)  # a cache is written whole or not at all
+        raise
     if fmt == "uint8":
         out.flush()
     else:
         out.close()
-        np.save(offsets_path(data_path), offsets)
+        np.save(tmp + ".offsets.npy", offsets)
     out = None  # closes the memmap before the rename
+    if fmt == "jpeg":  # the index below is written last: until then the cache reads as unfinished
+        os.replace(tmp + ".offsets.npy", offsets_path(data_path))
     os.replace(tmp, data_path)
     other = cache_paths(out_dir, dataset, split, size, "jpeg" if fmt == "uint8" else "uint8")[0]
     for stale in (other, offsets_path(other) if fmt == "uint8" else ""):

@@ -73,7 +73,7 @@ def test_bench_command_prints_json_lines():
     assert records["speedup_nsnet_over_all_t"]["flop_ratio"] > 0
     assert records["nsnet_videos_per_s"]["shapes"]["num_select"] == 6
     assert records["decode_aware_selection_agreement"]["value"] == 1.0
-    assert 0 <= records["stored_view_selection_agreement"]["value"] <= 1
+    assert records["stored_view_selection_agreement"]["stored_view_jpeg_kib"] > 0
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -257,6 +257,11 @@ def test_stored_sampler_view_decodes_t_small_jpegs_then_only_k_full_frames(tiny,
         run(variables, videos, sampler_jpegs=[da.decode.encode_view(v, 8) for v in videos])
     with pytest.raises(ValueError, match="other videos"):
         run(variables, videos, sampler_jpegs=[s[:4] for s in stored])
+    centre = [da.decode.center_box(85, 64)] * 3  # what eval's pipeline passes: accepted
+    again = run(variables, videos, boxes=centre, sampler_jpegs=stored)
+    np.testing.assert_array_equal(again["indices"], got["indices"])
+    with pytest.raises(ValueError, match="not the centre crop"):
+        run(variables, videos, boxes=[(0.0, 0.0, 40.0, 40.0)] * 3, sampler_jpegs=stored)
 
 
 def test_stored_view_command_compares_both_views_on_a_workdir_and_keeps_other_caches(
@@ -281,9 +286,12 @@ def test_stored_view_command_compares_both_views_on_a_workdir_and_keeps_other_ca
     assert row["videos_per_s_stored_view"] > 0
     data, _ = sampler_cache.cache_paths(cache, config.data.name, "test", 16, "jpeg")
     written = os.path.getmtime(data)
-    assert stored_view.main([*argv, "--max_videos=4"]) == 0  # reuses the cache
+    assert stored_view.main([*argv, "--max_videos=6"]) == 0  # reuses the cache
     assert os.path.getmtime(data) == written
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["videos"] == 4
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["videos"] == 6
+    with pytest.raises(SystemExit):
+        stored_view.main([*argv, "--jpeg_quality=95"])
+    assert "--jpeg_quality=90 or another --cache_dir" in capsys.readouterr().err
     uint8 = str(tmp_path / "uint8")
     sampler_cache.write_cache(config.data.name, "test", 16, uint8, data_dir=tiny_fashion_dir)
     with pytest.raises(SystemExit):

@@ -248,25 +248,30 @@ def test_gpu_decoder_views_match_host_and_decode_each_frame_once(frames_in):
     assert gpu.decoded_frames == 8  # the K-frame view reused the batch decoded for the sampler
 
 
-def test_gpu_decoder_keeps_two_batches_and_decodes_only_k_after_a_stored_view():
+def test_gpu_decoder_keeps_three_batches_and_decodes_only_k_after_a_stored_view():
     from nsnet_jax.input_pipeline import gpu_decode
 
     batches = [[[_jpeg(_frame(96, 72, 4 * b + s)) for s in range(4)] for _ in range(2)]
-               for b in range(3)]  # fmt: skip
+               for b in range(4)]  # fmt: skip
     k = np.array([[3, 1], [0, 2]])
     gpu, host = _pil_gpu_decoder(), gpu_decode.HostDecoder()
-    # the overlapped loop: batch 1's sampler view is decoded before batch 0's K frames
-    gpu.view(batches[0], 16)
-    gpu.view(batches[1], 16)
+    # run_overlapped's order: batch 2's sampler view may be decoded before batch 0's K frames
+    for b in range(3):
+        gpu.view(batches[b], 16)
     got = np.asarray(gpu.view(batches[0], 32, indices=k)).astype(float)
-    assert gpu.decoded_frames == 16  # batch 0's K frames came from its first decode
+    assert gpu.decoded_frames == 24  # batch 0's K frames came from its first decode
     assert np.abs(got - host.view(batches[0], 32, indices=k)).mean() < 3.0
     # a stored sampler view: T small JPEGs, then only the K chosen full-size frames
-    stored = [decode.encode_view(v, 16) for v in batches[2]]
+    stored = [decode.encode_view(v, 16) for v in batches[3]]
     low = np.asarray(gpu.view(stored, 16)).astype(float)
-    assert np.abs(low - host.view(batches[2], 16)).mean() < 4.0
-    gpu.view(batches[2], 32, indices=k)
-    assert gpu.decoded_frames == 16 + 8 + 4
+    assert np.abs(low - host.view(batches[3], 16)).mean() < 4.0
+    gpu.view(batches[3], 32, indices=k)
+    assert gpu.decoded_frames == 24 + 8 + 4
+    # a corrupt frame among the K is named by its index in the video, not in the selection
+    broken = [list(v) for v in batches[3]]
+    broken[1][2] = b"not a jpeg"
+    with pytest.raises(decode.CorruptFrameError, match="Example 1: frame 2 "):
+        gpu.view(broken, 32, indices=k)
 
 
 def test_gpu_check_script_reports_the_fallback_and_input_rates_on_cpu(tmp_path):

@@ -41,26 +41,36 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("num_threads", os.cpu_count() or 1, "decode threads", flag_values=fv)
 
 
-def stored_view_cache(config: Any, split: str, cache_dir: str, quality: int) -> Any:
-    """The split's JPEG sampler cache in `cache_dir`, written first if there is none."""
-    from nsnet_jax.input_pipeline import sampler_cache
+def stored_view_cache(
+    config: Any, split: str, cache_dir: str, quality: int, num_threads: int
+) -> Any:
+    """The split's JPEG sampler cache in `cache_dir` at `quality`, written first if there is none;
+    checked against the dataset as it is now."""
+    from nsnet_jax.input_pipeline import manifest, prepared, sampler_cache
 
     d = config.data
     _, index_path = sampler_cache.cache_paths(cache_dir, d.name, split, d.sampler_size)
-    if os.path.isfile(index_path):
-        with open(index_path) as f:
-            fmt = json.load(f).get("format", "uint8")
-        if fmt != "jpeg":
-            raise app.UsageError(
-                f"{index_path} is a {fmt} sampler cache, not a stored JPEG view: pass another "
-                "--cache_dir (writing one here would replace it)."
-            )
-    else:
+    if not os.path.isfile(index_path):
         sampler_cache.write_cache(
             d.name, split, d.sampler_size, cache_dir, data_dir=d.data_dir or None,
-            num_threads=os.cpu_count() or 1, fmt="jpeg", jpeg_quality=quality,
+            num_threads=num_threads, fmt="jpeg", jpeg_quality=quality,
         )  # fmt: skip
-    return sampler_cache.SamplerCache(cache_dir, d.name, split, d.sampler_size)
+    cache = sampler_cache.SamplerCache(cache_dir, d.name, split, d.sampler_size)
+    if cache.format != "jpeg":
+        raise app.UsageError(
+            f"{index_path} is a {cache.format} sampler cache, not a stored JPEG view: pass "
+            "another --cache_dir (writing one here would replace it)."
+        )
+    if cache.index.get("jpeg_quality") != quality:
+        raise app.UsageError(
+            f"{index_path} was written at JPEG quality {cache.index.get('jpeg_quality')}, not "
+            f"{quality}: pass --jpeg_quality={cache.index.get('jpeg_quality')} or another "
+            "--cache_dir."
+        )
+    builder = prepared.load_builder(d.name, d.data_dir or None)
+    num_examples = builder.info.splits[split].num_examples
+    cache.check(num_examples, d.num_frames, manifest.fingerprint(builder.data_dir))
+    return cache
 
 
 def compare(
@@ -78,34 +88,43 @@ def compare(
     it, meta = create_dataset(
         d, split, train=False, global_batch_size=batch, seed=0, views=("encoded",)
     )
-    cache.check(meta.num_examples, d.num_frames)
     correct: dict[str, list[np.ndarray]] = {"decoded": [], "stored": []}
     same_frames, same_top1 = [], []
     seconds = {"decoded": 0.0, "stored": 0.0}
     done, start = 0, time.perf_counter()
     total = min(meta.num_examples, max_videos) if max_videos else meta.num_examples
+    full_batch = None  # the first batch's size: a smaller last batch compiles again, untimed
+    timed = 0
     for step, b in enumerate(it):
         keep = b["mask"] > 0
+        if max_videos:
+            keep &= np.cumsum(keep) <= max_videos - done
         videos = [list(v) for v, k in zip(b["encoded_frames"], keep, strict=True) if k]
         if not videos:
-            continue
+            break
         boxes = [tuple(map(float, x)) for x, k in zip(b["crop_box"], keep, strict=True) if k]
         stored = [cache.encoded(int(i)) for i in b["index"][keep]]
         for i, vid in zip(b["index"][keep], b["video_id"][keep], strict=True):
             if cache.index["video_ids"][int(i)].encode() != vid:
                 raise ValueError(
-                    f"{cache.array_path} holds {cache.index['video_ids'][int(i)]!r} at example "
-                    f"{int(i)}, the dataset {vid.decode()!r}: it is stale, delete it to rewrite."
+                    f"{cache.index_path} holds {cache.index['video_ids'][int(i)]!r} at example "
+                    f"{int(i)}, the dataset {vid.decode()!r}: the cache is stale. Pass another "
+                    "--cache_dir, or delete that file to have it written again."
                 )
         labels = b["label"][keep]
+        first = full_batch is None
+        full_batch = len(videos) if first else full_batch
+        timing = not first and len(videos) == full_batch  # the first batch compiles
         outs = {}
-        order = ("decoded", "stored") if step % 2 == 0 else ("stored", "decoded")
-        for name in order:  # alternate which goes first: neither gets the warmer caches
+        for name in ("decoded", "stored") if step % 2 == 0 else ("stored", "decoded"):
+            # alternate which goes first; fresh lists: the GPU decoder keeps recent batches by
+            # identity, and the second path must not find the frames the first one decoded
             t0 = time.perf_counter()
-            jpegs = stored if name == "stored" else None
-            outs[name] = run(variables, videos, boxes, sampler_jpegs=jpegs)
-            if step > 0:  # the first batch compiles
+            jpegs = [list(x) for x in stored] if name == "stored" else None
+            outs[name] = run(variables, [list(v) for v in videos], boxes, sampler_jpegs=jpegs)
+            if timing:
                 seconds[name] += time.perf_counter() - t0
+        timed += len(videos) if timing else 0
         for name, out in outs.items():
             correct[name].append(np.asarray(out["logits"]).argmax(-1) == labels)
         same_frames.append((outs["decoded"]["indices"] == outs["stored"]["indices"]).all(-1))
@@ -123,7 +142,6 @@ def compare(
         pool.shutdown()
     hits = {name: np.concatenate(v).astype(np.float64) for name, v in correct.items()}
     mean, lo, hi = paired_bootstrap((hits["stored"] - hits["decoded"])[None])
-    timed = done - len(correct["decoded"][0])
     return dict(
         videos=done,
         top1_decoded_view=round(100 * hits["decoded"].mean(), 2),
@@ -148,10 +166,11 @@ def _main(args: flags.FlagValues, _: list[str]) -> int:
     if args.data_dir:
         with trained.config.unlocked():
             trained.config.data.data_dir = args.data_dir
-    cache = stored_view_cache(trained.config, args.split, args.cache_dir, args.jpeg_quality)
-    result = compare(
-        trained, args.split, cache, args.batch, args.max_videos, max(1, args.num_threads)
+    threads = max(1, args.num_threads)
+    cache = stored_view_cache(
+        trained.config, args.split, args.cache_dir, args.jpeg_quality, threads
     )
+    result = compare(trained, args.split, cache, args.batch, args.max_videos, threads)
     d = trained.config.data
     print(json.dumps(dict(
         workdir=args.workdir, dataset=d.name, split=args.split, sampler_size=d.sampler_size,

@@ -197,6 +197,14 @@ def sampler_view(
             f"The stored sampler view is {stored[0]}x{stored[1]} px, the sampler takes "
             f"{size}x{size}: write the sampler cache with --size={size}."
         )
+    for b, box in enumerate(boxes or ()):
+        centre = None if box is None else decode.center_box(*decode.image_size(videos[b][0]))
+        if centre is not None and not np.allclose(box, centre, atol=0.5):
+            raise ValueError(
+                f"Video {b}: crop box {tuple(round(float(v), 1) for v in box)} is not the centre "
+                f"crop {centre} the stored sampler view holds; the sampler and the recognizer "
+                "would see different regions. Pass boxes=None, or no stored view."
+            )
     return decoder.view(sampler_jpegs, size, flips=flips)  # already the centre crop
 
 
