@@ -102,6 +102,18 @@ def test_torch_reference_selects_the_same_frames_with_the_same_weights(tiny):
     np.testing.assert_allclose(logits.numpy(), np.asarray(want["logits"]), atol=1e-4, rtol=1e-4)
 
 
+def _record_decodes(monkeypatch, describe) -> list:
+    """Every `decode.decode_frames` call from here on, as describe(frames, size) in a list."""
+    decoded, real = [], da.decode.decode_frames
+
+    def recording(frames, size, *a, **kw):
+        decoded.append(describe(frames, size))
+        return real(frames, size, *a, **kw)
+
+    monkeypatch.setattr(da.decode, "decode_frames", recording)
+    return decoded
+
+
 def test_decode_aware_path_selects_the_same_frames_and_decodes_only_k(tiny, monkeypatch):
     config, model, variables = tiny
     videos = da.synthetic_encoded_videos(batch=3, num_frames=16, short_side=64, seed=1)
@@ -111,15 +123,7 @@ def test_decode_aware_path_selects_the_same_frames_and_decodes_only_k(tiny, monk
     hi = da.decode_batch(videos, sizes[1])
     want = make_inference_fn(model)(variables, lo, hi)
 
-    decoded = []
-    real = da.decode.decode_frames
-    monkeypatch.setattr(
-        da.decode,
-        "decode_frames",
-        lambda frames, size, *a, **kw: (
-            decoded.append((len(frames), size)) or real(frames, size, *a, **kw)
-        ),
-    )
+    decoded = _record_decodes(monkeypatch, lambda frames, size: (len(frames), size))
     got = da.make_decode_aware_fn(model, *sizes)(variables, videos)
     np.testing.assert_array_equal(got["indices"], np.asarray(want["indices"]))
     np.testing.assert_allclose(got["logits"], np.asarray(want["logits"]), atol=1e-4, rtol=1e-4)
@@ -233,15 +237,8 @@ def test_stored_sampler_view_decodes_t_small_jpegs_then_only_k_full_frames(tiny,
     assert np.abs(lo.astype(float) - da.decode_batch(videos, sizes[0])).mean() < 4.0
     want = make_inference_fn(model)(variables, lo, da.decode_batch(videos, sizes[1]))
 
-    decoded = []
-    real = da.decode.decode_frames
-    monkeypatch.setattr(
-        da.decode,
-        "decode_frames",
-        lambda frames, size, *a, **kw: (
-            decoded.append((len(frames), da.decode.image_size(frames[0])[0], size))
-            or real(frames, size, *a, **kw)
-        ),
+    decoded = _record_decodes(
+        monkeypatch, lambda frames, size: (len(frames), da.decode.image_size(frames[0])[0], size)
     )
     run = da.make_decode_aware_fn(model, *sizes)
     got = run(variables, videos, sampler_jpegs=stored)
