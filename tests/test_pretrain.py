@@ -69,6 +69,22 @@ def test_the_pretrain_record_holds_only_what_the_still_classifiers_depend_on():
     assert provenance.differences(old_record, on) == [("pretrain.stills_variant", None, "small")]
 
 
+def test_pretraining_only_the_sampler_keeps_a_trained_recognizer_current():
+    # a finished recognizer (and its pseudo labels) does not depend on the sampler's stills
+    off = tiny_config()
+    sampler_only = tiny_config(pretrain__stills_variant="small", pretrain__parts="sampler")
+    both = tiny_config(pretrain__stills_variant="small")
+    for stage in ("recognizer", "pseudo_labels"):
+        record = provenance.stage_fields(off, stage)
+        assert provenance.differences(record, provenance.stage_fields(sampler_only, stage)) == []
+        assert provenance.differences(record, provenance.stage_fields(both, stage))
+    # the sampler stage starts from the pretrained backbone, so it does depend on the stage
+    changed = provenance.differences(
+        provenance.stage_fields(off, "sampler"), provenance.stage_fields(sampler_only, "sampler")
+    )
+    assert ("pretrain.stills_variant", "", "small") in changed
+
+
 def test_pretrain_learns_the_stills_and_the_video_stages_start_from_its_backbones(
     tiny_fashion_dir, tmp_path
 ):

@@ -19,6 +19,7 @@ from etils import epath
 # ADDED_FIELDS: fields added after workdirs already existed, with the value that gives the earlier
 # behaviour: a record without the field matches a config that keeps that value (old workdirs stay
 # resumable); config_upgrade fills the same values into an old config.json
+from nsnet_jax import config_fields
 from nsnet_jax.config_upgrade import ADDED_FIELDS
 from nsnet_jax.train import STAGE_ORDER
 
@@ -70,6 +71,7 @@ _ONLY_BY_STAGE: dict[str, tuple[str, ...]] = {
 }
 # pseudo labels are the recognizer's outputs on the training split: the same dependencies
 _IGNORED_BY_STAGE["pseudo_labels"] = _IGNORED_BY_STAGE["recognizer"]
+_RECOGNIZER_STAGES = ("recognizer", "pseudo_labels")
 # the content of the dataset a stage read; compared only where both sides know it
 DATASET_FIELD = "dataset_fingerprint"
 _NO_DATASET_STAGES = ("pretrain",)  # stills made in process, not the dataset
@@ -97,7 +99,10 @@ def _ignored(field: str, prefixes: tuple[str, ...]) -> bool:
 def stage_fields(config: Any, stage: str) -> dict[str, Any]:
     """The dotted config fields `stage`'s result depends on, with their values (JSON-safe)."""
     flat = _flatten(json.loads(config.to_json_best_effort()))
-    if not flat.get("pretrain.stills_variant"):  # the stage is off: its other fields do nothing
+    # pretrain's fields matter only where the stage is on and `stage` uses one of its backbones:
+    # the recognizer (and its pseudo labels) does not when only the sampler is pretrained
+    parts = config_fields.pretrain_parts(config)
+    if not parts or (stage in _RECOGNIZER_STAGES and "recognizer" not in parts):
         flat = {k: v for k, v in flat.items() if not _ignored(k, ("pretrain",))}
         flat["pretrain.stills_variant"] = ""
     skip = _RUN_FIELDS + _IGNORED_BY_STAGE.get(stage, ())
