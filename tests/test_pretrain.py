@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -83,6 +85,23 @@ def test_pretraining_only_the_sampler_keeps_a_trained_recognizer_current():
         provenance.stage_fields(off, "sampler"), provenance.stage_fields(sampler_only, "sampler")
     )
     assert ("pretrain.stills_variant", "", "small") in changed
+
+
+def test_a_recognizer_recorded_with_sampler_only_pretrain_fields_still_resumes(tmp_path):
+    # earlier code recorded pretrain's fields in the recognizer's record even with parts=sampler
+    sampler_only = tiny_config(pretrain__stills_variant="small", pretrain__parts="sampler")
+    old = provenance.stage_fields(tiny_config(pretrain__stills_variant="small"), "recognizer")
+    old["pretrain.parts"] = "sampler"
+    for stage in ("recognizer", "pseudo_labels"):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "stage_config.json").write_text(json.dumps(old))
+        (tmp_path / stage / "DONE.json").write_text("{}")
+    assert provenance.check_finished_stages(sampler_only, str(tmp_path)) == []
+    # while a recognizer that did start from the stills' backbone is stale without it
+    old["pretrain.parts"] = "sampler,recognizer"
+    (tmp_path / "recognizer" / "stage_config.json").write_text(json.dumps(old))
+    with pytest.raises(provenance.StaleWorkdirError, match="pretrain.parts"):
+        provenance.check_finished_stages(sampler_only, str(tmp_path))
 
 
 def test_pretrain_learns_the_stills_and_the_video_stages_start_from_its_backbones(

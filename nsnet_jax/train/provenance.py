@@ -19,7 +19,6 @@ from etils import epath
 # ADDED_FIELDS: fields added after workdirs already existed, with the value that gives the earlier
 # behaviour: a record without the field matches a config that keeps that value (old workdirs stay
 # resumable); config_upgrade fills the same values into an old config.json
-from nsnet_jax import config_fields
 from nsnet_jax.config_upgrade import ADDED_FIELDS
 from nsnet_jax.train import STAGE_ORDER
 
@@ -96,15 +95,21 @@ def _ignored(field: str, prefixes: tuple[str, ...]) -> bool:
     return any(field == p or field.startswith(p + ".") for p in prefixes)
 
 
+def _without_unused_pretrain(flat: dict[str, Any], stage: str) -> dict[str, Any]:
+    """`flat` without pretrain's fields where `stage` uses none of its backbones: the stage is
+    off, or only the sampler is pretrained and `stage` is the recognizer or its pseudo labels."""
+    parts = [p.strip() for p in str(flat.get("pretrain.parts", "")).split(",")]
+    used = stage not in _RECOGNIZER_STAGES or "recognizer" in parts
+    if flat.get("pretrain.stills_variant") and used:
+        return flat
+    out = {k: v for k, v in flat.items() if not _ignored(k, ("pretrain",))}
+    out["pretrain.stills_variant"] = ""
+    return out
+
+
 def stage_fields(config: Any, stage: str) -> dict[str, Any]:
     """The dotted config fields `stage`'s result depends on, with their values (JSON-safe)."""
-    flat = _flatten(json.loads(config.to_json_best_effort()))
-    # pretrain's fields matter only where the stage is on and `stage` uses one of its backbones:
-    # the recognizer (and its pseudo labels) does not when only the sampler is pretrained
-    parts = config_fields.pretrain_parts(config)
-    if not parts or (stage in _RECOGNIZER_STAGES and "recognizer" not in parts):
-        flat = {k: v for k, v in flat.items() if not _ignored(k, ("pretrain",))}
-        flat["pretrain.stills_variant"] = ""
+    flat = _without_unused_pretrain(_flatten(json.loads(config.to_json_best_effort())), stage)
     skip = _RUN_FIELDS + _IGNORED_BY_STAGE.get(stage, ())
     only = _ONLY_BY_STAGE.get(stage)
     return {
@@ -185,6 +190,8 @@ def check_finished_stages(config: Any, workdir: str) -> list[str]:
         recorded = read_record(workdir, stage)
         if recorded is None:  # a workdir from before records existed: nothing to compare
             continue
+        # records written before sampler-only pretraining left the recognizer alone hold its fields
+        recorded = _without_unused_pretrain(recorded, stage)
         diffs = differences(recorded, stage_record(config, stage))
         finished = (epath.Path(workdir) / stage / "DONE.json").exists()
         if not finished:  # resumed half-way: the checkpoint checks the model; here the dataset
