@@ -180,6 +180,9 @@ def _train(data_dir, workdir, log_dir, steps):
         f"--config={ROOT / 'tests' / 'tiny_train_config.py'}", f"--workdir={workdir}",
         f"--config.data.data_dir={data_dir}", "--config.stage=recognizer",
         f"--config.recognizer_training.num_steps={steps}", "--config.checkpoint_every_steps=2",
+        # no process dies here: on two cores shared with another test worker, compiling both
+        # processes once kept the heartbeats away for over 30 s (tests/test_faults.py times them)
+        "--heartbeat_timeout=120",
     ]  # fmt: skip
     result = _run(cmd, timeout=420)
     logs = [(Path(log_dir) / f"process_{i}.log").read_text() for i in range(2)]
