@@ -216,10 +216,26 @@ def test_cpu_serving_command_prints_a_json_line_per_path_and_refuses_stray_argum
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     names = {"jax_f32", "jax_f32_batch1", "jax_bf16", "onnxruntime", "openvino",
              "onnxruntime_int8", "openvino_bf16"}  # fmt: skip
+    peaks = {r["name"]: r for r in rows if r["name"].startswith("matmul_peak_")}
+    assert set(peaks) == {"matmul_peak_float32", "matmul_peak_bfloat16"}
+    for peak in peaks.values():  # the fastest library's, each measured in this process
+        assert peak["gflops_per_s"] == max(peak["by_library"].values()) > 0
+    rows = [r for r in rows if r["name"] not in peaks]
     assert {r["name"] for r in rows} == names
     # the ONNX runtimes are in the test extra; elsewhere their rows say what is missing
     assert all(r.get("videos_per_s", 0) > 0 or "not installed" in r["skipped"] for r in rows)
     timed = {r["name"]: r for r in rows if "videos_per_s" in r}
+    for r in timed.values():  # GFLOP/s from the model's FLOP count, MFU against its precision
+        assert r["gflop_per_video"] > 0
+        assert r["gflops_per_s"] == pytest.approx(r["videos_per_s"] * r["gflop_per_video"], 0.01)
+        if r["precision"] == "int8":
+            assert r["mfu"] is None
+        else:
+            peak = peaks[f"matmul_peak_{r['precision']}"]["gflops_per_s"]
+            assert r["mfu"] == pytest.approx(r["gflops_per_s"] / peak, rel=0.01, abs=1e-4)
+    assert (
+        timed["jax_bf16"]["precision"] == "bfloat16" and timed["jax_f32"]["precision"] == "float32"
+    )
     assert timed["jax_f32_batch1"]["top1_same_as_jax_f32"] == 1.0  # the same model and inputs
     assert "top1_same_as_jax_f32" not in timed["jax_f32"]  # the reference itself
     stray = subprocess.run(cmd + ["config.model.num_select=1"], cwd=ROOT, capture_output=True,

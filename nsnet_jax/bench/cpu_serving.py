@@ -10,9 +10,12 @@ between their two graphs runs in numpy, as in predict), the reduced-precision en
 recognizer only): ONNX Runtime with its convolutions in int8 (`onnxruntime_int8`, calibrated on
 the batch in its first, untimed call) and OpenVINO in bfloat16 (`openvino_bf16`), and the PyTorch
 reference eager and with `torch.compile`, in float32 and under bfloat16 autocast (if torch is
-installed). XLA flags are fixed per process: `--paths=jax_f32 --torch=false --tf=false
---onnx=false` with XLA_FLAGS set times one flag set (launch/cpu_flags.sh alternates them in
-subprocesses).
+installed). After the rounds it measures the matmul peak of each precision in the same process
+(the fastest of JAX, numpy and torch on an n x n product) and gives every row its GFLOP/s (XLA's
+FLOP count of one NSNet video) and MFU against the peak of the precision its recognizer runs in
+(none for int8: no int8 peak is measured). XLA flags are fixed per process: `--paths=jax_f32
+--torch=false --tf=false --onnx=false` with XLA_FLAGS set times one flag set
+(launch/cpu_flags.sh alternates them in subprocesses).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ _TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch eager and torch.compi
 _TF = flags.DEFINE_bool("tf", True, "Include the exported TF SavedModel.")
 _ONNX = flags.DEFINE_bool("onnx", True, "Include the ONNX engines that are installed.")
 _PATHS = flags.DEFINE_list("paths", None, "Only these paths (default: all).")
+_PEAK_DIM = flags.DEFINE_integer("peak_dim", 2048, "n of the n x n matmuls timed for the peaks.")
+
+# The precision each path runs its recognizer (94% of NSNet's FLOPs at ActivityNet shapes) in; the
+# others are float32. Its MFU is taken against the matmul peak of that precision.
+_PRECISION = {"jax_bf16": "bfloat16", "openvino_bf16": "bfloat16",
+              "torch_compile_bf16": "bfloat16", "onnxruntime_int8": "int8"}  # fmt: skip
 
 
 def _paths(config, batch: int) -> dict:
@@ -128,6 +137,38 @@ def _agreement(logits: np.ndarray, reference: np.ndarray | None) -> dict[str, An
     return {"max_abs_logit_diff_vs_jax_f32": diff, "top1_same_as_jax_f32": same}
 
 
+def _matmul_peaks(n: int, repeats: int) -> dict[str, dict[str, float]]:
+    """GFLOP/s of an n x n x n product per precision and library; MFU takes the fastest."""
+    from nsnet_jax.bench.common import matmul_peak
+    from nsnet_jax.costs.timing import time_call
+
+    flop = 2.0 * n**3 / 1e9
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    peaks = {
+        "float32": {"jax": matmul_peak(np.float32, n, repeats)["flops_per_s"] / 1e9},
+        "bfloat16": {"jax": matmul_peak(jax.numpy.bfloat16, n, repeats)["flops_per_s"] / 1e9},
+    }
+    no_sync = lambda out: out  # noqa: E731  (numpy and torch return finished results)
+    peaks["float32"]["numpy"] = flop / time_call(lambda: a @ a, repeats, 2, no_sync)["median_s"]
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        for precision, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            t = torch.from_numpy(a).to(dtype)
+            timing = time_call(lambda t=t: t @ t, repeats, 2, no_sync)
+            peaks[precision]["torch"] = flop / timing["median_s"]
+    return {p: {k: round(v, 1) for k, v in libs.items()} for p, libs in peaks.items()}
+
+
+def _utilisation(name: str, videos_per_s: float, gflop_per_video: float, peaks: dict) -> dict:
+    """A row's achieved GFLOP/s and its fraction of the matmul peak of its precision."""
+    precision = _PRECISION.get(name, "float32")
+    achieved = videos_per_s * gflop_per_video
+    peak = max(peaks[precision].values()) if precision in peaks else None
+    return {"precision": precision, "gflops_per_s": float(f"{achieved:.4g}"),
+            "mfu": round(achieved / peak, 4) if peak else None}  # fmt: skip
+
+
 def main(config: Any, workdir: str | None, argv: list[str]) -> None:
     batch = _BATCH.value
     paths = _paths(config, batch)
@@ -148,11 +189,21 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
             t0 = time.perf_counter()
             jax.block_until_ready(fn())
             rounds[name].append(time.perf_counter() - t0)
+    from nsnet_jax.costs.flops import count_gmacs
+
+    gflop_per_video = 2 * count_gmacs(config)["video_gmacs"]  # XLA: 2 FLOPs per multiply-add
+    peaks = _matmul_peaks(_PEAK_DIM.value, max(_REPEATS.value, 3))
+    for precision, libs in peaks.items():
+        print(json.dumps({"name": f"matmul_peak_{precision}", "gflops_per_s": max(libs.values()),
+                          "by_library": libs, "matmul_dim": _PEAK_DIM.value, **context}),
+              flush=True)  # fmt: skip
     reference = outputs.get("jax_f32")
     for name, times in rounds.items():
         med = float(np.median(times))
         record = {"name": name, "videos_per_s": round(batch / med, 4), "median_s": round(med, 4),
                   "times_s": [round(t, 3) for t in times], "first_call_s": round(first[name], 2),
+                  **_utilisation(name, batch / med, gflop_per_video, peaks),
+                  "gflop_per_video": float(f"{gflop_per_video:.4g}"),
                   **_agreement(outputs[name], None if name == "jax_f32" else reference),
                   **context, "load_avg_1m_end": os.getloadavg()[0]}  # fmt: skip
         print(json.dumps(record), flush=True)
