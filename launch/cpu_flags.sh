@@ -10,6 +10,10 @@ flag_sets=(
   "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY"
   "--xla_cpu_enable_fast_math=true"
   "--xla_cpu_multi_thread_eigen=false"
+  # JAX 0.12's XLA:CPU (a set this jaxlib does not know prints a "failed" line)
+  "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
+  "--xla_cpu_experimental_onednn_fusion_type=dot,eltwise"
+  "--xla_cpu_prefer_vector_width=512"
 )
 for ((r = 0; r < rounds; r++)); do
   for flags in "${flag_sets[@]}"; do
