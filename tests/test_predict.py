@@ -100,7 +100,8 @@ def test_auto_engine_falls_back_to_jax_when_the_saved_model_cannot_run(
     inputs = [videos["mp4"], videos["folder"]]
     jax_lines, _ = _run(tiny_workdir, inputs, engine="jax")
     monkeypatch.setattr(export, "export_saved_model", _export_this_tensorflow_cannot_run)
-    monkeypatch.setattr(predictor, "AUTO_CPU_ORDER", ("tf",))  # were the ONNX engines installed
+    # as if the ONNX engines were not installed
+    monkeypatch.setattr(predictor, "auto_cpu_order", lambda: ("tf",))
     with caplog.at_level(logging.WARNING, logger="nsnet_jax"):
         auto_lines, auto_summary = _run(tiny_workdir, inputs, engine="auto")
     assert auto_summary["engine"] == "jax"

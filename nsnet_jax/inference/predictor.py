@@ -80,9 +80,12 @@ ENGINES = ("auto", "jax", "tf", "onnx", "openvino", "onnx_int8", "openvino_bf16"
 # the ONNX export: fixed K, so no early exit
 ONNX_ENGINES = ("onnx", "openvino", "onnx_int8", "openvino_bf16")
 # `auto` on one CPU process: the first of these whose packages are installed (and whose export
-# runs; else the next). Fastest first, by docs/performance.md#cpu-serving. Only engines that
-# choose JAX's frames and top-1: never onnx_int8 or openvino_bf16 (reduced precision).
+# runs; else the next), fastest first on the CPU's vendor (docs/performance.md#cpu-serving: at
+# ActivityNet shapes OpenVINO ran 1.05-1.08x ONNX Runtime on an Intel Xeon, ONNX Runtime
+# 1.05-1.07x OpenVINO on an AMD EPYC). Only engines that choose JAX's frames and top-1: never
+# onnx_int8 or openvino_bf16 (reduced precision).
 AUTO_CPU_ORDER = ("onnx", "openvino", "tf")
+AUTO_CPU_ORDER_INTEL = ("openvino", "onnx", "tf")
 _ENGINE_NAMES = {
     "jax": "JAX", "tf": "the SavedModel", "onnx": "ONNX Runtime", "openvino": "OpenVINO",
     "onnx_int8": "ONNX Runtime (int8 recognizer)", "openvino_bf16": "OpenVINO (bf16 recognizer)",
@@ -111,21 +114,36 @@ def check_early_exit_engine(engine: str) -> None:
         )
 
 
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's vendor id ("GenuineIntel", "AuthenticAMD", ...), "" where Linux does not say."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def auto_cpu_order() -> tuple[str, ...]:
+    """The CPU engines `auto` considers, fastest first on this CPU's vendor."""
+    return AUTO_CPU_ORDER_INTEL if cpu_vendor() == "GenuineIntel" else AUTO_CPU_ORDER
+
+
 def auto_engines() -> list[str]:
     """The engines `auto` tries in order: JAX alone off CPU or over several processes."""
     if jax.default_backend() != "cpu" or jax.process_count() > 1:
         return ["jax"]
-    return [e for e in AUTO_CPU_ORDER if engine_available(e)] + ["jax"]
+    return [e for e in auto_cpu_order() if engine_available(e)] + ["jax"]
 
 
 def choose_engine(engine: str) -> str:
-    """`auto`: the first installed of onnx, openvino, tf on a single CPU process, JAX elsewhere.
+    """`auto`: on a single CPU process the fastest installed float32 engine, JAX elsewhere.
 
-    On this project's 2-core CPU at ActivityNet shapes the SavedModel (jax2tf, run by TF's XLA
-    with oneDNN) ran NSNet at 1.58x JAX's jitted float32 path and at 0.97x `torch.compile`, while
-    no XLA:CPU flag moved JAX by more than the noise (docs/performance.md). The ONNX export,
-    timed round-robin with them later on the same CPU: ONNX Runtime 2.08x JAX (1.44x the
-    SavedModel, 1.22x `torch.compile`), OpenVINO 2.01x JAX.
+    At ActivityNet shapes on two-core CPUs the ONNX export runs NSNet at 1.2-1.3x
+    `torch.compile` and about 2x JAX's jitted float32 path (OpenVINO first on Intel CPUs, ONNX
+    Runtime first elsewhere), then the SavedModel (jax2tf) at about 1.05x (docs/performance.md).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")
