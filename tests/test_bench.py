@@ -243,6 +243,18 @@ def test_cpu_serving_command_prints_a_json_line_per_path_and_refuses_stray_argum
     assert stray.returncode != 0 and "needs two dashes" in stray.stderr
 
 
+def test_predict_speed_prints_both_modes_with_the_engine_it_ran():
+    cmd = [sys.executable, "-m", "nsnet_jax.bench.predict_speed",
+           f"--config={ROOT / 'tests' / 'tiny_train_config.py'}", "--videos=2", "--width=48",
+           "--height=48", "--seconds=1", "--repeats=1", "--engine=jax"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["name"] for r in rows] == [
+        "predict_decode_aware_videos_per_s", "predict_all_t_full_size_videos_per_s"]  # fmt: skip
+    assert all(r["engine"] == "jax" and r["value"] > 0 and len(r["runs"]) == 1 for r in rows)
+
+
 def test_stored_sampler_view_decodes_t_small_jpegs_then_only_k_full_frames(tiny, monkeypatch):
     config, model, variables = tiny
     videos = da.synthetic_encoded_videos(batch=3, num_frames=16, short_side=64, seed=4)

@@ -215,16 +215,29 @@ def test_int8_calibration_refuses_frames_of_the_wrong_shape(tmp_path):
         quantize_recognizer("unused.onnx", str(tmp_path / "q.onnx"), np.zeros((2, 8, 8, 3)))
 
 
-def test_predict_int8_engine_chooses_jax_frames(tiny_workdir, tmp_path):
+def test_predict_int8_engine_chooses_jax_frames(tiny_workdir, tmp_path, monkeypatch):
+    from nsnet_jax.inference import onnx_int8
+
     _needs(onnx_export.INT8)
     inputs = _video_folders(tmp_path, seed=6)
     trained = load_trained(tiny_workdir)
+    calibrated_on = []
+    quantize = onnx_int8.quantize_recognizer
+
+    def spy(fp32_path, out_path, frames):
+        calibrated_on.append(np.asarray(frames).copy())
+        return quantize(fp32_path, out_path, frames)
+
+    monkeypatch.setattr(onnx_int8, "quantize_recognizer", spy)
     runs = {}
     for engine in ("jax", "onnx_int8"):
         lines: list[dict] = []
         summary = predict(trained, inputs, lines.append, PredictOptions(engine=engine))
         assert summary["engine"] == engine and summary["ok"] == 3
+        assert summary["setup_s"] > 0  # export or compile and warm-up, outside videos/s
         runs[engine] = lines
+    # predict's warm-up on zero frames must not be what int8 calibrates on: the videos' frames are
+    assert len(calibrated_on) == 1 and calibrated_on[0].std() > 10
     for a, b in zip(runs["jax"], runs["onnx_int8"], strict=True):
         assert a["selected"] == b["selected"]
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)

@@ -27,6 +27,7 @@ _HEIGHT = flags.DEFINE_integer("height", 360, "Frame height.")
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Length of each video.")
 _BATCH = flags.DEFINE_integer("batch", 2, "predict's batch size.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed passes per mode.")
+_ENGINE = flags.DEFINE_string("engine", "auto", "predict's --engine (auto, jax, tf, onnx, ...).")
 
 
 def write_video(path: str, width: int, height: int, seconds: float, seed: int, fps: int = 25):
@@ -68,11 +69,14 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
                     _SECONDS.value, seed=i)  # fmt: skip
     modes = {"decode_aware": False, "all_t_full_size": True}
     best: dict[str, list[float]] = {m: [] for m in modes}
+    engines = set()
     for r in range(_REPEATS.value + 1):
         for mode, full in modes.items():
-            opts = PredictOptions(batch_size=_BATCH.value, pipeline_views=full, log_every_s=1e9)
+            opts = PredictOptions(batch_size=_BATCH.value, pipeline_views=full, log_every_s=1e9,
+                                  engine=_ENGINE.value)  # fmt: skip
             summary = predict(trained, [folder], lambda line: None, opts)
             assert summary["errors"] == 0, summary
+            engines.add(summary["engine"])
             if r > 0:
                 best[mode].append(summary["videos_per_s"])
     for mode, rates in best.items():
@@ -80,7 +84,8 @@ def main(config: Any, workdir: str | None, argv: list[str]) -> None:
             "name": f"predict_{mode}_videos_per_s", "value": float(np.median(rates)),
             "runs": rates, "config": config.data.name, "videos": _VIDEOS.value,
             "video": f"{_WIDTH.value}x{_HEIGHT.value} {_SECONDS.value:g}s 25fps h264",
-            "batch": _BATCH.value, "load_avg_1m": os.getloadavg()[0],
+            "batch": _BATCH.value, "engine": ",".join(sorted(engines)),
+            "load_avg_1m": os.getloadavg()[0],
         }), flush=True)  # fmt: skip
 
 
