@@ -47,9 +47,10 @@ _ENGINE = flags.DEFINE_enum(
     "Inference engine: jitted JAX, the exported TF SavedModel, the ONNX export run by ONNX "
     "Runtime or OpenVINO (extras [onnx] / [openvino]). auto: on one CPU process the first "
     "installed of openvino, onnx, tf on Intel CPUs, of onnx, openvino, tf on others (fastest "
-    "first, docs/performance.md); JAX on accelerators and pods. Reduced precision, never chosen by auto (same frames, top-1 can differ; "
-    "docs/serving.md): onnx_int8, ONNX Runtime with the recognizer's convolutions in int8 "
-    "(calibrated on the first batch); openvino_bf16, OpenVINO with the recognizer in bfloat16.",
+    "first, docs/performance.md); JAX on accelerators and pods. Reduced precision, never "
+    "chosen by auto (same frames, top-1 can differ; docs/serving.md): onnx_int8, ONNX Runtime "
+    "with the recognizer's convolutions in int8 (calibrated on the first batch); "
+    "openvino_bf16, OpenVINO with the recognizer in bfloat16.",
 )  # fmt: skip
 
 _EXIT_THRESHOLD = flags.DEFINE_float(
