@@ -102,6 +102,12 @@ def test_a_recognizer_recorded_with_sampler_only_pretrain_fields_still_resumes(t
     (tmp_path / "recognizer" / "stage_config.json").write_text(json.dumps(old))
     with pytest.raises(provenance.StaleWorkdirError, match="pretrain.parts"):
         provenance.check_finished_stages(sampler_only, str(tmp_path))
+    # a record without pretrain.parts means both parts, as config_upgrade fills it in
+    both = tiny_config(pretrain__stills_variant="small")
+    del old["pretrain.parts"]
+    for stage in ("recognizer", "pseudo_labels"):
+        (tmp_path / stage / "stage_config.json").write_text(json.dumps(old))
+    assert provenance.check_finished_stages(both, str(tmp_path)) == []
 
 
 def test_pretrain_learns_the_stills_and_the_video_stages_start_from_its_backbones(

@@ -98,7 +98,9 @@ def _ignored(field: str, prefixes: tuple[str, ...]) -> bool:
 def _without_unused_pretrain(flat: dict[str, Any], stage: str) -> dict[str, Any]:
     """`flat` without pretrain's fields where `stage` uses none of its backbones: the stage is
     off, or only the sampler is pretrained and `stage` is the recognizer or its pseudo labels."""
-    parts = [p.strip() for p in str(flat.get("pretrain.parts", "")).split(",")]
+    # a record from before the field existed holds the value that gives the earlier behaviour
+    spec = flat.get("pretrain.parts", ADDED_FIELDS["pretrain.parts"])
+    parts = [p.strip() for p in str(spec).split(",")]
     used = stage not in _RECOGNIZER_STAGES or "recognizer" in parts
     if flat.get("pretrain.stills_variant") and used:
         return flat
