@@ -141,9 +141,10 @@ def auto_engines() -> list[str]:
 def choose_engine(engine: str) -> str:
     """`auto`: on a single CPU process the fastest installed float32 engine, JAX elsewhere.
 
-    At ActivityNet shapes on two-core CPUs the ONNX export runs NSNet at 1.2-1.3x
-    `torch.compile` and about 2x JAX's jitted float32 path (OpenVINO first on Intel CPUs, ONNX
-    Runtime first elsewhere), then the SavedModel (jax2tf) at about 1.05x (docs/performance.md).
+    At ActivityNet shapes on three two-core CPUs the ONNX export runs NSNet at 1.07-1.27x
+    `torch.compile` and 1.8-2.1x JAX 0.10's jitted float32 path (OpenVINO first on Intel CPUs,
+    ONNX Runtime first elsewhere), then the SavedModel (jax2tf) at 0.9-1.04x `torch.compile`
+    (docs/performance.md#cpu-serving).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {list(ENGINES)}")
