@@ -8,6 +8,7 @@ install routes.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 
 import numpy as np
@@ -98,6 +99,11 @@ def load_fashion_mnist(
         return _load_from_folder(debian_dir, split)
     tfds_error = "TFDS fallback disabled"
     if try_tfds:
+        logging.warning(  # without internet TFDS retries for minutes before it fails
+            "Fashion-MNIST is not in %s: trying TFDS's download (needs internet). Offline: "
+            "apt-get install dataset-fashion-mnist",
+            debian_dir,
+        )
         try:
             return _load_from_tfds(split, tfds_data_dir)
         except Exception as e:  # noqa: BLE001 - any failure means "not available here"

@@ -68,6 +68,17 @@ def test_fashion_mnist_missing_names_both_install_routes(tmp_path):
         fashion_mnist.load_fashion_mnist("test", str(tmp_path / "nope"))
 
 
+def test_fashion_mnist_says_before_it_tries_the_tfds_download(tmp_path, monkeypatch, caplog):
+    def offline(split, data_dir):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(fashion_mnist, "_load_from_tfds", offline)
+    with pytest.raises(fashion_mnist.FashionMnistNotFoundError, match="ConnectionError"):
+        fashion_mnist.load_fashion_mnist("train", debian_dir=str(tmp_path))
+    assert "trying TFDS's download (needs internet)" in caplog.text
+    assert "apt-get install dataset-fashion-mnist" in caplog.text
+
+
 def test_train_batches_shapes_and_determinism(tiny_fashion_dir):
     cfg = data_config(tiny_fashion_dir)
     it, meta = pipeline.create_dataset(
