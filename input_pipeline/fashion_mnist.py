@@ -65,11 +65,18 @@ def _load_from_folder(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _load_from_tfds(split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _load_from_tfds(
+    split: str, data_dir: str | None, debian_dir: str
+) -> tuple[np.ndarray, np.ndarray]:
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("fashion_mnist", data_dir=data_dir)
     if not builder.is_prepared():
+        logging.warning(  # without internet TFDS retries for minutes before it fails
+            "Fashion-MNIST is not in %s: trying TFDS's download (needs internet). Offline: "
+            "apt-get install dataset-fashion-mnist",
+            debian_dir,
+        )
         builder.download_and_prepare()
     source = tfds.data_source("fashion_mnist", split=split, data_dir=data_dir)
     items = [source[i] for i in range(len(source))]
@@ -99,13 +106,8 @@ def load_fashion_mnist(
         return _load_from_folder(debian_dir, split)
     tfds_error = "TFDS fallback disabled"
     if try_tfds:
-        logging.warning(  # without internet TFDS retries for minutes before it fails
-            "Fashion-MNIST is not in %s: trying TFDS's download (needs internet). Offline: "
-            "apt-get install dataset-fashion-mnist",
-            debian_dir,
-        )
         try:
-            return _load_from_tfds(split, tfds_data_dir)
+            return _load_from_tfds(split, tfds_data_dir, debian_dir)
         except Exception as e:  # noqa: BLE001 - any failure means "not available here"
             tfds_error = f"TFDS fashion_mnist failed: {type(e).__name__}: {e}"[:500]
     raise FashionMnistNotFoundError(

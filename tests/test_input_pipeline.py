@@ -69,10 +69,16 @@ def test_fashion_mnist_missing_names_both_install_routes(tmp_path):
 
 
 def test_fashion_mnist_says_before_it_tries_the_tfds_download(tmp_path, monkeypatch, caplog):
-    def offline(split, data_dir):
-        raise ConnectionError("Name or service not known")
+    import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(fashion_mnist, "_load_from_tfds", offline)
+    class OfflineBuilder:
+        def is_prepared(self):
+            return False
+
+        def download_and_prepare(self):
+            raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: OfflineBuilder())
     with pytest.raises(fashion_mnist.FashionMnistNotFoundError, match="ConnectionError"):
         fashion_mnist.load_fashion_mnist("train", debian_dir=str(tmp_path))
     assert "trying TFDS's download (needs internet)" in caplog.text
